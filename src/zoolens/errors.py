@@ -1,0 +1,27 @@
+"""One exception family for zoolens. Messages name the file, tensor or op, and what to do."""
+
+from __future__ import annotations
+
+
+class ZoolensError(Exception):
+    """Base of every error zoolens raises on purpose."""
+
+
+class LoadError(ZoolensError):
+    """A checkpoint could not be read: corrupt, truncated, empty, wrong format, unsafe."""
+
+
+class UnsupportedOpError(LoadError):
+    """The network uses an op (or op setting) the IR cannot represent exactly."""
+
+
+class InvalidWeightsError(LoadError):
+    """The weights hold NaN or Inf values."""
+
+
+class EncoderMismatchError(ZoolensError):
+    """An index was opened with an encoder other than the one that built it."""
+
+
+class IndexError(ZoolensError):  # noqa: A001 - scoped to zoolens.errors
+    """The model index is missing, corrupt or was asked for something it does not hold."""

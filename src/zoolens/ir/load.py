@@ -1,0 +1,61 @@
+"""`load_net`: one entry point for every checkpoint format zoolens reads."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from zoolens.errors import LoadError
+from zoolens.ir.io import is_net_dir, load_net_dir
+from zoolens.ir.net import Net
+from zoolens.ir.tensorset import TensorSet
+
+
+def load_net(
+    source: str | os.PathLike[str] | nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    strict: bool = False,
+) -> Net | TensorSet:
+    """Read a network from a module, a zoolens directory, an ONNX file or bare weights.
+
+    Args:
+        source: an ``nn.Module`` (traced with torch.fx), a directory written by
+            ``Net.save``, a ``.onnx`` file, or a ``.safetensors``/``.pt``/``.pth``/``.bin``
+            checkpoint (weights without wiring → `TensorSet`).
+        input_shape: input shape without batch axis, for modules that need it.
+        strict: for ONNX files with ops the IR lacks, raise instead of returning the
+            initializers as a `TensorSet` with a warning.
+
+    Returns:
+        A `Net` when the wiring is known, otherwise a `TensorSet`.
+    """
+    if isinstance(source, nn.Module):
+        from zoolens.ir.fx_import import import_module
+
+        net = import_module(source, input_shape)
+        net.check_finite(type(source).__name__)
+        return net
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise LoadError(f"{path}: no such file or directory")
+    if is_net_dir(path):
+        return load_net_dir(path)
+    if os.path.isdir(path):
+        raise LoadError(f"{path}: directory without arch.json (not a zoolens net)")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".onnx":
+        from zoolens.ir.onnx_import import import_onnx
+
+        return import_onnx(path, strict=strict)
+    if ext in (".safetensors", ".pt", ".pth", ".bin", ".ckpt"):
+        from zoolens.ir.weights import load_tensor_set
+
+        return load_tensor_set(path)
+    raise LoadError(f"{path}: unknown extension {ext!r} (expected a zoolens directory, .onnx, "
+                    ".safetensors, .pt, .pth, .bin or .ckpt)")
+
+
+def describe(obj: Any) -> str:
+    return "Net" if isinstance(obj, Net) else "TensorSet"

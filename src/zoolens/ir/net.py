@@ -1,0 +1,169 @@
+"""`Net`: a framework-neutral, executable description of a trained network."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from zoolens.errors import InvalidWeightsError, LoadError
+from zoolens.ir.ops import DENSE_KINDS, Op
+from zoolens.ir.tensorset import hash_tensors
+
+
+@dataclass
+class ValueInfo:
+    """Shape of one value for batch size 1: ``units`` is axis 1, ``spatial`` the rest."""
+
+    units: int
+    spatial: tuple[int, ...]
+
+    @property
+    def spatial_size(self) -> int:
+        n = 1
+        for s in self.spatial:
+            n *= s
+        return n
+
+
+@dataclass
+class Net:
+    """An ordered DAG of ops over named values, runnable with ``net(x)``.
+
+    Args:
+        ops: ops in topological order; each reads earlier values or the input.
+        input_shape: shape of one input example, without the batch axis.
+        input: name of the input value.
+        output: name of the output value.
+        meta: free-form provenance (source path, importer).
+
+    Shapes:
+        x: ``(B, *input_shape)`` → ``(B, n_out, *spatial)``.
+    """
+
+    ops: list[Op]
+    input_shape: tuple[int, ...]
+    input: str = "input"
+    output: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.output:
+            self.output = self.ops[-1].output if self.ops else self.input
+        self.validate_structure()
+
+    # -- running -------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on a batch ``x`` of shape ``(B, *input_shape)``."""
+        env = {self.input: x}
+        for op in self.ops:
+            env[op.output] = op.run([env[name] for name in op.inputs])
+        return env[self.output]
+
+    def value_infos(self) -> dict[str, ValueInfo]:
+        """Units and spatial shape of every value, from one forward pass on zeros."""
+        p = next(self.parameters(), None)
+        dtype = p.dtype if p is not None else torch.float32
+        env = {self.input: torch.zeros((1, *self.input_shape), dtype=dtype)}
+        with torch.no_grad():
+            for op in self.ops:
+                env[op.output] = op.run([env[n] for n in op.inputs])
+        return {k: ValueInfo(int(v.shape[1]), tuple(int(s) for s in v.shape[2:]))
+                for k, v in env.items()}
+
+    # -- structure -----------------------------------------------------------------------
+    def validate_structure(self) -> None:
+        """Check names are unique and every op reads values defined before it."""
+        seen = {self.input}
+        for op in self.ops:
+            missing = [n for n in op.inputs if n not in seen]
+            if missing:
+                raise LoadError(f"op {op.name!r} reads undefined value(s) {missing}")
+            if op.output in seen:
+                raise LoadError(f"value {op.output!r} is written twice")
+            seen.add(op.output)
+        if self.output not in seen:
+            raise LoadError(f"output value {self.output!r} is never written")
+        names = [op.name for op in self.ops]
+        if len(set(names)) != len(names):
+            raise LoadError("op names are not unique")
+
+    def check_finite(self, source: str = "net") -> None:
+        """Raise `InvalidWeightsError` naming the first tensor holding NaN or Inf."""
+        for op in self.ops:
+            for role, t in op.params.items():
+                if not torch.isfinite(t).all():
+                    raise InvalidWeightsError(
+                        f"{source}: tensor {op.name}.{role} contains NaN or Inf values"
+                    )
+
+    def op(self, name: str) -> Op:
+        for op in self.ops:
+            if op.name == name:
+                return op
+        raise KeyError(name)
+
+    def consumers(self, value: str) -> list[Op]:
+        return [op for op in self.ops if value in op.inputs]
+
+    def producer(self, value: str) -> Op | None:
+        for op in self.ops:
+            if op.output == value:
+                return op
+        return None
+
+    def dense_ops(self) -> list[Op]:
+        return [op for op in self.ops if op.kind in DENSE_KINDS]
+
+    # -- tensors -------------------------------------------------------------------------
+    def parameters(self) -> Iterator[torch.Tensor]:
+        for op in self.ops:
+            yield from op.params.values()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors keyed ``"{op}.{role}"`` in op order."""
+        return {f"{op.name}.{role}": t for op in self.ops for role, t in op.params.items()}
+
+    def num_params(self) -> int:
+        return sum(int(t.numel()) for t in self.parameters())
+
+    def content_hash(self) -> str:
+        """SHA-256 of the architecture and every tensor's bytes: equal iff bit-identical."""
+        arch = [(op.kind, op.inputs, op.output, sorted(op.attrs.items())) for op in self.ops]
+        return hash_tensors(self.state_dict().items(), repr((arch, self.input_shape)).encode())
+
+    def clone(self) -> Net:
+        """A deep copy whose tensors can be changed without touching this net."""
+        return copy.deepcopy(self)
+
+    def to(self, dtype: torch.dtype) -> Net:
+        """A copy with every floating tensor cast to `dtype`."""
+        out = self.clone()
+        for op in out.ops:
+            op.params = {k: v.to(dtype) for k, v in op.params.items()}
+        return out
+
+    def save(self, path: str) -> None:
+        """Write ``model.safetensors`` + ``arch.json`` into directory `path`."""
+        from zoolens.ir.io import save_net
+
+        save_net(self, path)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per op: name, kind, activation, parameter shapes and count."""
+        rows = []
+        for op in self.ops:
+            rows.append({
+                "name": op.name,
+                "op": op.fn if op.kind == "act" else op.kind,
+                "inputs": list(op.inputs),
+                "params": {r: list(t.shape) for r, t in op.params.items()},
+                "num_params": sum(int(t.numel()) for t in op.params.values()),
+            })
+        return rows

@@ -1,0 +1,144 @@
+"""The one protocol every encoder follows: ``encode(items) -> (n, d)`` float32, L2-normalised.
+
+A saved encoder is a directory of ``config.json`` + ``model.safetensors``; never a pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from zoolens.errors import LoadError
+from zoolens.ir import Net, TensorSet, load_net
+
+Item = Net | TensorSet | str | os.PathLike[str]
+FORMAT_VERSION = 1
+_REGISTRY: dict[str, type[Encoder]] = {}
+E = TypeVar("E", bound="type[Encoder]")
+
+
+def register_encoder(name: str) -> Callable[[E], E]:
+    """Class decorator: make an encoder loadable by `name` and from saved directories."""
+
+    def wrap(cls: E) -> E:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def encoder_class(name: str) -> type[Encoder]:
+    if name not in _REGISTRY:
+        raise LoadError(f"unknown encoder {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def as_model(item: Item) -> Net | TensorSet:
+    """A Net or TensorSet for `item`, loading it when it is a path."""
+    if isinstance(item, (Net, TensorSet)):
+        return item
+    return load_net(item)
+
+
+def l2_normalise(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    return (z / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+class Encoder(ABC):
+    """Base class: subclasses implement `embed_batch` and the (de)serialisation hooks.
+
+    ``config`` holds hyper-parameters only (JSON-serialisable); learned state lives in
+    tensors returned by `state_tensors`.
+    """
+
+    name: ClassVar[str] = "encoder"
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+
+    @abstractmethod
+    def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
+        """Unnormalised embeddings ``(len(models), d)`` for loaded models."""
+
+    def encode(self, items: Sequence[Item], batch_size: int = 64,
+               progress: bool = False) -> np.ndarray:
+        """Embed `items` (Nets, TensorSets or paths) in input order.
+
+        Returns:
+            ``(n, d)`` float32 array, each row of unit L2 norm.
+        """
+        items = list(items)
+        chunks = []
+        starts = range(0, len(items), batch_size)
+        if progress:
+            from zoolens.progress import progress_bar
+
+            starts = progress_bar(starts, desc="embedding", unit="batch")
+        for s in starts:
+            models = [as_model(i) for i in items[s:s + batch_size]]
+            with torch.no_grad():
+                chunks.append(np.asarray(self.embed_batch(models), dtype=np.float64))
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return l2_normalise(np.concatenate(chunks, axis=0))
+
+    @property
+    def dim(self) -> int:
+        return int(self.config.get("dim", 0))
+
+    # -- persistence ----------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Learned state to save; torch modules return their state dict."""
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what `state_tensors` returned."""
+
+    @property
+    def id(self) -> str:
+        """Stable identity: name + hash of config and learned state."""
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        for k, t in sorted(self.state_tensors().items()):
+            h.update(k.encode())
+            h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
+        return f"{self.name}-{h.hexdigest()[:12]}"
+
+    def save(self, path: str) -> None:
+        """Write ``config.json`` + ``model.safetensors`` into directory `path`."""
+        from zoolens import __version__
+
+        os.makedirs(path, exist_ok=True)
+        cfg = {"class": self.name, "format_version": FORMAT_VERSION,
+               "zoolens_version": __version__, "config": self.config}
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_tensors().items()}
+        save_file(tensors, os.path.join(path, "model.safetensors"))
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str) -> Encoder:
+        """Read an encoder saved with `save` (any registered class)."""
+        cfg_path = os.path.join(path, "config.json")
+        try:
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+            tensors = load_file(os.path.join(path, "model.safetensors"))
+        except (OSError, json.JSONDecodeError, Exception) as e:  # safetensors raises its own
+            raise LoadError(f"{path}: not a saved zoolens encoder ({e})") from None
+        if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
+            raise LoadError(f"{cfg_path}: encoder format_version {cfg['format_version']} is newer "
+                            "than this zoolens reads; upgrade zoolens")
+        enc = encoder_class(cfg["class"])(cfg["config"])
+        enc.load_state_tensors(tensors)
+        return enc
