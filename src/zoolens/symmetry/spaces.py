@@ -1,0 +1,111 @@
+"""Which values of a `Net` share units: permutation spaces and scale segments.
+
+A *space* is a set of values whose axis 1 indexes the same units, so one permutation
+(or one per-unit scale) acts on all of them at once. Ops that map unit i to unit i
+link their input and output into one space; dense ops start a new one; ``flatten``
+makes a *derived* space whose units are blocks of its parent's (each channel's
+spatial positions move together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zoolens.ir import Net, Op, ValueInfo
+
+#: Ops whose output units are their input units, for permutations.
+PERM_LINKS = frozenset(
+    {"act", "batchnorm", "layernorm", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
+)
+#: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit).
+SCALE_LINKS = frozenset({"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add"})
+#: Ops that write units with their own per-unit parameters (they can absorb a scale).
+SCALE_PRODUCERS = frozenset({"linear", "conv1d", "conv2d", "batchnorm", "layernorm"})
+
+
+@dataclass
+class Space:
+    """Units shared by `values`; `parent`/`block` set for a flattened (derived) space."""
+
+    root: str
+    size: int
+    values: list[str] = field(default_factory=list)
+    parent: str | None = None
+    block: int = 1
+    fixed: bool = False
+
+
+def _find(uf: dict[str, str], v: str) -> str:
+    while uf[v] != v:
+        uf[v] = uf[uf[v]]
+        v = uf[v]
+    return v
+
+
+def build_spaces(net: Net, links: frozenset[str],
+                 infos: dict[str, ValueInfo] | None = None) -> dict[str, Space]:
+    """Group values into spaces: ops of kind in `links` put input(s) and output together.
+
+    Returns:
+        root name → `Space`; every value appears in exactly one space's ``values``.
+        Spaces holding the network input or output are ``fixed`` (never permuted).
+    """
+    infos = infos or net.value_infos()
+    uf = {v: v for v in infos}
+    derived: dict[str, tuple[str, int]] = {}
+    for op in net.ops:
+        if op.kind in links:
+            for v in op.inputs:
+                uf[_find(uf, v)] = _find(uf, op.output)
+        elif op.kind == "flatten":
+            derived[op.output] = (op.inputs[0], infos[op.inputs[0]].spatial_size)
+    spaces: dict[str, Space] = {}
+    for v in infos:
+        r = _find(uf, v)
+        spaces.setdefault(r, Space(r, infos[v].units)).values.append(v)
+    for v, (src, block) in derived.items():
+        sp = spaces[_find(uf, v)]
+        sp.parent, sp.block = _find(uf, src), block
+    for v in (net.input, net.output):
+        spaces[_find(uf, v)].fixed = True
+    _propagate_fixed(spaces)
+    return spaces
+
+
+def _propagate_fixed(spaces: dict[str, Space]) -> None:
+    """A derived space moves with its parent: fix both when either is fixed."""
+    changed = True
+    while changed:
+        changed = False
+        for sp in spaces.values():
+            if sp.parent is None:
+                continue
+            parent = spaces[sp.parent]
+            if sp.fixed != parent.fixed:
+                sp.fixed = parent.fixed = True
+                changed = True
+
+
+def space_of(spaces: dict[str, Space]) -> dict[str, str]:
+    """value name → root of its space."""
+    return {v: sp.root for sp in spaces.values() for v in sp.values}
+
+
+def free_spaces(spaces: dict[str, Space]) -> list[Space]:
+    """Spaces that may be permuted independently (hidden, not derived), in stable order."""
+    return [sp for sp in spaces.values() if not sp.fixed and sp.parent is None]
+
+
+def op_order(net: Net) -> dict[str, int]:
+    """Op name → position (the topological order the net stores)."""
+    return {op.name: i for i, op in enumerate(net.ops)}
+
+
+def producers(net: Net, sp: Space) -> list[Op]:
+    vals = set(sp.values)
+    return [op for op in net.ops if op.output in vals and op.kind in SCALE_PRODUCERS]
+
+
+def readers(net: Net, sp: Space) -> list[Op]:
+    vals = set(sp.values)
+    return [op for op in net.ops if any(v in vals for v in op.inputs)]

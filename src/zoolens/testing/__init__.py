@@ -1,0 +1,22 @@
+"""Testing helpers shipped with zoolens, so users can check their own encoders."""
+
+from zoolens.testing.asserts import (
+    assert_invariant,
+    assert_same_function,
+    cosine,
+    max_rel_diff,
+    random_input,
+    random_net,
+)
+from zoolens.testing.models import FAMILIES, random_module
+
+__all__ = [
+    "FAMILIES",
+    "assert_invariant",
+    "assert_same_function",
+    "cosine",
+    "max_rel_diff",
+    "random_input",
+    "random_module",
+    "random_net",
+]
