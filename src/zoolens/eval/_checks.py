@@ -51,3 +51,17 @@ def normalise_rows(x: np.ndarray, name: str) -> np.ndarray:
     if zero.size:
         raise ValueError(f"{name} row {int(zero[0])} is all zeros; cosine is undefined for it")
     return x / norm
+
+
+def label_codes(*label_arrays: np.ndarray) -> list[np.ndarray]:
+    """Integer codes for label arrays, sharing one code space (equal labels, equal codes).
+
+    Works for any hashable labels (ints, strings, mixed objects), in order of first
+    appearance.
+    """
+    table: dict[object, int] = {}
+    codes = []
+    for arr in label_arrays:
+        values = arr.tolist()
+        codes.append(np.fromiter((table.setdefault(v, len(table)) for v in values), np.int64))
+    return codes

@@ -1,4 +1,7 @@
-"""Clustering quality of embeddings grouped by a label (task, family): silhouette and Davies–Bouldin."""
+"""Clustering quality of embeddings grouped by a label (task, family).
+
+Silhouette on cosine distance and Davies–Bouldin, both from scikit-learn.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 
-from zoolens.eval._checks import as_labels, as_matrix
+from zoolens.eval._checks import as_labels, as_matrix, label_codes
 
 
 def clustering_metrics(
@@ -35,8 +38,8 @@ def clustering_metrics(
     """
     emb = as_matrix(embeddings, "embeddings")
     lab = as_labels(labels, emb.shape[0])
-    _, codes = np.unique(lab.astype(str) if lab.dtype == object else lab, return_inverse=True)
-    n_labels = int(codes.max()) + 1 if codes.size else 0
+    (codes,) = label_codes(lab)
+    n_labels = len(np.unique(codes))
     if not 2 <= n_labels <= emb.shape[0] - 1:
         return {"silhouette": float("nan"), "davies_bouldin": float("nan")}
     if sample_size is not None and sample_size >= emb.shape[0]:
@@ -44,4 +47,5 @@ def clustering_metrics(
     silhouette = silhouette_score(
         emb, codes, metric="cosine", sample_size=sample_size, random_state=seed
     )
-    return {"silhouette": float(silhouette), "davies_bouldin": float(davies_bouldin_score(emb, codes))}
+    davies_bouldin = davies_bouldin_score(emb, codes)
+    return {"silhouette": float(silhouette), "davies_bouldin": float(davies_bouldin)}

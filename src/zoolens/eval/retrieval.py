@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from zoolens.eval._checks import as_labels, as_matrix, normalise_rows
+from zoolens.eval._checks import as_labels, as_matrix, label_codes, normalise_rows
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 _Block = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # (similarity, query codes, self ids)
@@ -114,7 +114,7 @@ def retrieval_metrics(
         is NaN when no query has a relevant item.
     """
     emb, _, _ = _embeddings(embeddings, None)
-    codes, _ = _label_codes(as_labels(labels, emb.shape[0]), None)
+    (codes,) = label_codes(as_labels(labels, emb.shape[0]))
     blocks = (
         (sim, codes[start : start + len(sim)], np.arange(start, start + len(sim)))
         for start, sim in _similarity_blocks(emb, emb, block_size)
@@ -145,7 +145,7 @@ def gallery_retrieval_metrics(
         The same keys as `retrieval_metrics`. Nothing is removed from any ranking.
     """
     q_emb, g_emb, _ = _embeddings(query_embeddings, gallery_embeddings)
-    q_codes, g_codes = _label_codes(
+    q_codes, g_codes = label_codes(
         as_labels(query_labels, q_emb.shape[0], "query_labels"),
         as_labels(gallery_labels, g_emb.shape[0], "gallery_labels"),
     )
@@ -177,9 +177,9 @@ def retrieval_metrics_from_similarity(
     """
     sim = as_matrix(similarity, "similarity")
     if gallery_labels is None:
-        codes, _ = _label_codes(as_labels(labels, sim.shape[0]), None)
+        (codes,) = label_codes(as_labels(labels, sim.shape[0]))
         return _score(iter([(sim, codes, _self_index(sim))]), codes, ks)
-    q_codes, g_codes = _label_codes(
+    q_codes, g_codes = label_codes(
         as_labels(labels, sim.shape[0], "labels"),
         as_labels(gallery_labels, sim.shape[1], "gallery_labels"),
     )
@@ -245,20 +245,6 @@ def _top_k(sim: np.ndarray, order: np.ndarray, k: int | None) -> tuple[np.ndarra
     return scores, ids
 
 
-def _label_codes(
-    labels: np.ndarray, other: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Integer codes for labels (and a second label array in the same code space)."""
-    table: dict[object, int] = {}
-
-    def encode(arr: np.ndarray) -> np.ndarray:
-        values = arr.tolist()
-        return np.fromiter((table.setdefault(v, len(table)) for v in values), np.int64, len(arr))
-
-    codes = encode(labels)
-    return codes, (None if other is None else encode(other))
-
-
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     out = tuple(dict.fromkeys(int(k) for k in ks))
     if not out or any(k < 1 for k in out) or any(int(k) != k for k in ks):
@@ -291,7 +277,9 @@ def _per_query(relevant: np.ndarray, ks: tuple[int, ...]) -> dict[str, np.ndarra
     return {name: out[name] for name in _metric_names(ks)}
 
 
-def _score(blocks: Iterator[_Block], gallery_codes: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+def _score(
+    blocks: Iterator[_Block], gallery_codes: np.ndarray, ks: Sequence[int]
+) -> dict[str, float]:
     """Average per-query metrics over every block of queries."""
     ks = _check_ks(ks)
     sums = dict.fromkeys(_metric_names(ks), 0.0)

@@ -1,0 +1,150 @@
+"""Zero-shot accuracy prediction: regress a model's accuracy from its frozen embedding.
+
+Predictions are out-of-fold: each row is predicted by a regressor that never saw it
+(nor, when `groups` are given, any row of its group, e.g. its task). Metrics are then
+computed once over all out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.stats import kendalltau, spearmanr
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.neural_network import MLPRegressor
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from zoolens.eval._checks import as_labels, as_matrix, as_vector
+
+Regressor = Literal["ridge", "mlp"]
+RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 13))
+
+
+def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """R², MSE, Spearman ρ and Kendall τ (τ-b) of predictions against true values.
+
+    Args:
+        y_true: (n,) true values.
+        y_pred: (n,) predicted values.
+
+    Returns:
+        ``{"R2", "MSE", "spearman", "kendall_tau"}``. R² is NaN when `y_true` is
+        constant; the rank correlations are NaN when either input is constant.
+    """
+    t = as_vector(y_true, "y_true")
+    p = as_vector(y_pred, "y_pred", t.shape[0])
+    if t.shape[0] < 2:
+        raise ValueError(f"regression metrics need at least 2 values; got {t.shape[0]}")
+    sse = float(np.sum((t - p) ** 2))
+    sst = float(np.sum((t - t.mean()) ** 2))
+    constant = np.ptp(t) == 0 or np.ptp(p) == 0
+    return {
+        "R2": 1.0 - sse / sst if sst > 0 else float("nan"),
+        "MSE": sse / t.shape[0],
+        "spearman": float("nan") if constant else float(spearmanr(t, p).statistic),
+        "kendall_tau": float("nan") if constant else float(kendalltau(t, p).statistic),
+    }
+
+
+def predict_out_of_fold(
+    embeddings: ArrayLike,
+    targets: ArrayLike,
+    groups: ArrayLike | None = None,
+    model: Regressor = "ridge",
+    folds: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
+    """Cross-validated predictions of `targets` from `embeddings`, each row predicted out of fold.
+
+    Args:
+        embeddings: (n, d) frozen embeddings.
+        targets: (n,) values to predict (e.g. test accuracy).
+        groups: (n,) group of each row (e.g. task); folds never split a group
+            (GroupKFold). None splits rows at random (KFold).
+        model: ``"ridge"`` (features standardised, alpha chosen by RidgeCV's efficient
+            leave-one-out CV within the training fold) or ``"mlp"`` (one hidden layer of
+            64 ReLU units, L-BFGS, weight decay 1e-3, standardised features).
+        folds: number of folds, reduced to the number of rows (or groups) when larger.
+        seed: seed of the fold shuffle and the MLP initialisation.
+
+    Returns:
+        (n,) out-of-fold predictions. Targets are standardised with the training fold's
+        mean and std for fitting and mapped back for the returned values.
+    """
+    x = as_matrix(embeddings, "embeddings")
+    y = as_vector(targets, "targets", x.shape[0])
+    pred = np.empty_like(y)
+    for train, test in _splits(x.shape[0], groups, folds, seed):
+        mean, std = y[train].mean(), y[train].std()
+        std = std if std > 0 else 1.0
+        regressor = _make_regressor(model, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            regressor.fit(x[train], (y[train] - mean) / std)
+        pred[test] = regressor.predict(x[test]) * std + mean
+    return pred
+
+
+def accuracy_prediction(
+    embeddings: ArrayLike,
+    targets: ArrayLike,
+    groups: ArrayLike | None = None,
+    model: Regressor = "ridge",
+    folds: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Cross-validated accuracy prediction from frozen embeddings, scored by `regression_metrics`.
+
+    Args:
+        embeddings: (n, d) frozen embeddings.
+        targets: (n,) accuracies (or any scalar to predict).
+        groups: (n,) groups never split across folds (e.g. task); None for KFold.
+        model: ``"ridge"`` or ``"mlp"`` (see `predict_out_of_fold`).
+        folds: number of folds.
+        seed: seed of the folds and the MLP.
+
+    Returns:
+        ``{"R2", "MSE", "spearman", "kendall_tau"}`` of the pooled out-of-fold predictions.
+    """
+    pred = predict_out_of_fold(embeddings, targets, groups, model, folds, seed)
+    return regression_metrics(targets, pred)
+
+
+def _splits(
+    n: int, groups: ArrayLike | None, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs: GroupKFold when groups are given, else shuffled KFold."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2; got {folds}")
+    if groups is None:
+        if n < 2:
+            raise ValueError(f"cross-validation needs at least 2 rows; got {n}")
+        splitter: Any = KFold(n_splits=min(folds, n), shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros((n, 1))))
+    g = as_labels(groups, n, "groups")
+    n_groups = len(set(g.tolist()))
+    if n_groups < 2:
+        raise ValueError(f"grouped cross-validation needs at least 2 groups; got {n_groups}")
+    splitter = GroupKFold(n_splits=min(folds, n_groups), shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((n, 1)), groups=g))
+
+
+def _make_regressor(model: Regressor, seed: int) -> Pipeline:
+    if model == "ridge":
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
+    if model == "mlp":
+        mlp = MLPRegressor(
+            hidden_layer_sizes=(64,),
+            alpha=1e-3,
+            solver="lbfgs",
+            max_iter=1000,
+            random_state=seed,
+        )
+        return make_pipeline(StandardScaler(), mlp)
+    raise ValueError(f"unknown model {model!r}; use 'ridge' or 'mlp'")
