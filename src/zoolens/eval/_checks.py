@@ -50,7 +50,8 @@ def normalise_rows(x: np.ndarray, name: str) -> np.ndarray:
     zero = np.flatnonzero(norm[:, 0] == 0.0)
     if zero.size:
         raise ValueError(f"{name} row {int(zero[0])} is all zeros; cosine is undefined for it")
-    return x / norm
+    unit: np.ndarray = x / norm  # (n, d)
+    return unit
 
 
 def label_codes(*label_arrays: np.ndarray) -> list[np.ndarray]:

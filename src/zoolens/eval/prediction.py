@@ -20,7 +20,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from zoolens.eval._checks import as_labels, as_matrix, as_vector
+from zoolens.eval._checks import as_labels, as_matrix, as_vector, label_codes
 
 Regressor = Literal["ridge", "mlp"]
 RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 13))
@@ -67,9 +67,10 @@ def predict_out_of_fold(
         targets: (n,) values to predict (e.g. test accuracy).
         groups: (n,) group of each row (e.g. task); folds never split a group
             (GroupKFold). None splits rows at random (KFold).
-        model: ``"ridge"`` (features standardised, alpha chosen by RidgeCV's efficient
-            leave-one-out CV within the training fold) or ``"mlp"`` (one hidden layer of
-            64 ReLU units, L-BFGS, weight decay 1e-3, standardised features).
+        model: ``"ridge"`` (features standardised, alpha chosen by RidgeCV with an
+            inner K-fold CV on the training fold, grouped like the outer one) or
+            ``"mlp"`` (one hidden layer of 64 ReLU units, L-BFGS, weight decay 1e-3,
+            standardised features).
         folds: number of folds, reduced to the number of rows (or groups) when larger.
         seed: seed of the fold shuffle and the MLP initialisation.
 
@@ -79,11 +80,14 @@ def predict_out_of_fold(
     """
     x = as_matrix(embeddings, "embeddings")
     y = as_vector(targets, "targets", x.shape[0])
+    codes = None if groups is None else label_codes(as_labels(groups, len(y), "groups"))[0]
+    if model not in ("ridge", "mlp"):
+        raise ValueError(f"unknown model {model!r}; use 'ridge' or 'mlp'")
     pred = np.empty_like(y)
-    for train, test in _splits(x.shape[0], groups, folds, seed):
+    for train, test in _splits(len(y), codes, folds, seed):
         mean, std = y[train].mean(), y[train].std()
         std = std if std > 0 else 1.0
-        regressor = _make_regressor(model, seed)
+        regressor = _make_regressor(model, seed, _inner_splits(codes, train, folds, seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             regressor.fit(x[train], (y[train] - mean) / std)
@@ -117,9 +121,9 @@ def accuracy_prediction(
 
 
 def _splits(
-    n: int, groups: ArrayLike | None, folds: int, seed: int
+    n: int, groups: np.ndarray | None, folds: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, test) index pairs: GroupKFold when groups are given, else shuffled KFold."""
+    """(train, test) index pairs: GroupKFold when group codes are given, else shuffled KFold."""
     if folds < 2:
         raise ValueError(f"folds must be >= 2; got {folds}")
     if groups is None:
@@ -127,24 +131,29 @@ def _splits(
             raise ValueError(f"cross-validation needs at least 2 rows; got {n}")
         splitter: Any = KFold(n_splits=min(folds, n), shuffle=True, random_state=seed)
         return list(splitter.split(np.zeros((n, 1))))
-    g = as_labels(groups, n, "groups")
-    n_groups = len(set(g.tolist()))
+    n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ValueError(f"grouped cross-validation needs at least 2 groups; got {n_groups}")
     splitter = GroupKFold(n_splits=min(folds, n_groups), shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros((n, 1)), groups=g))
+    return list(splitter.split(np.zeros((n, 1)), groups=groups))
 
 
-def _make_regressor(model: Regressor, seed: int) -> Pipeline:
+def _inner_splits(
+    groups: np.ndarray | None, train: np.ndarray, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Splits of the training rows for choosing hyper-parameters, grouped when possible."""
+    inner = None if groups is None else groups[train]
+    if inner is not None and len(np.unique(inner)) < 2:
+        inner = None  # a single training group: fall back to splitting rows
+    return _splits(len(train), inner, folds, seed)
+
+
+def _make_regressor(
+    model: Regressor, seed: int, inner_cv: list[tuple[np.ndarray, np.ndarray]]
+) -> Pipeline:
     if model == "ridge":
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
-    if model == "mlp":
-        mlp = MLPRegressor(
-            hidden_layer_sizes=(64,),
-            alpha=1e-3,
-            solver="lbfgs",
-            max_iter=1000,
-            random_state=seed,
-        )
-        return make_pipeline(StandardScaler(), mlp)
-    raise ValueError(f"unknown model {model!r}; use 'ridge' or 'mlp'")
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS, cv=inner_cv))
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(64,), alpha=1e-3, solver="lbfgs", max_iter=1000, random_state=seed
+    )
+    return make_pipeline(StandardScaler(), mlp)

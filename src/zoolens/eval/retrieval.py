@@ -228,7 +228,8 @@ def _order(sim: np.ndarray, self_index: np.ndarray | None) -> np.ndarray:
     if self_index is None:
         return order
     keep = order != self_index[:, None]  # exactly one False per row
-    return order[keep].reshape(order.shape[0], order.shape[1] - 1)  # (b, g - 1)
+    kept: np.ndarray = order[keep].reshape(order.shape[0], order.shape[1] - 1)  # (b, g - 1)
+    return kept
 
 
 def _top_k(sim: np.ndarray, order: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:

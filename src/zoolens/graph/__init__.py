@@ -1,0 +1,31 @@
+"""Neural graphs: networks as graphs of neurons (nodes) and weights (edges)."""
+
+from zoolens.graph.build import NODE_FEATURES, default_probes, fit_to_kernel, net_to_graph
+from zoolens.graph.layer_graphs import LayerGraph, tensors_to_layer_graphs
+from zoolens.graph.neural_graph import (
+    EDGE_TYPES,
+    KERNEL,
+    ROLE_HIDDEN,
+    ROLE_INPUT,
+    ROLE_OUTPUT,
+    GraphBatch,
+    NeuralGraph,
+    batch_graphs,
+)
+
+__all__ = [
+    "EDGE_TYPES",
+    "KERNEL",
+    "NODE_FEATURES",
+    "ROLE_HIDDEN",
+    "ROLE_INPUT",
+    "ROLE_OUTPUT",
+    "GraphBatch",
+    "LayerGraph",
+    "NeuralGraph",
+    "batch_graphs",
+    "default_probes",
+    "fit_to_kernel",
+    "net_to_graph",
+    "tensors_to_layer_graphs",
+]

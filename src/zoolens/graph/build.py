@@ -1,0 +1,213 @@
+"""`net_to_graph`: turn a (canonicalised) `Net` into a `NeuralGraph`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from zoolens.errors import UnsupportedOpError
+from zoolens.graph.neural_graph import (
+    EDGE_TYPES,
+    KERNEL,
+    ROLE_HIDDEN,
+    ROLE_INPUT,
+    ROLE_OUTPUT,
+    NeuralGraph,
+)
+from zoolens.ir import ACTIVATIONS, Net, Op
+from zoolens.symmetry import canonicalize
+
+# Node feature layout.
+F_BIAS, F_BN_A, F_BN_C, F_HAS_BN, F_PRESCALE = 0, 1, 2, 3, 4
+F_ACT = 5
+F_POOL = F_ACT + len(ACTIVATIONS)  # maxpool, avgpool, gap flags
+NODE_FEATURES = F_POOL + 3
+_POOL_SLOT = {"maxpool": 0, "avgpool": 1, "gap": 2}
+
+
+def fit_to_kernel(v: torch.Tensor) -> torch.Tensor:
+    """Rows of `v` ``(E, m)`` zero-padded (m ≤ KERNEL) or average-resampled to KERNEL."""
+    m = v.shape[1]
+    if m <= KERNEL:
+        return F.pad(v, (0, KERNEL - m))
+    return F.adaptive_avg_pool1d(v[:, None, :], KERNEL)[:, 0, :]
+
+
+@dataclass
+class _Units:
+    nodes: torch.Tensor  # node id of each unit (channels of a flattened value: its parent's)
+    block: int = 1  # >1 when the value is a flattened conv output
+    fresh: bool = False  # written by a dense op, no activation applied yet
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.x = torch.zeros((0, NODE_FEATURES), dtype=torch.float64)
+        self.role: list[torch.Tensor] = []
+        self.position: list[torch.Tensor] = []
+        self.layer: list[torch.Tensor] = []
+        self.src: list[torch.Tensor] = []
+        self.dst: list[torch.Tensor] = []
+        self.attr: list[torch.Tensor] = []
+        self.etype: list[torch.Tensor] = []
+        self.n_layers = 0
+
+    def new_layer(self, n: int, role: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+        feats = torch.zeros((n, NODE_FEATURES), dtype=torch.float64)
+        feats[:, F_BN_A] = 1.0
+        if bias is not None:
+            feats[:, F_BIAS] = bias.to(torch.float64)
+        ids = torch.arange(self.x.shape[0], self.x.shape[0] + n)
+        self.x = torch.cat([self.x, feats])
+        self.role.append(torch.full((n,), role, dtype=torch.long))
+        self.position.append(torch.arange(n) if role == ROLE_INPUT else torch.zeros(n, dtype=torch.long))
+        self.layer.append(torch.full((n,), self.n_layers, dtype=torch.long))
+        self.n_layers += 1
+        return ids
+
+    def connect(self, src: torch.Tensor, dst: torch.Tensor, attr: torch.Tensor, kind: str) -> None:
+        self.src.append(src)
+        self.dst.append(dst)
+        self.attr.append(fit_to_kernel(attr.to(torch.float64)))
+        self.etype.append(torch.full((src.numel(),), EDGE_TYPES.index(kind), dtype=torch.long))
+
+
+def _dense(b: _Builder, op: Op, inp: _Units) -> _Units:
+    w = op.params["weight"]
+    n_out = w.shape[0]
+    out = b.new_layer(n_out, ROLE_HIDDEN, op.params.get("bias"))
+    n_in = inp.nodes.numel()
+    if op.kind == "linear":
+        kernels = w.reshape(n_out * n_in, inp.block)  # (out*in, block)
+        kind = "flatten" if inp.block > 1 else "dense"
+    else:
+        kernels = w.reshape(n_out * n_in, -1)  # (out*in, k) or (out*in, kh*kw)
+        kind = op.kind
+    b.connect(inp.nodes.repeat(n_out), out.repeat_interleave(n_in), kernels, kind)
+    return _Units(out, fresh=True)
+
+
+def _identity_layer(b: _Builder, inp: _Units, scale: torch.Tensor, bias: torch.Tensor,
+                    kind: str) -> _Units:
+    out = b.new_layer(inp.nodes.numel(), ROLE_HIDDEN, bias)
+    b.connect(inp.nodes, out, scale.reshape(-1, 1), kind)
+    return _Units(out)
+
+
+def _batchnorm(b: _Builder, op: Op, inp: _Units) -> _Units:
+    p = op.params
+    a = p["weight"] / torch.sqrt(p["running_var"] + float(op.attrs["eps"]))
+    c = p["bias"] - p["running_mean"] * a
+    if inp.fresh and inp.block == 1:  # fold into the nodes that the dense op just wrote
+        b.x[inp.nodes, F_BN_A] = a.to(torch.float64)
+        b.x[inp.nodes, F_BN_C] = c.to(torch.float64)
+        b.x[inp.nodes, F_HAS_BN] = 1.0
+        return _Units(inp.nodes, fresh=True)
+    return _identity_layer(b, _plain(inp, op), a, c, "batchnorm")
+
+
+def _plain(u: _Units, op: Op) -> _Units:
+    if u.block != 1:
+        raise UnsupportedOpError(f"op {op.name!r}: {op.kind} on a flattened conv output")
+    return u
+
+
+def _add(b: _Builder, op: Op, ins: list[_Units]) -> _Units:
+    n = ins[0].nodes.numel()
+    out = b.new_layer(n, ROLE_HIDDEN)
+    for u in ins:
+        b.connect(_plain(u, op).nodes, out, torch.ones(n, 1), "residual")
+    return _Units(out)
+
+
+def _walk(net: Net) -> tuple[_Builder, dict[str, _Units]]:
+    b = _Builder()
+    infos = net.value_infos()
+    units = {net.input: _Units(b.new_layer(infos[net.input].units, ROLE_INPUT))}
+    for op in net.ops:
+        ins = [units[v] for v in op.inputs]
+        u = ins[0]
+        if op.kind in ("linear", "conv1d", "conv2d"):
+            units[op.output] = _dense(b, op, u)
+        elif op.kind == "batchnorm":
+            units[op.output] = _batchnorm(b, op, u)
+        elif op.kind == "layernorm":
+            units[op.output] = _identity_layer(b, _plain(u, op), op.params["weight"],
+                                               op.params["bias"], "layernorm")
+        elif op.kind == "add":
+            units[op.output] = _add(b, op, ins)
+        elif op.kind == "flatten":
+            units[op.output] = _Units(u.nodes, u.block * infos[op.inputs[0]].spatial_size)
+        else:
+            _mark_unitwise(b, op, u)
+            units[op.output] = _Units(u.nodes, u.block, fresh=u.fresh and op.kind == "dropout")
+    return b, units
+
+
+def _mark_unitwise(b: _Builder, op: Op, u: _Units) -> None:
+    if op.kind == "act":
+        b.x[u.nodes, F_ACT:F_POOL] = 0.0
+        b.x[u.nodes, F_ACT + ACTIVATIONS.index(op.fn)] = 1.0
+    elif op.kind == "scale":
+        b.x[u.nodes, F_PRESCALE] += float(torch.tensor(abs(op.attrs["factor"])).log())
+    elif op.kind in _POOL_SLOT:
+        b.x[u.nodes, F_POOL + _POOL_SLOT[op.kind]] = 1.0
+
+
+def net_to_graph(net: Net, canonical: bool = True, probes: torch.Tensor | None = None
+                 ) -> NeuralGraph:
+    """Build the neural graph of `net`.
+
+    Args:
+        net: the network.
+        canonical: canonicalise scale and sign first (needed for exact invariance).
+        probes: optional probe inputs ``(P, *input_shape)``; each node then carries its
+            unit's activations on them (spatially averaged), which permute with the node.
+
+    Returns:
+        The `NeuralGraph`; float32 features.
+    """
+    net = canonicalize(net) if canonical else net
+    b, units = _walk(net)
+    out = units[net.output]
+    if out.block != 1:
+        raise UnsupportedOpError("the network's output is a flattened conv value")
+    role, position = torch.cat(b.role), torch.cat(b.position)
+    role[out.nodes] = ROLE_OUTPUT
+    position[out.nodes] = torch.arange(out.nodes.numel())
+    graph = NeuralGraph(
+        x=b.x.float(),
+        edge_index=torch.stack([torch.cat(b.src), torch.cat(b.dst)]),
+        edge_attr=torch.cat(b.attr).float(),
+        edge_type=torch.cat(b.etype),
+        role=role, position=position, layer=torch.cat(b.layer),
+    )
+    if probes is not None:
+        graph.probes = probe_features(net, units, probes, graph.num_nodes)
+    return graph
+
+
+def probe_features(net: Net, units: dict[str, _Units], probes: torch.Tensor, n_nodes: int
+                   ) -> torch.Tensor:
+    """Each node's activation on each probe input (later values overwrite earlier ones)."""
+    p = next(net.parameters())
+    env = {net.input: probes.to(p.dtype)}
+    with torch.no_grad():
+        for op in net.ops:
+            env[op.output] = op.run([env[v] for v in op.inputs])
+    feats = torch.zeros((n_nodes, probes.shape[0]), dtype=torch.float64)
+    for value, u in units.items():
+        if u.block != 1:
+            continue
+        a = env[value]
+        a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a  # (P, units)
+        feats[u.nodes] = a.T.to(torch.float64)
+    return feats.float()
+
+
+def default_probes(input_shape: tuple[int, ...], n: int = 16, seed: int = 0) -> torch.Tensor:
+    """Standard-normal probe inputs, the same for every net with this input shape."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((n, *input_shape), generator=g, dtype=torch.float64)

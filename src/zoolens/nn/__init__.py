@@ -1,0 +1,14 @@
+"""Encoders behind one protocol: ``encoder.encode(items) -> (n, d)`` L2-normalised float32."""
+
+from zoolens.nn.base import Encoder, as_model, encoder_class, register_encoder
+from zoolens.nn.load import load_encoder
+from zoolens.nn.neural_graph_encoder import NeuralGraphEncoder
+
+__all__ = [
+    "Encoder",
+    "NeuralGraphEncoder",
+    "as_model",
+    "encoder_class",
+    "load_encoder",
+    "register_encoder",
+]

@@ -1,0 +1,205 @@
+"""The plan of a zoo: every model's task, architecture, hyper-parameters and seed.
+
+The plan is a pure function of ``(preset, seed)``; model ``i`` draws from ``(seed, i)``
+only. Work is grouped into units: one unit per trained model, one per batch of INRs fitted
+together. Fine-tuned children run in a second phase, after their parents exist on disk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from zoolens.errors import ZoolensError
+from zoolens.zoo.archs import FAMILIES, ArchSpec
+from zoolens.zoo.presets import ZooPreset
+from zoolens.zoo.tasks import INR_IMAGES, get_task, transfer_tasks
+from zoolens.zoo.train import HParams
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the plan.
+
+    Args:
+        index: position in the zoo (0-based, stable for a preset and seed).
+        id: ``m`` + zero-padded index; the model's directory name.
+        task: task name.
+        family: architecture family (``inr-relu`` / ``inr-sine`` for INRs).
+        depth, width, activation, dropout: architecture hyper-parameters.
+        hp: training hyper-parameters.
+        seed: torch seed of this model (initialisation and batch order).
+        parent: id of the model this one is fine-tuned from, or ``""``.
+        finetune: ``""``, ``continue`` (same task) or ``head`` (new head, other task).
+        image_index: the image an INR fits (-1 otherwise).
+    """
+
+    index: int
+    id: str
+    task: str
+    family: str
+    depth: int
+    width: int
+    activation: str
+    dropout: float
+    hp: HParams
+    seed: int
+    parent: str = ""
+    finetune: str = ""
+    image_index: int = -1
+
+    def arch(self) -> ArchSpec:
+        """The `ArchSpec` of a classifier / regressor."""
+        t = get_task(self.task)
+        return ArchSpec(self.family, t.input_shape, t.n_outputs, self.depth, self.width,
+                        self.activation, self.dropout)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Models trained together by one worker call: one model, or a batch of INRs."""
+
+    kind: str  # "model" or "inr"
+    phase: int  # children (phase 1) run after every parent (phase 0)
+    specs: tuple[ModelSpec, ...] = field(default_factory=tuple)
+
+
+def model_id(index: int) -> str:
+    """The id of the model at `index`."""
+    return f"m{index:05d}"
+
+
+def model_seed(seed: int, index: int) -> int:
+    """A 31-bit torch seed for model `index` of a zoo generated with `seed`."""
+    return int(np.random.SeedSequence([seed, index, 1]).generate_state(1)[0] >> 1)
+
+
+def _rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, index, 0]))
+
+
+def _log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    lo, hi = lo_hi
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _sample_hparams(p: ZooPreset, rng: np.random.Generator, lr_factor: float = 1.0) -> HParams:
+    return HParams(
+        lr=_log_uniform(rng, p.lr) * lr_factor,
+        optimizer=str(rng.choice(p.optimizers)),
+        weight_decay=float(rng.choice(p.weight_decays)),
+        epochs=int(rng.choice(p.epochs)),
+        batch_size=int(rng.choice(p.batch_sizes)),
+        init_scale=_log_uniform(rng, p.init_scale),
+        label_noise=float(rng.choice(p.label_noises)),
+        train_fraction=float(rng.choice(p.train_fractions)),
+        max_steps=p.max_steps,
+    )
+
+
+def _family_tasks(p: ZooPreset) -> dict[str, list[str]]:
+    out = {}
+    for fam in p.families:
+        if fam not in FAMILIES:
+            raise ZoolensError(f"preset {p.name!r}: unknown family {fam!r}")
+        tasks = [t for t in p.tasks if len(get_task(t).input_shape) in FAMILIES[fam]]
+        if tasks:
+            out[fam] = tasks
+    if p.n_models and not out:
+        raise ZoolensError(f"preset {p.name!r}: no family fits any of its tasks")
+    return out
+
+
+def _plan_base(p: ZooPreset, seed: int, i: int, fam_tasks: dict[str, list[str]]) -> ModelSpec:
+    families = list(fam_tasks)
+    f = i % len(families)
+    family, tasks = families[f], fam_tasks[families[f]]
+    task = tasks[(i // len(families) + 5 * f) % len(tasks)]
+    rng = _rng(seed, i)
+    cnn = family.startswith("cnn")
+    lo, hi = p.depths
+    depth = int(rng.integers(lo, hi + 1))
+    width = int(rng.choice(p.widths))
+    return ModelSpec(
+        index=i, id=model_id(i), task=task, family=family,
+        depth=min(depth, 3) if cnn else depth,
+        width=int(np.clip(width // 2, 8, 32)) if cnn else width,
+        activation=str(rng.choice(p.activations)), dropout=float(rng.choice(p.dropouts)),
+        hp=_sample_hparams(p, rng), seed=model_seed(seed, i),
+    )  # fmt: skip
+
+
+def _plan_child(p: ZooPreset, seed: int, i: int, base: list[ModelSpec]) -> ModelSpec:
+    rng = _rng(seed, i)
+    parent = base[int(rng.integers(len(base)))]
+    targets = [t for t in transfer_tasks(parent.task) if t in p.tasks]
+    head = bool(targets) and rng.random() < 0.6
+    task = str(rng.choice(targets)) if head else parent.task
+    hp = _sample_hparams(p, rng, lr_factor=0.3)
+    hp = HParams(**{**hp.__dict__, "init_scale": parent.hp.init_scale})
+    return ModelSpec(
+        index=i, id=model_id(i), task=task, family=parent.family, depth=parent.depth,
+        width=parent.width, activation=parent.activation, dropout=parent.dropout, hp=hp,
+        seed=model_seed(seed, i), parent=parent.id, finetune="head" if head else "continue",
+    )  # fmt: skip
+
+
+def _plan_inr_batch(
+    p: ZooPreset, seed: int, start: int, size: int, task: str, first_image: int
+) -> WorkUnit:
+    rng = _rng(seed, start)
+    act = str(rng.choice(p.inr_activations))
+    steps = int(rng.choice(p.inr_steps))
+    n_images, height, width_px = INR_IMAGES[task]
+    hp = HParams(lr=_log_uniform(rng, p.inr_lr), optimizer="adam", weight_decay=0.0,
+                 epochs=steps, batch_size=height * width_px, max_steps=steps)  # fmt: skip
+    depth, width = int(rng.choice(p.inr_depths)), int(rng.choice(p.inr_widths))
+    specs = tuple(
+        ModelSpec(
+            index=start + k, id=model_id(start + k), task=task, family=f"inr-{act}",
+            depth=depth, width=width, activation=act, dropout=0.0, hp=hp,
+            seed=model_seed(seed, start), image_index=(first_image + k) % n_images,
+        )
+        for k in range(size)
+    )  # fmt: skip
+    return WorkUnit("inr", 0, specs)
+
+
+def _plan_inrs(p: ZooPreset, seed: int, start: int) -> list[WorkUnit]:
+    if not p.n_inrs:
+        return []
+    if not p.inr_tasks:
+        raise ZoolensError(f"preset {p.name!r}: n_inrs > 0 but no inr_tasks")
+    units, done, b = [], 0, 0
+    used = dict.fromkeys(p.inr_tasks, 0)
+    while done < p.n_inrs:
+        task = p.inr_tasks[b % len(p.inr_tasks)]
+        size = min(p.inr_batch, p.n_inrs - done)
+        units.append(_plan_inr_batch(p, seed, start + done, size, task, used[task]))
+        used[task] += size
+        done, b = done + size, b + 1
+    return units
+
+
+def plan_zoo(preset: ZooPreset, seed: int) -> list[WorkUnit]:
+    """Every unit of work of a zoo, in index order.
+
+    Args:
+        preset: the recipe.
+        seed: the zoo seed.
+
+    Returns:
+        Units for base models and INR batches (phase 0) and fine-tunes (phase 1).
+    """
+    fam_tasks = _family_tasks(preset)
+    base = [_plan_base(preset, seed, i, fam_tasks) for i in range(preset.n_models)]
+    if preset.n_finetunes and not base:
+        raise ZoolensError(f"preset {preset.name!r}: fine-tunes need n_models > 0")
+    first = preset.n_models
+    children = [_plan_child(preset, seed, first + j, base) for j in range(preset.n_finetunes)]
+    units = [WorkUnit("model", 0, (s,)) for s in base]
+    units += _plan_inrs(preset, seed, first + preset.n_finetunes)
+    units += [WorkUnit("model", 1, (s,)) for s in children]
+    return units

@@ -1,0 +1,93 @@
+"""NeuralGraphEncoder: exact invariance under every exact action, and sensitivity beside it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zoolens.ir import DENSE_KINDS, Net
+from zoolens.nn import NeuralGraphEncoder, load_encoder
+from zoolens.symmetry import random_exact_action
+from zoolens.testing import FAMILIES, assert_invariant, cosine, random_net
+
+CASES = [(f, s) for f in FAMILIES for s in range(3)]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> NeuralGraphEncoder:
+    enc = load_encoder("neural-graph")  # fixed-seed, untrained
+    assert isinstance(enc, NeuralGraphEncoder)
+    return enc
+
+
+@pytest.fixture(scope="module")
+def probe_encoder() -> NeuralGraphEncoder:
+    return NeuralGraphEncoder({"n_probes": 8, "hidden": 32})
+
+
+@pytest.mark.parametrize(("family", "seed"), CASES)
+def test_invariant_to_exact_actions(encoder: NeuralGraphEncoder, family: str, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    assert_invariant(encoder, random_net(family, g), g, min_cos=0.9999)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_invariant_with_probe_features(probe_encoder: NeuralGraphEncoder, family: str) -> None:
+    g = torch.Generator().manual_seed(7)
+    assert_invariant(probe_encoder, random_net(family, g), g, min_cos=0.9999)
+
+
+def _sensitivity_cases(net: Net, g: torch.Generator) -> dict[str, Net]:
+    other = random_net("mlp", g) if not net.input_shape[1:] else None
+    uncoupled = net.clone()
+    op = next(o for o in uncoupled.ops if o.kind in DENSE_KINDS)
+    perm = torch.roll(torch.arange(op.params["weight"].shape[0]), 1)
+    for role, t in op.params.items():
+        op.params[role] = t.index_select(0, perm)  # rows move, readers' columns do not
+    inputs_permuted = net.clone()
+    op = next(o for o in inputs_permuted.ops if o.kind in DENSE_KINDS)
+    w = op.params["weight"]
+    op.params["weight"] = w.index_select(1, torch.roll(torch.arange(w.shape[1]), 1))
+    cases = {"uncoupled": uncoupled, "inputs-permuted": inputs_permuted}
+    if other is not None:
+        cases["other"] = other
+    return cases
+
+
+@pytest.mark.parametrize(("family", "seed"), CASES)
+def test_sensitive_to_non_symmetries(encoder: NeuralGraphEncoder, family: str, seed: int) -> None:
+    """A change that is not a symmetry moves the embedding far more than float noise.
+
+    Distances, not cosines: 1 - cos is quadratic in a small move, so an untrained
+    encoder's real differences can hide below 1e-4 in cosine.
+    """
+    g = torch.Generator().manual_seed(100 + seed)
+    net = random_net(family, g)
+    base = encoder.encode([net, *(random_exact_action(net, g) for _ in range(3))])
+    noise = max(float(np.linalg.norm(base[i] - base[0])) for i in range(1, len(base)))
+    for name, changed in _sensitivity_cases(net, g).items():
+        if name == "inputs-permuted" and changed.ops[0].params["weight"].shape[1] == 1:
+            continue  # a single input channel: permuting it is the identity
+        moved = float(np.linalg.norm(encoder.encode([changed])[0] - base[0]))
+        assert moved > 100 * max(noise, 1e-7), (name, moved, noise)
+
+
+def test_encode_contract(encoder: NeuralGraphEncoder, gen: torch.Generator) -> None:
+    nets = [random_net(f, gen) for f in FAMILIES]
+    z = encoder.encode(nets, batch_size=4)
+    assert z.shape == (len(nets), 256) and z.dtype.name == "float32"
+    torch.testing.assert_close(torch.from_numpy(z).norm(dim=1), torch.ones(len(nets)))
+    single = encoder.encode([nets[3]])  # batching does not change a row
+    assert cosine(single[0], z[3]) > 0.99999
+
+
+def test_save_load_round_trip_is_bit_exact(tmp_path, gen: torch.Generator) -> None:
+    enc = NeuralGraphEncoder({"hidden": 16, "seed": 3})
+    enc.save(str(tmp_path / "enc"))
+    back = load_encoder(str(tmp_path / "enc"))
+    assert back.id == enc.id and back.config == enc.config
+    for k, v in enc.state_tensors().items():
+        assert torch.equal(v, back.state_tensors()[k])
+    nets = [random_net("mlp", gen) for _ in range(3)]
+    assert (enc.encode(nets) == back.encode(nets)).all()
