@@ -29,6 +29,9 @@ class ValueInfo:
         return n
 
 
+_INFO_CACHE: dict[str, dict[str, ValueInfo]] = {}
+
+
 @dataclass
 class Net:
     """An ordered DAG of ops over named values, runnable with ``net(x)``.
@@ -67,7 +70,23 @@ class Net:
         return env[self.output]
 
     def value_infos(self) -> dict[str, ValueInfo]:
-        """Units and spatial shape of every value, from one forward pass on zeros."""
+        """Units and spatial shape of every value (cached per architecture)."""
+        key = self.arch_key()
+        infos = _INFO_CACHE.get(key)
+        if infos is None:
+            infos = self._compute_value_infos()
+            if len(_INFO_CACHE) >= 1024:
+                _INFO_CACHE.clear()
+            _INFO_CACHE[key] = infos
+        return infos
+
+    def arch_key(self) -> str:
+        """A string equal for two nets iff they have the same ops, wiring and shapes."""
+        return repr((self.input, self.output, self.input_shape, [
+            (op.kind, op.inputs, op.output, sorted(op.attrs.items()),
+             [(r, tuple(t.shape)) for r, t in op.params.items()]) for op in self.ops]))
+
+    def _compute_value_infos(self) -> dict[str, ValueInfo]:
         p = next(self.parameters(), None)
         dtype = p.dtype if p is not None else torch.float32
         env = {self.input: torch.zeros((1, *self.input_shape), dtype=dtype)}
@@ -139,8 +158,11 @@ class Net:
         return hash_tensors(self.state_dict().items(), repr((arch, self.input_shape)).encode())
 
     def clone(self) -> Net:
-        """A deep copy whose tensors can be changed without touching this net."""
-        return copy.deepcopy(self)
+        """A copy whose tensors can be changed without touching this net."""
+        ops = [Op(op.name, op.kind, op.inputs, op.output,
+                  {k: v.clone() for k, v in op.params.items()}, copy.deepcopy(op.attrs))
+               for op in self.ops]
+        return Net(ops, self.input_shape, self.input, self.output, copy.deepcopy(self.meta))
 
     def to(self, dtype: torch.dtype) -> Net:
         """A copy with every floating tensor cast to `dtype`."""
