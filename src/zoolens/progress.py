@@ -12,7 +12,7 @@ T = TypeVar("T")
 def progress_bar(it: Iterable[T], **kwargs: Any) -> Iterable[T]:
     from tqdm.auto import tqdm
 
-    kwargs.setdefault("disable", None if sys.stderr.isatty() else False)
+    kwargs.setdefault("disable", not sys.stderr.isatty())
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
     return tqdm(it, file=sys.stderr, **kwargs)

@@ -40,6 +40,8 @@ def on_circle(degrees: list[float]) -> np.ndarray:
 #   F1@3 = 4/5, 4/5, 0, 4/5, 0         -> 12/25
 #   AP   = (1 + 2/3)/2 = 5/6, 5/6, 1/4, (1/2 + 2/3)/2 = 7/12, 1/4   -> 33/60 = 11/20
 #   RR   = 1, 1, 1/4, 1/2, 1/4         -> 3/5
+# Past the end of the 4-item rankings the denominator stays k:
+#   P@10 = 2/10, 2/10, 1/10, 2/10, 1/10 -> 4/25;  R@10 = 1
 HAND_EMB = on_circle([0, 10, 30, 100, 210])
 HAND_LABELS = ["A", "A", "B", "A", "B"]
 HAND_EXPECTED = {
@@ -60,6 +62,11 @@ def test_hand_worked_leave_one_out() -> None:
     assert_metrics(got, HAND_EXPECTED)
     assert got["n_queries"] == 5
     assert list(got) == [*HAND_EXPECTED, "n_queries"]
+
+
+def test_hand_worked_k_past_the_ranking() -> None:
+    got = retrieval_metrics(HAND_EMB, HAND_LABELS, ks=(10,))
+    assert_metrics(got, {"P@10": 4 / 25, "R@10": 1.0})
 
 
 def test_hand_worked_from_similarity_matches_embeddings() -> None:

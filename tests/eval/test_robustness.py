@@ -17,6 +17,11 @@ def test_hand_worked_pairs() -> None:
     )
 
 
+def test_opposite_embeddings_reach_the_extremes() -> None:
+    got = robustness_metrics([[0.0, 1.0]], [[0.0, -1.0]])
+    assert got == pytest.approx({"cos_mean": -1.0, "cos_min": -1.0, "l2_mean": 2.0, "l2_max": 2.0})
+
+
 def test_identical_embeddings_are_perfectly_robust() -> None:
     emb = np.random.default_rng(0).normal(size=(10, 5))
     got = robustness_metrics(emb, emb.copy())

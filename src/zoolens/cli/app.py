@@ -18,6 +18,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Find, compare and characterise trained neural networks by their weights."""
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error to stderr and return the Exit to raise."""
     typer.echo(f"zoolens: error: {message}", err=True)
@@ -40,10 +45,10 @@ def run() -> None:
     except KeyboardInterrupt:
         typer.echo("zoolens: interrupted", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors and the like
-        import click
+    except Exception as e:  # usage errors (typer's vendored click) and the like
+        from typer._click import ClickException
 
-        if isinstance(e, click.ClickException):
+        if isinstance(e, ClickException):
             e.show()
-            sys.exit(2)
+            sys.exit(e.exit_code or 2)
         raise

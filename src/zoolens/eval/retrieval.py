@@ -216,9 +216,7 @@ def _similarity_blocks(
 
 def _self_index(sim: np.ndarray) -> np.ndarray:
     if sim.shape[0] != sim.shape[1]:
-        raise ValueError(
-            f"leave-one-out needs a square similarity matrix; got shape {sim.shape}"
-        )
+        raise ValueError(f"leave-one-out needs a square similarity matrix; got shape {sim.shape}")
     return np.arange(sim.shape[0])
 
 

@@ -167,7 +167,9 @@ def _translate(gm: torch.fx.GraphModule, input_shape: tuple[int, ...]) -> Net:
             if op is None:
                 alias[node.name] = src(node.args[0])
             else:
-                op.name = str(node.target).replace(".", "_")
+                name = str(node.target).replace(".", "_")
+                # A module called twice (a shared ReLU) gets fx's unique node name.
+                op.name = node.name if any(o.name == name for o in ops) else name
                 ops.append(op)
         elif node.op in ("call_function", "call_method"):
             if _shape(node) is None:  # shape arithmetic (x.size(0), x.shape[0]): no tensor

@@ -54,6 +54,10 @@ class NeuralGraphEncoder(Encoder):
         """Differentiable embeddings ``(len(graphs), dim)`` (unnormalised), for training."""
         return self.module(batch_graphs(graphs))
 
+    def train_forward(self, models: list[Net | TensorSet]) -> torch.Tensor:
+        """Differentiable embeddings of loaded models (the training entry point)."""
+        return self.forward(self.graphs(models))
+
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         self.module.eval()
         with torch.no_grad():

@@ -68,9 +68,13 @@ class Sine(nn.Module):
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module for `name`."""
     table: dict[str, type[nn.Module]] = {
-        "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
-        "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "sine": Sine,
-    }  # fmt: skip
+        "relu": nn.ReLU,
+        "leaky_relu": nn.LeakyReLU,
+        "gelu": nn.GELU,
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "sine": Sine,
+    }
     if name not in table:
         raise ZoolensError(f"unknown activation {name!r}; known: {', '.join(table)}")
     return table[name]()
@@ -108,8 +112,9 @@ def _mlp_body(spec: ArchSpec, residual: bool) -> tuple[list[nn.Module], int]:
     n_in = math.prod(spec.input_shape)
     if residual:
         layers.append(nn.Linear(n_in, spec.width))
-        layers += [ResidualBlock(spec.width, spec.activation, spec.dropout)
-                   for _ in range(spec.depth)]  # fmt: skip
+        layers += [
+            ResidualBlock(spec.width, spec.activation, spec.dropout) for _ in range(spec.depth)
+        ]
         layers.append(nn.LayerNorm(spec.width))
         return layers, spec.width
     for _ in range(spec.depth):
@@ -155,8 +160,7 @@ def build_model(spec: ArchSpec) -> ZooModel:
     if spec.family not in FAMILIES:
         raise ZoolensError(f"unknown family {spec.family!r}; known: {', '.join(FAMILIES)}")
     if len(spec.input_shape) not in FAMILIES[spec.family]:
-        raise ZoolensError(f"family {spec.family!r} cannot take inputs of shape "
-                           f"{spec.input_shape}")  # fmt: skip
+        raise ZoolensError(f"family {spec.family!r} cannot take inputs of shape {spec.input_shape}")
     if spec.family in ("mlp", "resmlp"):
         layers, n_feat = _mlp_body(spec, residual=spec.family == "resmlp")
     else:

@@ -16,7 +16,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any, cast
@@ -28,7 +27,7 @@ from zoolens.progress import progress_bar
 from zoolens.zoo.manifest import rows_to_frame, write_manifest
 from zoolens.zoo.plan import WorkUnit, plan_zoo
 from zoolens.zoo.presets import ZooPreset, get_preset
-from zoolens.zoo.worker import MODELS_DIR, ROW_FILE, init_worker, read_row, run_unit_args
+from zoolens.zoo.worker import MODELS_DIR, existing_rows, init_worker, run_unit_args
 from zoolens.zoo.zoo import ZOO_FILE, Zoo
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,21 @@ def generate_zoo(
     todo = [u for u in units if any(s.id not in rows for s in u.specs)]
     if limit is not None:
         todo = todo[:limit]
-    log.info("zoo %s: %d of %d models present, %d units to train", out, len(rows),
-             p.total, len(todo))  # fmt: skip
-    bar = cast(Any, progress_bar(iter(()), total=p.total, initial=len(rows), unit="model",
-                                 desc=f"zoo {p.name}", disable=None if progress else True))  # fmt: skip
+    log.info(
+        "zoo %s: %d of %d models present, %d units to train", out, len(rows), p.total, len(todo)
+    )
+    bar_args: dict[str, Any] = {} if progress else {"disable": True}
+    bar = cast(
+        Any,
+        progress_bar(
+            iter(()),
+            total=p.total,
+            initial=len(rows),
+            unit="model",
+            desc=f"zoo {p.name}",
+            **bar_args,
+        ),
+    )
     since_flush = 0
     try:
         for new_rows in _run_all(todo, out, seed, jobs):
@@ -87,24 +97,15 @@ def generate_zoo(
     return Zoo.open(out)
 
 
-def existing_rows(zoo_dir: str) -> dict[str, dict[str, Any]]:
-    """Rows of every complete model under ``zoo_dir/models`` (temp dirs are removed)."""
-    root = os.path.join(zoo_dir, MODELS_DIR)
-    rows: dict[str, dict[str, Any]] = {}
-    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        path = os.path.join(root, name)
-        if name.startswith(".tmp-"):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(os.path.join(path, ROW_FILE)):
-            rows[name] = read_row(path)
-    return rows
-
-
 def _prepare_dir(out: str, p: ZooPreset, seed: int) -> None:
     """Create `out` with its ``zoo.json``, or check that it holds this preset and seed."""
     os.makedirs(os.path.join(out, MODELS_DIR), exist_ok=True)
-    info = {"format": "zoolens.zoo", "format_version": FORMAT_VERSION, "seed": seed,
-            "preset": p.to_dict()}  # fmt: skip
+    info = {
+        "format": "zoolens.zoo",
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "preset": p.to_dict(),
+    }
     path = os.path.join(out, ZOO_FILE)
     if os.path.exists(path):
         with open(path) as f:
@@ -113,7 +114,8 @@ def _prepare_dir(out: str, p: ZooPreset, seed: int) -> None:
             raise ZoolensError(
                 f"{out}: holds a zoo of preset {old.get('preset', {}).get('name')!r} with "
                 f"seed {old.get('seed')}, not {p.name!r} with seed {seed}; "
-                "choose another --out or the same preset and seed to resume")
+                "choose another --out or the same preset and seed to resume"
+            )
         return
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
@@ -125,17 +127,18 @@ def _run_all(
     units: list[WorkUnit], out: str, seed: int, jobs: int
 ) -> Iterator[list[dict[str, Any]]]:
     """Rows of each unit as it completes; phase 0 (parents, INRs) before phase 1."""
-    for phase in (0, 1):
-        batch = [(u, out, seed) for u in units if u.phase == phase]
-        if not batch:
-            continue
-        if jobs <= 1:
+    phases = [[(u, out, seed) for u in units if u.phase == p] for p in (0, 1)]
+    if jobs <= 1 or len(units) <= 1:
+        for batch in phases:
             yield from _run_serial(batch)
-            continue
-        batch.sort(key=lambda a: a[0].kind != "inr")  # long INR batches first
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(min(jobs, len(batch)), initializer=init_worker) as pool:
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(min(jobs, len(units)), initializer=init_worker) as pool:
+        for batch in phases:
+            batch.sort(key=lambda a: a[0].kind != "inr")  # long INR batches first
             yield from pool.imap_unordered(run_unit_args, batch, chunksize=1)
+        pool.close()
+        pool.join()
 
 
 def _run_serial(batch: list[tuple[WorkUnit, str, int]]) -> Iterator[list[dict[str, Any]]]:

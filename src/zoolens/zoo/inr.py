@@ -128,9 +128,7 @@ def fit_batch(
     return [(w.detach(), b.detach()) for w, b in params]
 
 
-def split_batch(
-    arch: INRArch, params: list[tuple[torch.Tensor, torch.Tensor]]
-) -> list[Net]:
+def split_batch(arch: INRArch, params: list[tuple[torch.Tensor, torch.Tensor]]) -> list[Net]:
     """One `Net` per INR of a trained batch (imported once with torch.fx, then refilled).
 
     Returns:
@@ -139,8 +137,7 @@ def split_batch(
     template = import_module(INRModel(arch).eval(), (2,))
     linear_ops = [op for op in template.ops if op.kind == "linear"]
     if len(linear_ops) != len(params):
-        raise RuntimeError(f"INR template has {len(linear_ops)} linear ops, "
-                           f"expected {len(params)}")  # fmt: skip
+        raise RuntimeError(f"INR template has {len(linear_ops)} linear ops, expected {len(params)}")
     nets = []
     for i in range(params[0][0].shape[0]):
         for op, (w, b) in zip(linear_ops, params, strict=True):

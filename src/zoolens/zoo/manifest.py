@@ -10,6 +10,7 @@ Columns (dtype): see `COLUMNS`. Conventions:
 - ``split`` (train / val / test, 70 / 15 / 15) is a seeded hash of the lineage root's id,
   so a fine-tuned child always sits in its parent's split.
 - ``input_shape`` is written ``"1x8x8"``.
+- ``num_params`` counts trainable parameters (BatchNorm running statistics excluded).
 """
 
 from __future__ import annotations
@@ -17,22 +18,47 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: column → dtype kind: "str", "int" (int64) or "float" (float64).
 COLUMNS: dict[str, str] = {
-    "id": "str", "task": "str", "dataset": "str", "kind": "str", "family": "str",
-    "arch": "str", "num_params": "int", "lr": "float", "optimizer": "str",
-    "weight_decay": "float", "epochs": "int", "batch_size": "int", "dropout": "float",
-    "init_scale": "float", "label_noise": "float", "train_fraction": "float",
-    "activation": "str", "depth": "int", "width": "int", "seed": "int",
-    "accuracy": "float", "test_loss": "float", "r2": "float", "psnr": "float",
-    "label": "int", "image_index": "int", "steps": "int", "parent": "str",
-    "finetune": "str", "split": "str", "input_shape": "str", "n_outputs": "int",
+    "id": "str",
+    "task": "str",
+    "dataset": "str",
+    "kind": "str",
+    "family": "str",
+    "arch": "str",
+    "num_params": "int",
+    "lr": "float",
+    "optimizer": "str",
+    "weight_decay": "float",
+    "epochs": "int",
+    "batch_size": "int",
+    "dropout": "float",
+    "init_scale": "float",
+    "label_noise": "float",
+    "train_fraction": "float",
+    "activation": "str",
+    "depth": "int",
+    "width": "int",
+    "seed": "int",
+    "accuracy": "float",
+    "test_loss": "float",
+    "r2": "float",
+    "psnr": "float",
+    "label": "int",
+    "image_index": "int",
+    "steps": "int",
+    "parent": "str",
+    "finetune": "str",
+    "split": "str",
+    "input_shape": "str",
+    "n_outputs": "int",
     "index": "int",
-}  # fmt: skip
+}
 
 _DEFAULTS = {"str": "", "int": -1, "float": math.nan}
 MANIFEST_FILE = "manifest.parquet"
@@ -63,6 +89,8 @@ def complete_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A manifest DataFrame with the schema's column order and dtypes, sorted by ``index``."""
+    import pandas as pd
+
     df = pd.DataFrame([complete_row(r) for r in rows], columns=list(COLUMNS))
     for col, kind in COLUMNS.items():
         if kind == "int":
@@ -89,7 +117,19 @@ def write_manifest(df: pd.DataFrame, zoo_dir: str) -> str:
 
 def read_manifest(zoo_dir: str) -> pd.DataFrame:
     """Read ``zoo_dir/manifest.parquet`` into a DataFrame."""
+    import pandas as pd
+
     return pd.read_parquet(os.path.join(zoo_dir, MANIFEST_FILE))
+
+
+def count_params(net: Any) -> int:
+    """Trainable parameters of a `Net`: every tensor but BatchNorm running statistics."""
+    return sum(
+        int(t.numel())
+        for op in net.ops
+        for role, t in op.params.items()
+        if role not in ("running_mean", "running_var")
+    )
 
 
 def shape_str(shape: tuple[int, ...]) -> str:

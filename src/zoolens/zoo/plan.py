@@ -53,8 +53,15 @@ class ModelSpec:
     def arch(self) -> ArchSpec:
         """The `ArchSpec` of a classifier / regressor."""
         t = get_task(self.task)
-        return ArchSpec(self.family, t.input_shape, t.n_outputs, self.depth, self.width,
-                        self.activation, self.dropout)  # fmt: skip
+        return ArchSpec(
+            self.family,
+            t.input_shape,
+            t.n_outputs,
+            self.depth,
+            self.width,
+            self.activation,
+            self.dropout,
+        )
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,11 @@ def _log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
 
 
 def _sample_hparams(p: ZooPreset, rng: np.random.Generator, lr_factor: float = 1.0) -> HParams:
+    optimizer = str(rng.choice(p.optimizers))
+    lr = _log_uniform(rng, p.lr) * lr_factor * (p.sgd_lr_factor if optimizer == "sgd" else 1.0)
     return HParams(
-        lr=_log_uniform(rng, p.lr) * lr_factor,
-        optimizer=str(rng.choice(p.optimizers)),
+        lr=lr,
+        optimizer=optimizer,
         weight_decay=float(rng.choice(p.weight_decays)),
         epochs=int(rng.choice(p.epochs)),
         batch_size=int(rng.choice(p.batch_sizes)),
@@ -99,36 +108,45 @@ def _sample_hparams(p: ZooPreset, rng: np.random.Generator, lr_factor: float = 1
     )
 
 
-def _family_tasks(p: ZooPreset) -> dict[str, list[str]]:
-    out = {}
+def _task_families(p: ZooPreset) -> dict[str, list[str]]:
+    """Task → the preset's families that accept its inputs (tasks with none are dropped)."""
     for fam in p.families:
         if fam not in FAMILIES:
             raise ZoolensError(f"preset {p.name!r}: unknown family {fam!r}")
-        tasks = [t for t in p.tasks if len(get_task(t).input_shape) in FAMILIES[fam]]
-        if tasks:
-            out[fam] = tasks
+    out = {}
+    for task in p.tasks:
+        rank = len(get_task(task).input_shape)
+        fams = [f for f in p.families if rank in FAMILIES[f]]
+        if fams and get_task(task).kind != "inr":
+            out[task] = fams
     if p.n_models and not out:
         raise ZoolensError(f"preset {p.name!r}: no family fits any of its tasks")
     return out
 
 
-def _plan_base(p: ZooPreset, seed: int, i: int, fam_tasks: dict[str, list[str]]) -> ModelSpec:
-    families = list(fam_tasks)
-    f = i % len(families)
-    family, tasks = families[f], fam_tasks[families[f]]
-    task = tasks[(i // len(families) + 5 * f) % len(tasks)]
+def _plan_base(p: ZooPreset, seed: int, i: int, task_fams: dict[str, list[str]]) -> ModelSpec:
+    """Tasks in turn (every task gets its share); families rotate within each task."""
+    tasks = list(task_fams)
+    t = i % len(tasks)
+    task, fams = tasks[t], task_fams[tasks[t]]
+    family = fams[(i // len(tasks) + t) % len(fams)]
     rng = _rng(seed, i)
     cnn = family.startswith("cnn")
     lo, hi = p.depths
     depth = int(rng.integers(lo, hi + 1))
     width = int(rng.choice(p.widths))
     return ModelSpec(
-        index=i, id=model_id(i), task=task, family=family,
+        index=i,
+        id=model_id(i),
+        task=task,
+        family=family,
         depth=min(depth, 3) if cnn else depth,
         width=int(np.clip(width // 2, 8, 32)) if cnn else width,
-        activation=str(rng.choice(p.activations)), dropout=float(rng.choice(p.dropouts)),
-        hp=_sample_hparams(p, rng), seed=model_seed(seed, i),
-    )  # fmt: skip
+        activation=str(rng.choice(p.activations)),
+        dropout=float(rng.choice(p.dropouts)),
+        hp=_sample_hparams(p, rng),
+        seed=model_seed(seed, i),
+    )
 
 
 def _plan_child(p: ZooPreset, seed: int, i: int, base: list[ModelSpec]) -> ModelSpec:
@@ -140,10 +158,19 @@ def _plan_child(p: ZooPreset, seed: int, i: int, base: list[ModelSpec]) -> Model
     hp = _sample_hparams(p, rng, lr_factor=0.3)
     hp = HParams(**{**hp.__dict__, "init_scale": parent.hp.init_scale})
     return ModelSpec(
-        index=i, id=model_id(i), task=task, family=parent.family, depth=parent.depth,
-        width=parent.width, activation=parent.activation, dropout=parent.dropout, hp=hp,
-        seed=model_seed(seed, i), parent=parent.id, finetune="head" if head else "continue",
-    )  # fmt: skip
+        index=i,
+        id=model_id(i),
+        task=task,
+        family=parent.family,
+        depth=parent.depth,
+        width=parent.width,
+        activation=parent.activation,
+        dropout=parent.dropout,
+        hp=hp,
+        seed=model_seed(seed, i),
+        parent=parent.id,
+        finetune="head" if head else "continue",
+    )
 
 
 def _plan_inr_batch(
@@ -153,17 +180,31 @@ def _plan_inr_batch(
     act = str(rng.choice(p.inr_activations))
     steps = int(rng.choice(p.inr_steps))
     n_images, height, width_px = INR_IMAGES[task]
-    hp = HParams(lr=_log_uniform(rng, p.inr_lr), optimizer="adam", weight_decay=0.0,
-                 epochs=steps, batch_size=height * width_px, max_steps=steps)  # fmt: skip
+    hp = HParams(
+        lr=_log_uniform(rng, p.inr_lr),
+        optimizer="adam",
+        weight_decay=0.0,
+        epochs=steps,
+        batch_size=height * width_px,
+        max_steps=steps,
+    )
     depth, width = int(rng.choice(p.inr_depths)), int(rng.choice(p.inr_widths))
     specs = tuple(
         ModelSpec(
-            index=start + k, id=model_id(start + k), task=task, family=f"inr-{act}",
-            depth=depth, width=width, activation=act, dropout=0.0, hp=hp,
-            seed=model_seed(seed, start), image_index=(first_image + k) % n_images,
+            index=start + k,
+            id=model_id(start + k),
+            task=task,
+            family=f"inr-{act}",
+            depth=depth,
+            width=width,
+            activation=act,
+            dropout=0.0,
+            hp=hp,
+            seed=model_seed(seed, start),
+            image_index=(first_image + k) % n_images,
         )
         for k in range(size)
-    )  # fmt: skip
+    )
     return WorkUnit("inr", 0, specs)
 
 
@@ -193,8 +234,8 @@ def plan_zoo(preset: ZooPreset, seed: int) -> list[WorkUnit]:
     Returns:
         Units for base models and INR batches (phase 0) and fine-tunes (phase 1).
     """
-    fam_tasks = _family_tasks(preset)
-    base = [_plan_base(preset, seed, i, fam_tasks) for i in range(preset.n_models)]
+    task_fams = _task_families(preset)
+    base = [_plan_base(preset, seed, i, task_fams) for i in range(preset.n_models)]
     if preset.n_finetunes and not base:
         raise ZoolensError(f"preset {preset.name!r}: fine-tunes need n_models > 0")
     first = preset.n_models

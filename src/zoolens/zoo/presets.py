@@ -37,7 +37,8 @@ class ZooPreset:
         n_models: models trained from scratch.
         n_finetunes: models fine-tuned from one of them (new head on another task of the
             same input shape, or continued training on the parent's task).
-        lr: log-uniform learning-rate range.
+        lr: log-uniform learning-rate range (Adam, AdamW).
+        sgd_lr_factor: SGD (momentum 0.9) learning rates are ``lr`` times this.
         optimizers, weight_decays, epochs, batch_sizes, dropouts, label_noises,
             train_fractions, activations, widths: choices drawn uniformly per model.
         init_scale: log-uniform range of the factor on the default initialisation.
@@ -56,10 +57,11 @@ class ZooPreset:
     families: tuple[str, ...]
     n_models: int
     n_finetunes: int = 0
-    lr: tuple[float, float] = (3e-4, 3e-2)
+    lr: tuple[float, float] = (1e-4, 1e-2)
+    sgd_lr_factor: float = 10.0
     optimizers: tuple[str, ...] = ("sgd", "adam", "adamw")
     weight_decays: tuple[float, ...] = (0.0, 0.0, 1e-4, 1e-3, 1e-2)
-    epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)
+    epochs: tuple[int, ...] = (1, 5, 20, 50, 100, 200, 400)
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
     dropouts: tuple[float, ...] = (0.0, 0.0, 0.1, 0.3)
     init_scale: tuple[float, float] = (0.5, 2.0)
@@ -75,8 +77,8 @@ class ZooPreset:
     inr_activations: tuple[str, ...] = ("relu", "sine")
     inr_depths: tuple[int, ...] = (1, 2, 3)
     inr_widths: tuple[int, ...] = (16, 32)
-    inr_steps: tuple[int, ...] = (100, 300, 1000)
-    inr_lr: tuple[float, float] = (1e-4, 3e-3)
+    inr_steps: tuple[int, ...] = (200, 500, 1000)
+    inr_lr: tuple[float, float] = (3e-4, 3e-3)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples become lists)."""
@@ -89,10 +91,24 @@ class ZooPreset:
 
 
 ALL_TASKS = (
-    "digits", "digits-perm", "digits-parity", "iris", "wine", "breast-cancer", "mnist1d",
-    "mnist14", "synth-a", "synth-b", "synth-c", "blobs", "moons", "circles", "diabetes",
-    "friedman1", "synth-reg",
-)  # fmt: skip
+    "digits",
+    "digits-perm",
+    "digits-parity",
+    "iris",
+    "wine",
+    "breast-cancer",
+    "mnist1d",
+    "mnist14",
+    "synth-a",
+    "synth-b",
+    "synth-c",
+    "blobs",
+    "moons",
+    "circles",
+    "diabetes",
+    "friedman1",
+    "synth-reg",
+)
 ALL_FAMILIES = ("mlp", "resmlp", "cnn1d", "cnn2d", "cnn2d-bn")
 
 #: ≥ 80 models over every task and family in about a minute on one core (tests, quickstart).
@@ -102,13 +118,12 @@ TINY = ZooPreset(
     families=ALL_FAMILIES,
     n_models=80,
     n_finetunes=12,
-    epochs=(1, 2, 5, 10, 20),
     widths=(16, 32, 64),
-    max_steps=150,
+    max_steps=200,
     n_inrs=16,
     inr_batch=8,
     inr_depths=(1, 2),
-    inr_steps=(100, 300),
+    inr_steps=(200, 500),
 )
 
 #: ≥ 2,000 classifiers / regressors and ≥ 2,000 INRs within an hour on two cores.
@@ -136,8 +151,10 @@ def get_preset(preset: str | ZooPreset) -> ZooPreset:
     if isinstance(preset, ZooPreset):
         return preset
     if preset not in PRESETS:
-        raise ZoolensError(f"unknown zoo preset {preset!r}; known: {', '.join(PRESETS)} "
-                           "(or register one with zoolens.zoo.register_preset)")  # fmt: skip
+        raise ZoolensError(
+            f"unknown zoo preset {preset!r}; known: {', '.join(PRESETS)} "
+            "(or register one with zoolens.zoo.register_preset)"
+        )
     return PRESETS[preset]
 
 

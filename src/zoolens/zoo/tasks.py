@@ -181,12 +181,14 @@ def _pad_noise(x: np.ndarray, width: int, seed: int) -> np.ndarray:
 
 
 def _digits_task(name: str) -> Arrays:
+    """Digits with a label map; every map shares one split (made on the digit labels)."""
     images, y = _digits()
+    x_tr, y_tr, x_te, y_te = _split(images[:, None], y, stratify=True)
     if name == "digits-perm":
-        y = _PERMUTED_DIGITS[y]
-    elif name == "digits-parity":
-        y = y % 2
-    return _split(images[:, None], y, stratify=True)
+        return x_tr, _PERMUTED_DIGITS[y_tr], x_te, _PERMUTED_DIGITS[y_te]
+    if name == "digits-parity":
+        return x_tr, y_tr % 2, x_te, y_te % 2
+    return x_tr, y_tr, x_te, y_te
 
 
 def _mnist14() -> Arrays:
@@ -214,8 +216,15 @@ def _synthetic_classification(name: str) -> Arrays:
     if name.startswith("synth-"):
         seed = {"synth-a": 11, "synth-b": 12, "synth-c": 13}[name]
         x, y = datasets.make_classification(
-            n, 16, n_informative=8, n_redundant=4, n_classes=4, n_clusters_per_class=2,
-            class_sep=1.0, flip_y=0.02, random_state=seed,
+            n,
+            16,
+            n_informative=8,
+            n_redundant=4,
+            n_classes=4,
+            n_clusters_per_class=2,
+            class_sep=1.0,
+            flip_y=0.02,
+            random_state=seed,
         )
     elif name == "blobs":
         x, y = datasets.make_blobs(n, 16, centers=4, cluster_std=5.0, random_state=21)
@@ -241,14 +250,24 @@ def _regression(name: str) -> Arrays:
 
 
 _LOADERS: dict[str, Callable[[str], Arrays]] = {
-    "digits": _digits_task, "digits-perm": _digits_task, "digits-parity": _digits_task,
-    "iris": _sklearn_table, "wine": _sklearn_table, "breast-cancer": _sklearn_table,
-    "mnist1d": lambda _: _mnist1d(), "mnist14": lambda _: _mnist14(),
-    "synth-a": _synthetic_classification, "synth-b": _synthetic_classification,
-    "synth-c": _synthetic_classification, "blobs": _synthetic_classification,
-    "moons": _synthetic_classification, "circles": _synthetic_classification,
-    "diabetes": _regression, "friedman1": _regression, "synth-reg": _regression,
-}  # fmt: skip
+    "digits": _digits_task,
+    "digits-perm": _digits_task,
+    "digits-parity": _digits_task,
+    "iris": _sklearn_table,
+    "wine": _sklearn_table,
+    "breast-cancer": _sklearn_table,
+    "mnist1d": lambda _: _mnist1d(),
+    "mnist14": lambda _: _mnist14(),
+    "synth-a": _synthetic_classification,
+    "synth-b": _synthetic_classification,
+    "synth-c": _synthetic_classification,
+    "blobs": _synthetic_classification,
+    "moons": _synthetic_classification,
+    "circles": _synthetic_classification,
+    "diabetes": _regression,
+    "friedman1": _regression,
+    "synth-reg": _regression,
+}
 
 
 @functools.cache

@@ -20,9 +20,9 @@ import torch
 from zoolens.errors import ZoolensError
 from zoolens.ir import Net, load_net_dir
 from zoolens.ir.fx_import import import_module
-from zoolens.zoo.archs import ArchSpec, ZooModel, build_model, load_from_net, new_head, scale_init
+from zoolens.zoo.archs import ZooModel, build_model, load_from_net, new_head, scale_init
 from zoolens.zoo.inr import INRArch, fit_batch, forward_batch, psnr, split_batch
-from zoolens.zoo.manifest import assign_split, shape_str
+from zoolens.zoo.manifest import assign_split, count_params, shape_str
 from zoolens.zoo.plan import ModelSpec, WorkUnit
 from zoolens.zoo.tasks import get_task, image_coordinates, load_inr_images, load_task
 from zoolens.zoo.train import fit, metrics, perturb_training_set
@@ -57,6 +57,19 @@ def save_model(net: Net, row: dict[str, Any], zoo_dir: str) -> None:
         os.rename(tmp, final)
     except OSError:  # written meanwhile by another run: keep the existing one
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def existing_rows(zoo_dir: str) -> dict[str, dict[str, Any]]:
+    """Rows of every complete model under ``zoo_dir/models`` (temp dirs are removed)."""
+    root = os.path.join(zoo_dir, MODELS_DIR)
+    rows: dict[str, dict[str, Any]] = {}
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        path = os.path.join(root, name)
+        if name.startswith(".tmp-"):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(os.path.join(path, ROW_FILE)):
+            rows[name] = read_row(path)
+    return rows
 
 
 def run_unit(unit: WorkUnit, zoo_dir: str, zoo_seed: int) -> list[dict[str, Any]]:
@@ -138,7 +151,6 @@ def _train_model(spec: ModelSpec, zoo_dir: str, zoo_seed: int) -> dict[str, Any]
         _check_same(out, model(data.x_test), spec.id)
     row = _base_row(spec, net, zoo_seed)
     row.update(metrics(out, data.y_test, data.spec.kind), steps=steps, arch=str(spec.arch()))
-    row["init_scale"] = spec.hp.init_scale
     save_model(net, row, zoo_dir)
     return row
 
@@ -146,16 +158,32 @@ def _train_model(spec: ModelSpec, zoo_dir: str, zoo_seed: int) -> dict[str, Any]
 def _base_row(spec: ModelSpec, net: Net, zoo_seed: int) -> dict[str, Any]:
     t, hp = get_task(spec.task), spec.hp
     return {
-        "id": spec.id, "index": spec.index, "task": t.name, "dataset": t.dataset,
-        "kind": t.kind, "family": spec.family, "num_params": net.num_params(), "lr": hp.lr,
-        "optimizer": hp.optimizer, "weight_decay": hp.weight_decay, "epochs": hp.epochs,
-        "batch_size": hp.batch_size, "dropout": spec.dropout, "init_scale": hp.init_scale,
-        "label_noise": hp.label_noise, "train_fraction": hp.train_fraction,
-        "activation": spec.activation, "depth": spec.depth, "width": spec.width,
-        "seed": spec.seed, "parent": spec.parent, "finetune": spec.finetune,
+        "id": spec.id,
+        "index": spec.index,
+        "task": t.name,
+        "dataset": t.dataset,
+        "kind": t.kind,
+        "family": spec.family,
+        "num_params": count_params(net),
+        "lr": hp.lr,
+        "optimizer": hp.optimizer,
+        "weight_decay": hp.weight_decay,
+        "epochs": hp.epochs,
+        "batch_size": hp.batch_size,
+        "dropout": spec.dropout,
+        "init_scale": hp.init_scale,
+        "label_noise": hp.label_noise,
+        "train_fraction": hp.train_fraction,
+        "activation": spec.activation,
+        "depth": spec.depth,
+        "width": spec.width,
+        "seed": spec.seed,
+        "parent": spec.parent,
+        "finetune": spec.finetune,
         "split": assign_split(spec.parent or spec.id, zoo_seed),
-        "input_shape": shape_str(t.input_shape), "n_outputs": t.n_outputs,
-    }  # fmt: skip
+        "input_shape": shape_str(t.input_shape),
+        "n_outputs": t.n_outputs,
+    }
 
 
 # -- INRs --------------------------------------------------------------------------------
@@ -172,8 +200,9 @@ def _fit_inrs(
     with torch.no_grad():
         batched = forward_batch(arch, params, coords)  # (B, P, 1)
     rows = []
-    for spec, net, image, ref in zip(unit.specs, split_batch(arch, params), images, batched,
-                                     strict=True):  # fmt: skip
+    for spec, net, image, ref in zip(
+        unit.specs, split_batch(arch, params), images, batched, strict=True
+    ):
         if spec.id not in wanted:
             continue
         with torch.no_grad():
@@ -181,8 +210,14 @@ def _fit_inrs(
         _check_same(out, ref, spec.id)
         quality, mse = psnr(out, image)
         row = _base_row(spec, net, zoo_seed)
-        row.update(arch=str(arch), psnr=quality, test_loss=mse, steps=first.hp.max_steps,
-                   label=int(labels[spec.image_index]), image_index=spec.image_index)  # fmt: skip
+        row.update(
+            arch=str(arch),
+            psnr=quality,
+            test_loss=mse,
+            steps=first.hp.max_steps,
+            label=int(labels[spec.image_index]),
+            image_index=spec.image_index,
+        )
         save_model(net, row, zoo_dir)
         rows.append(row)
     return rows

@@ -1,0 +1,307 @@
+"""The FAISS side of the index: exact (flat), HNSW or IVF inner-product search over catalog rows.
+
+The vector index is a cache of the catalog: every FAISS id is a catalog ``row``. It is saved as
+``vectors.e{epoch}.v{version}.{kind}.faiss`` next to the catalog and rebuilt from it when the
+file is missing, unreadable or of another epoch; a file of an older version is brought up to date.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KINDS = ("flat", "hnsw", "ivf")
+_CACHE_RE = re.compile(r"vectors\.e(\d+)\.v(\d+)\.(flat|hnsw|ivf)\.faiss$")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Hyper-parameters of the vector index.
+
+    Args:
+        kind: ``"auto"`` (flat up to `hnsw_threshold` models, HNSW above), ``"flat"``
+            (exact), ``"hnsw"`` or ``"ivf"``.
+        hnsw_threshold: model count above which ``"auto"`` switches to HNSW.
+        hnsw_m: HNSW graph degree.
+        ef_construction: HNSW build beam width.
+        ef_search: HNSW search beam width (recall vs latency).
+        ivf_nlist: IVF cells; None → ``4·√n``.
+        ivf_nprobe: IVF cells visited per query.
+        ivf_min_count: below this many models an ``"ivf"`` index stays flat (cannot train).
+        subset_threshold: a filtered search matching at most this many models is answered
+            exactly by scoring that subset.
+        query_threads: OpenMP threads for searches of fewer than `few_queries` queries (on
+            few shared cores one thread was measured faster than several); None leaves
+            FAISS' setting alone.
+        few_queries: see `query_threads`.
+        max_deleted_fraction: an HNSW index (which cannot delete) holding more removed
+            vectors than this fraction is rebuilt.
+    """
+
+    kind: str = "auto"
+    hnsw_threshold: int = 100_000
+    hnsw_m: int = 32
+    ef_construction: int = 64
+    ef_search: int = 128
+    ivf_nlist: int | None = None
+    ivf_nprobe: int = 16
+    ivf_min_count: int = 10_000
+    subset_threshold: int = 10_000
+    query_threads: int | None = 1
+    few_queries: int = 16
+    max_deleted_fraction: float = 0.2
+
+    def desired_kind(self, count: int, current: str | None = None) -> str:
+        """The kind of index to hold `count` vectors (HNSW kept down to half the threshold)."""
+        if self.kind == "ivf":
+            return "ivf" if count >= self.ivf_min_count else "flat"
+        if self.kind != "auto":
+            return self.kind
+        limit = self.hnsw_threshold // 2 if current == "hnsw" else self.hnsw_threshold
+        return "hnsw" if count > limit else "flat"
+
+
+@contextmanager
+def _threads(n_queries: int, config: IndexConfig) -> Iterator[None]:
+    if config.query_threads is None or n_queries >= config.few_queries:
+        yield
+        return
+    before = faiss.omp_get_max_threads()  # a per-thread OpenMP setting: other threads unaffected
+    faiss.omp_set_num_threads(config.query_threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+class VectorIndex:
+    """Inner-product search over ``(row, vector)`` pairs.
+
+    Args:
+        dim: vector dimension.
+        kind: ``"flat"``, ``"hnsw"`` or ``"ivf"``.
+        config: hyper-parameters.
+        index: an existing FAISS index (from `load`), else an empty one is made.
+    """
+
+    def __init__(self, dim: int, kind: str, config: IndexConfig, index: Any = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown index kind {kind!r}; use one of {KINDS}")
+        self.dim, self.kind, self.config = dim, kind, config
+        self.deleted_: set[int] = set()
+        self.index_ = index if index is not None else self._empty(0)
+        self._apply_search_params()
+
+    def _empty(self, n_train: int) -> Any:
+        if self.kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if self.kind == "hnsw":
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = self.config.ef_construction
+            return faiss.IndexIDMap2(hnsw)
+        nlist = self.config.ivf_nlist or int(4 * np.sqrt(max(n_train, 1)))
+        nlist = max(1, min(nlist, n_train // 39))
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist,
+                                 faiss.METRIC_INNER_PRODUCT)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return ivf
+
+    def _apply_search_params(self) -> None:
+        inner = self._inner()
+        if isinstance(inner, faiss.IndexHNSW):
+            inner.hnsw.efSearch = self.config.ef_search
+        if isinstance(inner, faiss.IndexIVF):
+            inner.nprobe = self.config.ivf_nprobe
+
+    def _inner(self) -> Any:
+        if isinstance(self.index_, faiss.IndexIDMap2):
+            return faiss.downcast_index(self.index_.index)
+        return faiss.downcast_index(self.index_)
+
+    # -- building ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, dim: int, kind: str, config: IndexConfig,
+              chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> VectorIndex:
+        """A new index over `chunks` of ``(rows, (n, dim) vectors)``."""
+        vi = cls(dim, "flat" if kind == "ivf" else kind, config)
+        if kind != "ivf":
+            for rows, vecs in chunks:
+                vi.add(rows, vecs)
+            return vi
+        parts = list(chunks)  # IVF trains on everything it holds: gather first
+        rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
+        vecs = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dim), np.float32)
+        vi.kind = "ivf"
+        vi.index_ = vi._empty(len(rows))
+        if len(rows):
+            vi.index_.train(vecs)
+            vi.add(rows, vecs)
+        vi._apply_search_params()
+        return vi
+
+    def add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        if len(rows):
+            self.index_.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                     np.ascontiguousarray(rows, dtype=np.int64))
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Forget `rows`; HNSW only masks them (see `needs_rebuild`)."""
+        if not len(rows):
+            return
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if self.kind == "hnsw":
+            self.deleted_.update(int(r) for r in rows)
+        elif self.kind == "ivf":  # its hash-table direct map only removes by IDSelectorArray
+            self.index_.remove_ids(faiss.IDSelectorArray(len(rows), faiss.swig_ptr(rows)))
+        else:
+            self.index_.remove_ids(faiss.IDSelectorBatch(rows))
+
+    @property
+    def ntotal(self) -> int:
+        """Live vectors (masked HNSW vectors excluded)."""
+        return int(self.index_.ntotal) - len(self.deleted_)
+
+    def needs_rebuild(self) -> bool:
+        total = int(self.index_.ntotal)
+        return bool(self.deleted_) and len(self.deleted_) > self.config.max_deleted_fraction * total
+
+    def rows(self) -> np.ndarray:
+        """Every row id held, masked ones included, sorted."""
+        if isinstance(self.index_, faiss.IndexIDMap2):
+            return np.sort(faiss.vector_to_array(self.index_.id_map).astype(np.int64))
+        inv = self._inner().invlists
+        parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
+                 for i in range(inv.nlist) if inv.list_size(i)]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    # -- searching -----------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`k` inner products, optionally among `allowed` rows only.
+
+        Args:
+            queries: ``(n, dim)`` float32.
+            k: hits per query.
+            allowed: sorted row ids to restrict to; None for all.
+
+        Returns:
+            ``(scores, rows)``, both ``(n, k)``; ``-inf`` / ``-1`` where there is no hit.
+        """
+        n = len(queries)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if k <= 0 or self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
+            return _no_hits(n, max(k, 0))
+        with _threads(n, self.config):
+            if allowed is None:
+                scores, rows = self._search_all(queries, k)
+            elif len(allowed) <= self.config.subset_threshold:
+                scores, rows = self._search_subset(queries, k, allowed)
+            else:
+                scores, rows = self._search_selected(queries, k, allowed)
+        scores = scores.astype(np.float32, copy=True)
+        scores[rows < 0] = -np.inf
+        return scores, rows
+
+    def _search_all(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self.deleted_:
+            return self.index_.search(queries, k)
+        keep = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self.deleted_, np.int64)))
+        return self.index_.search(queries, k, params=self._params(keep, 1.0))
+
+    def _search_selected(self, queries: np.ndarray, k: int,
+                         allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        share = len(allowed) / max(int(self.index_.ntotal), 1)
+        scores, rows = self.index_.search(queries, k, params=self._params(sel, share))
+        short = np.flatnonzero((rows >= 0).sum(axis=1) < min(k, len(allowed)))
+        if len(short):  # an approximate index found too few: answer those exactly
+            scores[short], rows[short] = self._search_subset(queries[short], k, allowed)
+        return scores, rows
+
+    def _params(self, sel: Any, share: float) -> Any:
+        if self.kind == "hnsw":
+            ef = int(min(max(self.config.ef_search, self.config.ef_search / max(share, 1e-3)),
+                         4096))
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+        if self.kind == "ivf":
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self.config.ivf_nprobe)
+        return faiss.SearchParameters(sel=sel)
+
+    def _search_subset(self, queries: np.ndarray, k: int,
+                       allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact: score every allowed vector."""
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        vectors = self.index_.reconstruct_batch(allowed)  # (m, dim)
+        scores = queries @ vectors.T  # (n, m)
+        kk = min(k, len(allowed))
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < len(allowed) else \
+            np.tile(np.arange(len(allowed)), (len(queries), 1))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        out_s, out_r = _no_hits(len(queries), k)
+        out_s[:, :kk] = np.take_along_axis(top_scores, order, axis=1)
+        out_r[:, :kk] = allowed[np.take_along_axis(top, order, axis=1)]
+        return out_s, out_r
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Write atomically to `path` (a temporary file, then a rename)."""
+        tmp = f"{path}.{os.getpid()}.tmp"
+        faiss.write_index(self.index_, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str, dim: int, config: IndexConfig) -> VectorIndex:
+        kind = _CACHE_RE.search(os.path.basename(path))
+        index = faiss.read_index(path)
+        if int(index.d) != dim:
+            raise ValueError(f"{path}: dimension {index.d}, catalog says {dim}")
+        return cls(dim, kind.group(3) if kind else "flat", config, index)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float64)
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _no_hits(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
+
+
+# -- the cache files ----------------------------------------------------------------------
+def cache_file(directory: str, epoch: int, version: int, kind: str) -> str:
+    return os.path.join(directory, f"vectors.e{epoch}.v{version}.{kind}.faiss")
+
+
+def find_cache(directory: str, epoch: int, version: int) -> tuple[str, int] | None:
+    """The newest cache of `epoch` at or before catalog `version`: ``(path, its version)``."""
+    best: tuple[str, int] | None = None
+    for path in glob.glob(os.path.join(directory, "vectors.e*.faiss")):
+        m = _CACHE_RE.search(os.path.basename(path))
+        if m and int(m.group(1)) == epoch and int(m.group(2)) <= version and (
+                best is None or int(m.group(2)) > best[1]):
+            best = (path, int(m.group(2)))
+    return best
+
+
+def prune_caches(directory: str, epoch: int, version: int) -> None:
+    """Delete cache files older than ``(epoch, version)`` (open ones stay readable)."""
+    for path in glob.glob(os.path.join(directory, "vectors.e*.faiss")):
+        m = _CACHE_RE.search(os.path.basename(path))
+        if m and (int(m.group(1)), int(m.group(2))) < (epoch, version):
+            try:
+                os.remove(path)
+            except OSError as e:
+                log.debug("could not remove old cache %s: %s", path, e)

@@ -1,0 +1,207 @@
+"""Read bare weight files (safetensors, PyTorch checkpoints) into a `TensorSet`.
+
+PyTorch checkpoints are always read with ``torch.load(..., weights_only=True)``: a
+checkpoint that needs code to unpickle (a pickled ``nn.Module``, a custom class) is refused,
+never executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from zoolens.errors import LoadError
+from zoolens.ir.tensorset import TensorSet
+
+SAFETENSORS_EXTS = (".safetensors",)
+TORCH_EXTS = (".pt", ".pth", ".bin", ".ckpt")
+#: Keys under which training scripts nest the weights, in the order they are tried.
+WEIGHT_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "module",
+    "net",
+    "network",
+    "weights",
+    "params",
+)
+#: Keys of training state that is not the network's weights.
+SKIP_KEYS = frozenset(
+    {
+        "optimizer",
+        "optimizer_state_dict",
+        "optimizer_states",
+        "optim",
+        "opt",
+        "scheduler",
+        "lr_scheduler",
+        "lr_schedulers",
+        "scaler",
+        "amp",
+        "callbacks",
+        "loops",
+        "grad_scaler",
+    }
+)
+
+
+def load_tensor_set(path: str | os.PathLike[str]) -> TensorSet:
+    """Read the floating-point tensors of a weight file, in file order.
+
+    Args:
+        path: a ``.safetensors`` file, or a ``.pt``/``.pth``/``.bin``/``.ckpt`` file written
+            by ``torch.save``: a state dict, possibly nested under ``state_dict``,
+            ``model_state_dict`` or ``model`` and beside optimizer state (which is skipped).
+
+    Returns:
+        A `TensorSet` with ``meta`` ``{"source": path, "format": "safetensors" | "torch"}``.
+        Non-floating tensors (step counters, integer buffers) are left out.
+
+    Raises:
+        LoadError: empty, truncated or corrupt file, unknown extension, no tensors, or a
+            pickle that needs code execution.
+        InvalidWeightsError: a tensor holds NaN or Inf.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in SAFETENSORS_EXTS + TORCH_EXTS:
+        raise LoadError(
+            f"{path}: unknown weight file extension {ext!r} (expected "
+            f"{', '.join(SAFETENSORS_EXTS + TORCH_EXTS)})"
+        )
+    size = _size(path)
+    if ext in SAFETENSORS_EXTS:
+        tensors, fmt = _read_safetensors(path, size), "safetensors"
+    else:
+        tensors, fmt = _read_torch(path), "torch"
+    if not tensors:
+        raise LoadError(f"{path}: no floating-point tensors found (not a weight file?)")
+    ts = TensorSet(tensors, meta={"source": path, "format": fmt})
+    ts.check_finite(path)
+    return ts
+
+
+def _size(path: str) -> int:
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise LoadError(f"{path}: cannot read ({e.strerror})") from None
+    if size == 0:
+        raise LoadError(f"{path}: empty file (0 bytes)")
+    return size
+
+
+# -- safetensors ----------------------------------------------------------------------------
+def _read_safetensors(path: str, size: int) -> dict[str, torch.Tensor]:
+    order = _safetensors_order(path, size)
+    out: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            for name, dtype in order:
+                if dtype.startswith(("F", "BF")):
+                    out[name] = f.get_tensor(name)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise LoadError(f"{path}: corrupt safetensors file ({_first_line(e)})") from None
+    return out
+
+
+def _safetensors_order(path: str, size: int) -> list[tuple[str, str]]:
+    """``(name, dtype)`` of every tensor in the order its bytes appear in the file."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 0 or n > size - 8:
+            raise LoadError(
+                f"{path}: truncated or not a safetensors file (header length "
+                f"{n}, file of {size} bytes)"
+            )
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise LoadError(f"{path}: corrupt safetensors header ({e})") from None
+    if not isinstance(header, dict):
+        raise LoadError(f"{path}: corrupt safetensors header (not a JSON object)")
+    try:
+        entries = [
+            (k, str(v["dtype"]), [int(o) for o in v["data_offsets"]])
+            for k, v in header.items()
+            if k != "__metadata__"
+        ]
+    except (KeyError, TypeError, ValueError) as e:
+        raise LoadError(f"{path}: corrupt safetensors header (bad entry: {e})") from None
+    end = max((o[1] for _, _, o in entries), default=0)
+    if 8 + n + end > size:
+        raise LoadError(
+            f"{path}: truncated safetensors file ({size} bytes, the header describes {8 + n + end})"
+        )
+    return [(k, dtype) for k, dtype, _ in sorted(entries, key=lambda e: e[2][0])]
+
+
+# -- torch.save checkpoints ---------------------------------------------------------------
+def _read_torch(path: str) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found or "Unsupported global" in str(e):
+            what = found.group(1) if found else "a Python object"
+            raise LoadError(
+                f"{path}: the checkpoint needs code execution to load (it pickles "
+                f"{what}); zoolens refuses to unpickle code, save "
+                "model.state_dict() instead"
+            ) from None
+        raise LoadError(f"{path}: not a readable PyTorch checkpoint (corrupt pickle)") from None
+    except Exception as e:  # torch.load raises RuntimeError, EOFError, ValueError, ... on damage
+        raise LoadError(
+            f"{path}: not a readable PyTorch checkpoint, the file is corrupt or "
+            f"truncated ({_first_line(e)})"
+        ) from None
+    return collect_tensors(obj, path)
+
+
+def collect_tensors(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The floating tensors of a loaded checkpoint object, keyed as stored.
+
+    Args:
+        obj: what ``torch.load`` returned: a tensor, a state dict, or a dict nesting one
+            under a key of `WEIGHT_KEYS` (training state under `SKIP_KEYS` is ignored).
+        source: name of the file, for messages.
+    """
+    if isinstance(obj, torch.Tensor):
+        return {"tensor": obj.detach()} if obj.is_floating_point() else {}
+    if not isinstance(obj, Mapping):
+        raise LoadError(f"{source}: holds a {type(obj).__name__}, not a state dict of tensors")
+    for key in WEIGHT_KEYS:
+        inner = obj.get(key)
+        found = collect_tensors(inner, source) if isinstance(inner, Mapping) else {}
+        if found:
+            return found
+    out: dict[str, torch.Tensor] = {}
+    _flatten(obj, "", out)
+    return out
+
+
+def _flatten(obj: Mapping[Any, Any], prefix: str, out: dict[str, torch.Tensor]) -> None:
+    for key, value in obj.items():
+        if str(key) in SKIP_KEYS:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point():
+                out[name] = value.detach()
+        elif isinstance(value, Mapping):
+            _flatten(value, name + ".", out)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    return text.split(". ")[0][:200]

@@ -1,0 +1,106 @@
+"""`FlatTransformer`: a Transformer over the flattened weight sequence, cut into chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoolens.ir import Net, TensorSet
+from zoolens.nn.base import Encoder, register_encoder
+from zoolens.nn.baselines._common import flatten_weights
+from zoolens.nn.gnn import symlog
+
+DEFAULTS: dict[str, Any] = {
+    "dim": 256, "chunk": 64, "max_chunks": 256, "hidden": 64, "heads": 4, "layers": 2,
+    "seed": 0,
+}
+
+
+class FlatTransformerNet(nn.Module):
+    """Chunks of the flattened weights → tokens → Transformer → (CLS ‖ mean) → ``dim``.
+
+    Args:
+        config: see `DEFAULTS`.
+
+    Shapes:
+        chunks: ``(B, M, chunk)``; mask: ``(B, M)`` True for real chunks → ``(B, dim)``.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        d = int(config["hidden"])
+        self.embed = nn.Linear(int(config["chunk"]), d)
+        self.position = nn.Embedding(int(config["max_chunks"]), d)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        nn.init.normal_(self.position.weight, std=0.1)
+        nn.init.normal_(self.cls, std=0.1)
+        layer = nn.TransformerEncoderLayer(d, int(config["heads"]), 2 * d, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.seq = nn.TransformerEncoder(layer, int(config["layers"]), enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, int(config["dim"])))
+
+    def forward(self, chunks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, m, _ = chunks.shape
+        tokens = self.embed(symlog(chunks)) + self.position.weight[:m][None]  # (B, M, d)
+        seq = torch.cat([self.cls.expand(b, 1, -1), tokens], dim=1)  # (B, 1 + M, d)
+        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool), mask], dim=1)
+        out = self.seq(seq, src_key_padding_mask=~keep)
+        valid = mask[..., None].to(out.dtype)
+        mean = (out[:, 1:] * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+        z: torch.Tensor = self.head(torch.cat([out[:, 0], mean], dim=1))  # (B, dim)
+        return z
+
+
+@register_encoder("flat-transformer")
+class FlatTransformer(Encoder):
+    """The seeds' sequence baseline: the weights, flattened in file order and cut into
+    chunks of ``chunk`` values (at most ``max_chunks``; the rest is truncated), read by a
+    Transformer. Not invariant to any weight symmetry. Untrained it is a fixed-seed
+    random encoder; train it through `forward` like `NeuralGraphEncoder`.
+
+    Args:
+        config: overrides of `DEFAULTS`.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__({**DEFAULTS, **(config or {})})
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(int(self.config["seed"]))  # fixed-seed init, then restore the RNG
+        self.module = FlatTransformerNet(self.config).eval()
+        torch.random.set_rng_state(gen_state)
+
+    def chunks(self, models: list[Net | TensorSet]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded chunk sequences and their mask.
+
+        Shapes:
+            returns ``(B, M, chunk)`` float32 and ``(B, M)`` bool, M = longest model's
+            number of chunks (≤ ``max_chunks``).
+        """
+        c, m_max = int(self.config["chunk"]), int(self.config["max_chunks"])
+        rows, counts = [], []
+        for model in models:
+            flat, n = flatten_weights(model, c * m_max)
+            rows.append(flat.float().reshape(m_max, c))
+            counts.append(max(1, -(-n // c)))
+        m = max(counts)
+        mask = torch.arange(m)[None, :] < torch.tensor(counts)[:, None]
+        return torch.stack(rows)[:, :m], mask
+
+    def forward(self, models: list[Net | TensorSet]) -> torch.Tensor:
+        """Differentiable embeddings ``(len(models), dim)`` (unnormalised), for training."""
+        z: torch.Tensor = self.module(*self.chunks(models))
+        return z
+
+    def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
+        self.module.eval()
+        with torch.no_grad():
+            return self.forward(models).double().numpy()
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.module.state_dict())
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.module.load_state_dict(tensors)

@@ -1,0 +1,52 @@
+"""`Probe`: a network's outputs on fixed probe inputs — a functional fingerprint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoolens.graph import default_probes
+from zoolens.ir import Net, TensorSet
+from zoolens.nn.base import Encoder, register_encoder
+from zoolens.nn.baselines._common import require_net
+
+
+@register_encoder("probe")
+class Probe(Encoder):
+    """Outputs of the Net on ``n_probes`` fixed standard-normal inputs in its own input
+    shape (`zoolens.graph.default_probes`), flattened probe-major and zero-padded or
+    truncated to ``dim``.
+
+    Exactly invariant to every weight symmetry (it only sees the function), but only
+    meaningful across nets that share an input space *and* an output layout: two nets
+    with different input shapes are run on different probes, and their vectors are
+    compared slot by slot anyway. Needs the wiring: TensorSets are rejected.
+
+    Args:
+        config: ``dim`` (default 256), ``n_probes`` (default 16), ``seed`` (of the probes).
+
+    Shapes:
+        embeddings: ``(n, dim)``; slot ``p · n_out + j`` is output j on probe p.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__({"dim": 256, "n_probes": 16, "seed": 0, **(config or {})})
+
+    def outputs(self, net: Net) -> torch.Tensor:
+        """The net's outputs on the probes, ``(n_probes, *output_shape)``, float64."""
+        x = default_probes(net.input_shape, int(self.config["n_probes"]),
+                           seed=int(self.config["seed"]))
+        p = next(net.parameters(), None)
+        with torch.no_grad():
+            y = net(x.to(p.dtype if p is not None else torch.float32))
+        return y.to(torch.float64)
+
+    def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
+        dim = self.dim
+        out = np.zeros((len(models), dim))
+        for i, m in enumerate(models):
+            y = self.outputs(require_net(m, self.name)).reshape(-1).numpy()
+            out[i, :min(dim, y.size)] = y[:dim]
+        return out

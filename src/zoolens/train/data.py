@@ -1,0 +1,99 @@
+"""Training data from a zoo: nets, relevance groups, quality targets, and batch sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from zoolens.graph import NeuralGraph
+from zoolens.ir import Net
+from zoolens.symmetry import drop_connect, random_exact_action, weight_noise
+from zoolens.zoo import Zoo
+
+
+def group_labels(manifest: pd.DataFrame) -> np.ndarray:
+    """Relevance group of each model: its task; an INR's task and digit."""
+    inr = manifest["kind"].eq("inr")
+    return np.where(inr, manifest["task"] + ":" + manifest["label"].astype(str),
+                    manifest["task"]).astype(str)
+
+
+def quality_targets(manifest: pd.DataFrame) -> np.ndarray:
+    """Normalised quality in [0, 1]: accuracy; R² (clipped) for regression; NaN for INRs."""
+    acc = manifest["accuracy"].to_numpy(np.float64)
+    r2 = manifest["r2"].to_numpy(np.float64).clip(0.0, 1.0)
+    return np.where(np.isfinite(acc), acc, np.where(manifest["kind"].eq("inr"), np.nan, r2))
+
+
+@dataclass
+class ZooSplit:
+    """Models of one split: loaded nets (float32), their group ids and quality targets."""
+
+    nets: list[Net]
+    groups: np.ndarray
+    targets: np.ndarray
+    ids: list[str]
+
+
+def load_split(zoo: Zoo, split: str | list[str]) -> ZooSplit:
+    splits = [split] if isinstance(split, str) else split
+    df = zoo.manifest[zoo.manifest["split"].isin(splits)].reset_index(drop=True)
+    nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
+    return ZooSplit(nets, group_labels(df), quality_targets(df), [str(i) for i in df["id"]])
+
+
+def sample_batches(groups: np.ndarray, batch_size: int, per_group: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of batches; each batch takes `per_group` models from each of several
+    groups so that same-group positives appear. Every model is seen about once.
+    """
+    by_group: dict[str, list[int]] = {}
+    for i in rng.permutation(len(groups)):
+        by_group.setdefault(str(groups[i]), []).append(int(i))
+    chunks = [idx[s:s + per_group] for idx in by_group.values()
+              for s in range(0, len(idx), per_group)]
+    order = rng.permutation(len(chunks))
+    batches, cur = [], []
+    for c in order:
+        cur.extend(chunks[c])
+        if len(cur) >= batch_size:
+            batches.append(np.array(cur[:batch_size]))
+            cur = cur[batch_size:]
+    if len(cur) > 1:
+        batches.append(np.array(cur))
+    return batches
+
+
+def graph_view(graph: NeuralGraph, gen: torch.Generator, p_drop: float, noise: float
+               ) -> NeuralGraph:
+    """A contrastive view made on the graph: DropConnect and weight noise on edge weights.
+
+    For an exactly invariant encoder the exact actions are no-ops, so views of the
+    (precomputed, canonical) graph are equivalent to views of the net, and much cheaper.
+    Noise is zero-mean with std ``noise`` × the std of each edge type's weights.
+    """
+    attr = graph.edge_attr
+    if p_drop > 0:
+        attr = attr * (torch.rand(attr.shape, generator=gen) >= p_drop).to(attr.dtype)
+    if noise > 0:
+        std = torch.zeros(attr.shape[0], 1)
+        for t in graph.edge_type.unique():
+            sel = graph.edge_type == t
+            std[sel] = attr[sel].std() if int(sel.sum()) > 1 else 0.0
+        attr = attr + torch.randn(attr.shape, generator=gen) * noise * std * (attr != 0)
+    return replace(graph, edge_attr=attr)
+
+
+def make_view(net: Net, gen: torch.Generator, p_drop: float, noise: float) -> Net:
+    """A contrastive view: an exact action (a no-op for invariant encoders, a lesson for
+    the others) plus inexact DropConnect and weight noise.
+    """
+    view = random_exact_action(net, gen)
+    if p_drop > 0:
+        view = drop_connect(view, p_drop, gen)
+    if noise > 0:
+        view = weight_noise(view, noise, gen)
+    return view

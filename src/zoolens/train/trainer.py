@@ -1,0 +1,207 @@
+"""Contrastive training of an encoder on a zoo: λ·contrastive + (1 − λ)·accuracy MSE."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoolens.eval import retrieval_metrics
+from zoolens.graph import NeuralGraph
+from zoolens.ir import Net
+from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
+from zoolens.nn.load import _register_all
+from zoolens.train.config import TrainConfig
+from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
+from zoolens.train.losses import accuracy_loss, supcon_loss
+from zoolens.zoo import Zoo
+
+log = logging.getLogger(__name__)
+METRIC_FIELDS = ["epoch", "loss", "contrastive", "accuracy_mse", "val_mAP", "seconds"]
+
+
+@dataclass
+class TrainResult:
+    encoder: Encoder
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_map: float = float("nan")
+
+
+def _module(enc: Encoder) -> nn.Module:
+    mod = getattr(enc, "module", enc)
+    assert isinstance(mod, nn.Module), f"{enc.name} has no trainable module"
+    return mod
+
+
+def validation_map(enc: Encoder, split: ZooSplit) -> float:
+    if len(split.nets) < 2:
+        return float("nan")
+    _module(enc).eval()
+    z = enc.encode(split.nets, batch_size=128)
+    return float(retrieval_metrics(z, split.groups)["mAP"])
+
+
+class Trainer:
+    """Train `config.encoder` on the zoo at `zoo_dir`, writing checkpoints to `out`."""
+
+    def __init__(self, zoo_dir: str, out: str, config: TrainConfig) -> None:
+        self.zoo, self.out, self.cfg = Zoo.open(zoo_dir), out, config
+        _register_all()
+        self.encoder = encoder_class(config.encoder)(
+            {**config.encoder_config, "seed": config.seed})
+        self.head = nn.Sequential(nn.Linear(self.encoder.dim, 64), nn.SiLU(), nn.Linear(64, 1))
+        params = list(_module(self.encoder).parameters()) + list(self.head.parameters())
+        self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(config.epochs, 1))
+        self.epoch, self.best_map, self.best_epoch, self.stale = 0, -1.0, -1, 0
+        self.history: list[dict[str, float]] = []
+        self._graphs: list[NeuralGraph] | None = None
+
+    # -- one step ------------------------------------------------------------------------
+    def views(self, batch: list[Net] | list[NeuralGraph], gen: torch.Generator) -> torch.Tensor:
+        """Embeddings of two augmented views of each item, ``(2 * len(batch), d)``."""
+        cfg, enc = self.cfg, self.encoder
+        if isinstance(enc, NeuralGraphEncoder):
+            graphs = [graph_view(g, gen, cfg.drop_connect, cfg.noise)
+                      for g in batch for _ in range(2)]  # type: ignore[arg-type]
+            return enc.forward(graphs)
+        nets = [make_view(n, gen, cfg.drop_connect, cfg.noise) for n in batch for _ in range(2)]
+        return enc.train_forward(nets)  # type: ignore[attr-defined]
+
+    def step(self, batch: list[Net] | list[NeuralGraph], groups: np.ndarray,
+             targets: np.ndarray, gen: torch.Generator) -> dict[str, float]:
+        cfg = self.cfg
+        z = nn.functional.normalize(self.views(batch, gen), dim=1)
+        if cfg.positives == "task":
+            codes = np.unique(groups, return_inverse=True)[1]
+        else:
+            codes = np.arange(len(batch))
+        labels = torch.as_tensor(np.repeat(codes, 2))
+        con = supcon_loss(z, labels, cfg.tau)
+        pred = torch.sigmoid(self.head(z)[:, 0])
+        acc = accuracy_loss(pred, torch.as_tensor(np.repeat(targets, 2), dtype=torch.float32))
+        loss = cfg.lam * con + (1 - cfg.lam) * acc
+        self.opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(_module(self.encoder).parameters(), 5.0)
+        self.opt.step()
+        return {"loss": float(loss), "contrastive": float(con), "accuracy_mse": float(acc)}
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
+        cfg = self.cfg
+        os.makedirs(self.out, exist_ok=True)
+        if resume:
+            self.load_checkpoint()
+        train, val = load_split(self.zoo, "train"), load_split(self.zoo, "val")
+        start = time.time()
+        while self.epoch < cfg.epochs and self.stale < cfg.patience:
+            row = self.run_epoch(train, progress)
+            row["val_mAP"] = validation_map(self.encoder, val)
+            row["seconds"] = time.time() - start
+            self.history.append(row)
+            self.epoch += 1
+            self.sched.step()
+            self.track_best(row["val_mAP"])
+            self.save_checkpoint(row)
+            log.info("epoch %d: %s", self.epoch, row)
+            if (time.time() - start) / 60 > cfg.max_minutes:
+                log.warning("stopping: time budget of %.0f min reached", cfg.max_minutes)
+                break
+        best = os.path.join(self.out, "best")
+        enc = Encoder.load(best) if os.path.isdir(best) else self.encoder
+        return TrainResult(enc, self.history, self.best_epoch, self.best_map)
+
+    def run_epoch(self, train: ZooSplit, progress: bool) -> dict[str, float]:
+        rng = np.random.default_rng([self.cfg.seed, self.epoch])
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.epoch)
+        batches = sample_batches(train.groups, self.cfg.batch_size, self.cfg.per_group, rng)
+        _module(self.encoder).train()
+        sums: dict[str, float] = {}
+        it: Any = batches
+        if progress:
+            from zoolens.progress import progress_bar
+
+            it = progress_bar(batches, desc=f"epoch {self.epoch + 1}", unit="batch")
+        items: list[Any] = train.nets
+        if isinstance(self.encoder, NeuralGraphEncoder):
+            if self._graphs is None:  # canonical graphs once; views are made on them
+                self._graphs = [self.encoder.graph(n) for n in train.nets]
+            items = self._graphs
+        for b in it:
+            m = self.step([items[i] for i in b], train.groups[b], train.targets[b], gen)
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v / len(batches)
+            if progress:
+                it.set_postfix(loss=f"{m['loss']:.3f}")
+        return {"epoch": float(self.epoch + 1), **sums}
+
+    def track_best(self, val_map: float) -> None:
+        if np.isfinite(val_map) and val_map > self.best_map:
+            self.best_map, self.best_epoch, self.stale = val_map, self.epoch, 0
+            self.encoder.save(os.path.join(self.out, "best"))
+        else:
+            self.stale += 1
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, row: dict[str, float]) -> None:
+        last = os.path.join(self.out, "last")
+        self.encoder.save(last)
+        state = {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                 "head": self.head.state_dict(), "epoch": self.epoch,
+                 "best_map": self.best_map, "best_epoch": self.best_epoch, "stale": self.stale}
+        torch.save(state, os.path.join(last, "trainer_state.pt"))
+        with open(os.path.join(self.out, "train_config.json"), "w") as f:
+            json.dump(self.cfg.to_dict(), f, indent=1)
+        path = os.path.join(self.out, "metrics.csv")
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+        _tensorboard(self.out, row)
+
+    def load_checkpoint(self) -> None:
+        last = os.path.join(self.out, "last")
+        if not os.path.isdir(last):
+            log.warning("%s: nothing to resume, starting fresh", last)
+            return
+        self.encoder.load_state_tensors(Encoder.load(last).state_tensors())
+        state = torch.load(os.path.join(last, "trainer_state.pt"), weights_only=True)
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.head.load_state_dict(state["head"])
+        self.epoch, self.best_map = int(state["epoch"]), float(state["best_map"])
+        self.best_epoch, self.stale = int(state["best_epoch"]), int(state["stale"])
+
+
+def _tensorboard(out: str, row: dict[str, float]) -> None:
+    """Per-epoch scalars as TensorBoard events, when the tensorboard package is present."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    with SummaryWriter(os.path.join(out, "tb")) as w:
+        for k, v in row.items():
+            if k != "epoch":
+                w.add_scalar(k, v, int(row["epoch"]))
+
+
+def train_encoder(zoo_dir: str, out: str, config: TrainConfig | None = None,
+                  resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train an encoder on a zoo (train split; early stopping on val mAP).
+
+    Returns:
+        The best encoder (by validation mAP) and the per-epoch history.
+    """
+    return Trainer(zoo_dir, out, config or TrainConfig()).fit(resume=resume, progress=progress)

@@ -1,0 +1,63 @@
+"""``zoolens embed``: an (n, d) float32 array in input order, one summary line; a bad
+path is one error line and a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zoolens.nn import LayerwiseEncoder, load_encoder
+from zoolens.testing import random_net
+
+
+def _zoolens(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zoolens.cli", *args], capture_output=True, text=True, timeout=240
+    )
+
+
+@pytest.fixture(scope="module")
+def net_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    root = tmp_path_factory.mktemp("nets")
+    g = torch.Generator().manual_seed(0)
+    paths = []
+    for i, family in enumerate(("mlp", "cnn2d", "resmlp_ln")):
+        path = str(root / f"{i}-{family}")
+        random_net(family, g).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_embed_writes_rows_in_input_order(net_dirs: list[str], tmp_path: Path) -> None:
+    order = [net_dirs[2], net_dirs[0], net_dirs[1]]
+    out = tmp_path / "z.npy"
+    r = _zoolens("embed", *order, "--out", str(out), "--batch-size", "2")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 1 and "3" in r.stdout and str(out) in r.stdout
+    z = np.load(out)
+    assert z.shape == (3, 256) and z.dtype == np.float32
+    np.testing.assert_allclose(z, load_encoder("default").encode(order), atol=1e-6)
+
+
+def test_embed_with_a_saved_encoder_dir(net_dirs: list[str], tmp_path: Path) -> None:
+    enc = LayerwiseEncoder({"dim": 32, "hidden": 32, "edge_hidden": 8, "seed": 4})
+    enc.save(str(tmp_path / "enc"))
+    out = tmp_path / "z.npy"
+    r = _zoolens("embed", *net_dirs, "-o", str(out), "--encoder", str(tmp_path / "enc"))
+    assert r.returncode == 0, r.stderr
+    assert enc.id in r.stdout
+    np.testing.assert_allclose(np.load(out), enc.encode(net_dirs), atol=1e-6)
+
+
+def test_bad_path_is_one_error_line(net_dirs: list[str], tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-model")
+    r = _zoolens("embed", net_dirs[0], missing, "--out", str(tmp_path / "z.npy"))
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoolens: error:") and missing in lines[0]
+    assert "Traceback" not in r.stderr and not (tmp_path / "z.npy").exists()

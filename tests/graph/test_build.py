@@ -1,0 +1,147 @@
+"""net_to_graph: one node per unit, one edge per weight, kernels and blocks on edges,
+residual edges, distinguishable inputs/outputs, probe features that permute with nodes,
+and batching offsets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from zoolens.graph import (
+    EDGE_TYPES,
+    KERNEL,
+    ROLE_HIDDEN,
+    ROLE_INPUT,
+    ROLE_OUTPUT,
+    NeuralGraph,
+    batch_graphs,
+    default_probes,
+    fit_to_kernel,
+    net_to_graph,
+)
+from zoolens.symmetry import random_exact_action
+from zoolens.testing import FAMILIES, random_net
+
+
+def _edges_of(graph: NeuralGraph, kind: str) -> torch.Tensor:
+    return (graph.edge_type == EDGE_TYPES.index(kind)).nonzero().ravel()
+
+
+def _first_layer_edges(graph: NeuralGraph, kind: str, n_in: int, n_out: int
+                       ) -> dict[tuple[int, int], torch.Tensor]:
+    """(out unit, in unit) → edge attr, for `kind` edges whose sources are the input nodes."""
+    out = {}
+    for e in _edges_of(graph, kind).tolist():
+        s, t = graph.edge_index[:, e].tolist()
+        if s < n_in:
+            out[(t - n_in, s)] = graph.edge_attr[e]
+    assert len(out) == n_in * n_out
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mlp_nodes_are_units_and_edges_are_weights(seed: int) -> None:
+    net = random_net("mlp", torch.Generator().manual_seed(seed))
+    weights = [op.params["weight"] for op in net.dense_ops()]
+    graph = net_to_graph(net, canonical=False)
+    units = weights[0].shape[1] + sum(w.shape[0] for w in weights)
+    assert graph.num_nodes == units
+    assert graph.num_edges == sum(w.numel() for w in weights)
+    assert graph.num_layers == len(weights) + 1
+    assert (graph.edge_type == EDGE_TYPES.index("dense")).all()
+    first = _first_layer_edges(graph, "dense", weights[0].shape[1], weights[0].shape[0])
+    for (o, i), attr in first.items():
+        assert float(attr[0]) == pytest.approx(float(weights[0][o, i]), rel=1e-6)
+        assert (attr[1:] == 0).all()
+
+
+@pytest.mark.parametrize("family", ["cnn1d", "cnn2d"])
+def test_conv_edges_carry_kernels(family: str) -> None:
+    net = random_net(family, torch.Generator().manual_seed(3))
+    w = net.dense_ops()[0].params["weight"]  # (c_out, c_in, *kernel)
+    graph = net_to_graph(net, canonical=False)
+    edges = _first_layer_edges(graph, "conv" + family[3:5], w.shape[1], w.shape[0])
+    for (o, i), attr in edges.items():
+        kernel = w[o, i].reshape(-1).float()
+        torch.testing.assert_close(attr[:kernel.numel()], kernel)
+        assert (attr[kernel.numel():] == 0).all()
+
+
+@pytest.mark.parametrize("family", ["cnn1d", "cnn2d"])
+def test_conv_flatten_linear_edges_carry_the_spatial_block(family: str) -> None:
+    net = random_net(family, torch.Generator().manual_seed(4))
+    conv, linear = net.dense_ops()[-2], net.dense_ops()[-1]
+    c, w = conv.params["weight"].shape[0], linear.params["weight"]  # w: (n_out, c · block)
+    graph = net_to_graph(net, canonical=False)
+    flat = _edges_of(graph, "flatten")
+    assert flat.numel() == w.shape[0] * c  # one edge per (output unit, channel)
+    blocks = fit_to_kernel(w.reshape(w.shape[0] * c, -1)).float()  # (n_out · c, KERNEL)
+    src, dst = graph.edge_index[:, flat]
+    rows = (dst - dst.min()) * c + (src - src.min())
+    torch.testing.assert_close(graph.edge_attr[flat], blocks[rows])
+    assert graph.edge_attr.shape[1] == KERNEL
+
+
+def test_residual_edges_exist_for_resmlp_ln() -> None:
+    net = random_net("resmlp_ln", torch.Generator().manual_seed(5))
+    width = net.dense_ops()[0].params["weight"].shape[0]
+    n_adds = sum(op.kind == "add" for op in net.ops)
+    graph = net_to_graph(net)
+    res = _edges_of(graph, "residual")
+    assert res.numel() == n_adds * 2 * width  # both summands, unit to unit
+    assert (graph.edge_attr[res, 0] == 1).all()
+    assert _edges_of(graph, "layernorm").numel() > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_inputs_and_outputs_have_distinct_positions(family: str) -> None:
+    net = random_net(family, torch.Generator().manual_seed(6))
+    graph = net_to_graph(net)
+    n_in, n_out = net.input_shape[0], int(net(torch.zeros(1, *net.input_shape,
+                                                           dtype=torch.float64)).shape[1])
+    for role, n in ((ROLE_INPUT, n_in), (ROLE_OUTPUT, n_out)):
+        assert torch.equal(graph.position[graph.role == role], torch.arange(n))
+    assert (graph.position[graph.role == ROLE_HIDDEN] == 0).all()
+
+
+def _match_rows(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Max difference after the best one-to-one matching of the rows of `a` and `b`."""
+    cost = torch.cdist(a.double(), b.double())
+    i, j = linear_sum_assignment(cost.numpy())
+    return float(cost[i, j].max()) if len(i) else 0.0
+
+
+@pytest.mark.parametrize(("family", "seed"), [(f, s) for f in FAMILIES for s in range(2)])
+def test_probe_features_permute_with_nodes(family: str, seed: int) -> None:
+    g = torch.Generator().manual_seed(10 + seed)
+    net = random_net(family, g)
+    moved = random_exact_action(net, g)
+    probes = default_probes(net.input_shape, 6)
+    a, b = net_to_graph(net, probes=probes), net_to_graph(moved, probes=probes)
+    assert a.probes is not None and b.probes is not None
+    scale = float(a.probes.abs().max()) + 1e-12
+    fixed = a.role != ROLE_HIDDEN  # inputs and outputs keep their order
+    torch.testing.assert_close(a.probes[fixed], b.probes[fixed], rtol=1e-4, atol=1e-5 * scale)
+    for layer in range(a.num_layers):
+        rows_a, rows_b = (torch.cat([gr.x, gr.probes], 1)[gr.layer == layer] for gr in (a, b))
+        assert _match_rows(rows_a, rows_b) <= 1e-4 * scale, layer
+
+
+def test_batching_offsets() -> None:
+    g = torch.Generator().manual_seed(8)
+    graphs = [net_to_graph(random_net(f, g)) for f in ("mlp", "cnn2d_bn", "resmlp_ln")]
+    batch = batch_graphs(graphs)
+    node_off = edge_off = layer_off = 0
+    for i, gr in enumerate(graphs):
+        nodes = slice(node_off, node_off + gr.num_nodes)
+        edges = slice(edge_off, edge_off + gr.num_edges)
+        assert torch.equal(batch.edge_index[:, edges], gr.edge_index + node_off)
+        assert torch.equal(batch.edge_attr[edges], gr.edge_attr)
+        assert (batch.batch[nodes] == i).all()
+        assert torch.equal(batch.layer_id[nodes], gr.layer + layer_off)
+        assert torch.equal(batch.x[nodes], gr.x)
+        node_off, edge_off, layer_off = (node_off + gr.num_nodes, edge_off + gr.num_edges,
+                                         layer_off + gr.num_layers)
+    assert batch.num_graphs == 3 and batch.x.shape[0] == node_off
+    assert batch.layers_per_graph.tolist() == [gr.num_layers for gr in graphs]
