@@ -23,5 +23,5 @@ class EncoderMismatchError(ZoolensError):
     """An index was opened with an encoder other than the one that built it."""
 
 
-class IndexError(ZoolensError):  # noqa: A001 - scoped to zoolens.errors
+class IndexError(ZoolensError):
     """The model index is missing, corrupt or was asked for something it does not hold."""

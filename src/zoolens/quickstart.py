@@ -42,8 +42,11 @@ def symmetry_check(index: ModelIndex, net: Net, model_id: str, seed: int = 0) ->
     scores, ids = index.search(acted, k=5)
     hits = list(ids[0])
     # Rank = 1 + models scoring strictly higher than the original (exact ties share rank).
-    rank = 1 + int((scores[0] > scores[0][hits.index(model_id)] + 1e-6).sum()) \
-        if model_id in hits else -1
+    rank = (
+        1 + int((scores[0] > scores[0][hits.index(model_id)] + 1e-6).sum())
+        if model_id in hits
+        else -1
+    )
     x = torch.randn((64, *net.input_shape), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         diff = float((net(x) - acted(x)).abs().max())
@@ -61,8 +64,14 @@ def train_fresh_model(task: str = "digits", seed: int = 12345) -> tuple[Net, flo
     from zoolens.zoo.tasks import load_task
 
     data = load_task(task)
-    spec = ArchSpec("mlp", tuple(data.x_train.shape[1:]), int(data.y_train.max()) + 1,
-                    depth=2, width=40, activation="relu")
+    spec = ArchSpec(
+        "mlp",
+        tuple(data.x_train.shape[1:]),
+        int(data.y_train.max()) + 1,
+        depth=2,
+        width=40,
+        activation="relu",
+    )
     torch.manual_seed(seed)
     model = build_model(spec)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -88,12 +97,13 @@ def predict_accuracy(index: ModelIndex, zoo_manifest, query: np.ndarray) -> floa
     return float(np.clip(model.predict(query.reshape(1, -1))[0], 0.0, 1.0))
 
 
-def run_quickstart(workdir: str = "zoolens-quickstart", encoder: str = "default",
-                   seed: int = 0) -> dict[str, object]:
+def run_quickstart(
+    workdir: str = "zoolens-quickstart", encoder: str = "default", seed: int = 0
+) -> dict[str, object]:
     """Run the three demonstrations and print their tables. Returns their numbers."""
     from rich.console import Console
 
-    from zoolens.zoo import Zoo, generate_zoo
+    from zoolens.zoo import generate_zoo
 
     console = Console()
     zoo_dir, index_dir = os.path.join(workdir, "zoo"), os.path.join(workdir, "index")
@@ -111,16 +121,26 @@ def _show_symmetry(console, index: ModelIndex, zoo) -> list[SymmetryCheck]:
     from rich.table import Table
 
     table = Table(title="(a) exact symmetries: permuted + rescaled + sign-flipped zoo models")
-    for col in ("model", "rank of original", "embedding cosine", "raw-weight cosine",
-                "max |Δ output|"):
+    for col in (
+        "model",
+        "rank of original",
+        "embedding cosine",
+        "raw-weight cosine",
+        "max |Δ output|",
+    ):
         table.add_column(col)
     test = zoo.manifest[zoo.manifest["split"] == "test"].head(4)
     checks = []
     for i, model_id in enumerate(test["id"]):
         c = symmetry_check(index, zoo.load(str(model_id)), str(model_id), seed=i)
         checks.append(c)
-        table.add_row(c.model_id, str(c.rank), f"{c.embedding_cosine:.6f}",
-                      f"{c.raw_weight_cosine:.3f}", f"{c.max_output_diff:.1e}")
+        table.add_row(
+            c.model_id,
+            str(c.rank),
+            f"{c.embedding_cosine:.6f}",
+            f"{c.raw_weight_cosine:.3f}",
+            f"{c.max_output_diff:.1e}",
+        )
     console.print(table)
     return checks
 
@@ -135,11 +155,17 @@ def _show_fresh(console, index: ModelIndex, zoo) -> dict[str, object]:
     for col in ("rank", "model", "task", "family", "accuracy", "cosine"):
         table.add_column(col)
     tasks = []
-    for r, (s, mid) in enumerate(zip(scores[0], ids[0]), 1):
+    for r, (s, mid) in enumerate(zip(scores[0], ids[0], strict=True), 1):
         meta = index.get(str(mid))["metadata"]
         tasks.append(meta.get("task"))
-        table.add_row(str(r), str(mid), str(meta.get("task")), str(meta.get("family")),
-                      f"{meta.get('accuracy', float('nan')):.3f}", f"{s:.3f}")
+        table.add_row(
+            str(r),
+            str(mid),
+            str(meta.get("task")),
+            str(meta.get("family")),
+            f"{meta.get('accuracy', float('nan')):.3f}",
+            f"{s:.3f}",
+        )
     console.print(table)
     pred = predict_accuracy(index, zoo.manifest, query[0])
     t2 = Table(title="(c) accuracy predicted from the embedding (ridge over the zoo)")

@@ -35,7 +35,10 @@ def test_random_exact_action_keeps_function(family: str, seed: int) -> None:
     acted = random_exact_action(net, g)
     assert_same_function(net, acted, x, rtol=1e-6)
     # ... and it really moved the weights (otherwise this test proves nothing).
-    moved = max(float((a - b).abs().max()) for a, b in zip(net.parameters(), acted.parameters()))
+    moved = max(
+        float((a - b).abs().max())
+        for a, b in zip(net.parameters(), acted.parameters(), strict=True)
+    )
     assert moved > 1e-3
 
 
@@ -45,7 +48,7 @@ def test_canonicalize_keeps_function_and_is_idempotent(family: str, seed: int) -
     canon = canonicalize(net)
     assert_same_function(net, canon, x, rtol=1e-6)
     again = canonicalize(canon)
-    for a, b in zip(canon.parameters(), again.parameters()):
+    for a, b in zip(canon.parameters(), again.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
@@ -62,7 +65,7 @@ def test_canonicalize_agrees_up_to_the_permutation(family: str, seed: int) -> No
     acted = permute_spaces(scaled, perms)
     expected = permute_spaces(canonicalize(net), perms)
     got = canonicalize(acted)
-    for a, b in zip(expected.parameters(), got.parameters()):
+    for a, b in zip(expected.parameters(), got.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
@@ -73,7 +76,7 @@ def _first_dense(net: Net) -> str:
 @pytest.mark.parametrize(("family", "seed"), CASES)
 def test_permuting_inputs_changes_function(family: str, seed: int) -> None:
     """Input features are not interchangeable: feeding them permuted changes the output."""
-    net, x, g = _net(family, seed)
+    net, x, _ = _net(family, seed)
     flat = x.flatten(1)
     perm = torch.roll(torch.arange(flat.shape[1]), 1)  # never the identity
     x_perm = flat[:, perm].reshape(x.shape)
@@ -83,7 +86,7 @@ def test_permuting_inputs_changes_function(family: str, seed: int) -> None:
 @pytest.mark.parametrize(("family", "seed"), CASES)
 def test_uncoupled_permutation_changes_function(family: str, seed: int) -> None:
     """Permuting a layer's output units without its readers' inputs is not a symmetry."""
-    net, x, g = _net(family, seed)
+    net, x, _ = _net(family, seed)
     bad = net.clone()
     op = bad.op(_first_dense(bad))
     n = op.params["weight"].shape[0]

@@ -14,7 +14,7 @@ def test_weight_noise_is_zero_mean_random_and_scaled(gen: torch.Generator) -> No
     diffs = []
     for _ in range(200):
         noisy = weight_noise(net, 0.1, gen)
-        d = [b - a for a, b in zip(net.parameters(), noisy.parameters())]
+        d = [b - a for a, b in zip(net.parameters(), noisy.parameters(), strict=True)]
         diffs.append(torch.cat([t.flatten() for t in d]))
     diff = torch.stack(diffs)  # (200, n_params)
     assert diff.std() > 0  # random, not a constant offset

@@ -24,22 +24,34 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     items = []
     for i in range(36):
         fam = FAMILIES[i % 3]
-        row = {"id": f"m{i:03d}", "task": fam, "kind": "classification", "family": fam,
-               "accuracy": float(torch.rand(1, generator=g)),
-               "split": "val" if i >= 27 else "train", "index": i}
+        row = {
+            "id": f"m{i:03d}",
+            "task": fam,
+            "kind": "classification",
+            "family": fam,
+            "accuracy": float(torch.rand(1, generator=g)),
+            "split": "val" if i >= 27 else "train",
+            "index": i,
+        }
         items.append((random_net(fam, g, dtype=torch.float32), row))
     out = str(tmp_path_factory.mktemp("zoo"))
     write_zoo(items, out)
     return out
 
 
-CFG = TrainConfig(epochs=2, batch_size=12, per_group=4, encoder_config={"hidden": 16, "dim": 32,
-                  "layers": 2, "readout_layers": 1})
+CFG = TrainConfig(
+    epochs=2,
+    batch_size=12,
+    per_group=4,
+    encoder_config={"hidden": 16, "dim": 32, "layers": 2, "readout_layers": 1},
+)
 
 
 def test_supcon_prefers_aligned_positives() -> None:
     labels = torch.tensor([0, 0, 1, 1])
-    good = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]]), dim=1)
+    good = torch.nn.functional.normalize(
+        torch.tensor([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]]), dim=1
+    )
     bad = good[[0, 2, 1, 3]]
     assert supcon_loss(good, labels, 0.1) < supcon_loss(bad, labels, 0.1)
 

@@ -170,7 +170,7 @@ def test_inr_zoo_refuses_unsafe_or_foreign_checkpoints(tmp_path: Path) -> None:
     torch.save(
         {"layers.0.weight": torch.zeros(2, 2)}, tmp_path / "a" / "checkpoints" / "model_final.pth"
     )
-    with pytest.raises(LoadError, match="seq.N"):
+    with pytest.raises(LoadError, match=r"seq\.N"):
         list(read_inr_zoo(str(tmp_path)))
 
 
@@ -270,7 +270,7 @@ def test_model_zoo_reads_cnn_mlp_and_falls_back_to_tensorsets(tmp_path: Path) ->
         {3: {"conv.weight": torch.ones(2, 2)}},
     )
     items = list(read_model_zoo(str(tmp_path), task="mnist"))
-    (net_c, row_c), (net_m, row_m), (other, row_o) = items
+    (net_c, row_c), (net_m, _), (other, _) = items
     x = torch.randn(5, 1, 28, 28)
     torch.testing.assert_close(net_c(x), cnn(x), rtol=1e-5, atol=1e-6)
     assert row_c["epochs"] == 2 and row_c["accuracy"] == pytest.approx(0.52)

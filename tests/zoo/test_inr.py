@@ -17,6 +17,7 @@ def test_each_inr_gets_only_its_own_gradient() -> None:
     b = fit_batch(ARCH, images[[0, 2]], coords, steps=30, lr=1e-3, seed=0)
     for (wa, ba), (wb, bb) in zip(a, b, strict=True):
         torch.testing.assert_close(wa[0], wb[0], rtol=0, atol=1e-6)  # same image, same INR
+        torch.testing.assert_close(ba[0], bb[0], rtol=0, atol=1e-6)
         assert not torch.allclose(wa[1], wb[1])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
 from zoolens.graph.neural_graph import (
@@ -62,7 +62,9 @@ class _Builder:
         ids = torch.arange(self.x.shape[0], self.x.shape[0] + n)
         self.x = torch.cat([self.x, feats])
         self.role.append(torch.full((n,), role, dtype=torch.long))
-        self.position.append(torch.arange(n) if role == ROLE_INPUT else torch.zeros(n, dtype=torch.long))
+        self.position.append(
+            torch.arange(n) if role == ROLE_INPUT else torch.zeros(n, dtype=torch.long)
+        )
         self.layer.append(torch.full((n,), self.n_layers, dtype=torch.long))
         self.n_layers += 1
         return ids
@@ -89,8 +91,9 @@ def _dense(b: _Builder, op: Op, inp: _Units) -> _Units:
     return _Units(out, fresh=True)
 
 
-def _identity_layer(b: _Builder, inp: _Units, scale: torch.Tensor, bias: torch.Tensor,
-                    kind: str) -> _Units:
+def _identity_layer(
+    b: _Builder, inp: _Units, scale: torch.Tensor, bias: torch.Tensor, kind: str
+) -> _Units:
     out = b.new_layer(inp.nodes.numel(), ROLE_HIDDEN, bias)
     b.connect(inp.nodes, out, scale.reshape(-1, 1), kind)
     return _Units(out)
@@ -134,8 +137,9 @@ def _walk(net: Net) -> tuple[_Builder, dict[str, _Units]]:
         elif op.kind == "batchnorm":
             units[op.output] = _batchnorm(b, op, u)
         elif op.kind == "layernorm":
-            units[op.output] = _identity_layer(b, _plain(u, op), op.params["weight"],
-                                               op.params["bias"], "layernorm")
+            units[op.output] = _identity_layer(
+                b, _plain(u, op), op.params["weight"], op.params["bias"], "layernorm"
+            )
         elif op.kind == "add":
             units[op.output] = _add(b, op, ins)
         elif op.kind == "flatten":
@@ -156,8 +160,9 @@ def _mark_unitwise(b: _Builder, op: Op, u: _Units) -> None:
         b.x[u.nodes, F_POOL + _POOL_SLOT[op.kind]] = 1.0
 
 
-def net_to_graph(net: Net, canonical: bool = True, probes: torch.Tensor | None = None
-                 ) -> NeuralGraph:
+def net_to_graph(
+    net: Net, canonical: bool = True, probes: torch.Tensor | None = None
+) -> NeuralGraph:
     """Build the neural graph of `net`.
 
     Args:
@@ -182,15 +187,18 @@ def net_to_graph(net: Net, canonical: bool = True, probes: torch.Tensor | None =
         edge_index=torch.stack([torch.cat(b.src), torch.cat(b.dst)]),
         edge_attr=torch.cat(b.attr).float(),
         edge_type=torch.cat(b.etype),
-        role=role, position=position, layer=torch.cat(b.layer),
+        role=role,
+        position=position,
+        layer=torch.cat(b.layer),
     )
     if probes is not None:
         graph.probes = probe_features(net, units, probes, graph.num_nodes)
     return graph
 
 
-def probe_features(net: Net, units: dict[str, _Units], probes: torch.Tensor, n_nodes: int
-                   ) -> torch.Tensor:
+def probe_features(
+    net: Net, units: dict[str, _Units], probes: torch.Tensor, n_nodes: int
+) -> torch.Tensor:
     """Each node's activation on each probe input (later values overwrite earlier ones)."""
     p = next(net.parameters())
     env = {net.input: probes.to(p.dtype)}

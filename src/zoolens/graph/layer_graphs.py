@@ -35,7 +35,8 @@ def tensors_to_layer_graphs(tensors: TensorSet, max_kernel: int = 9) -> list[Lay
         w = t.detach().reshape(t.shape[0], t.shape[1], -1).to(torch.float32)  # (rows, cols, k)
         if w.shape[2] > max_kernel:
             w = torch.nn.functional.adaptive_avg_pool1d(
-                w.reshape(-1, 1, w.shape[2]), max_kernel).reshape(w.shape[0], w.shape[1], -1)
+                w.reshape(-1, 1, w.shape[2]), max_kernel
+            ).reshape(w.shape[0], w.shape[1], -1)
         bias = None
         if i + 1 < len(items):
             nxt = items[i + 1][1]

@@ -76,14 +76,14 @@ def batch_graphs(graphs: list[NeuralGraph]) -> GraphBatch:
     has_probes = all(g.probes is not None for g in graphs) and graphs
     return GraphBatch(
         x=cat([g.x for g in graphs]),
-        edge_index=cat([g.edge_index + o for g, o in zip(graphs, offsets)], dim=1),
+        edge_index=cat([g.edge_index + o for g, o in zip(graphs, offsets, strict=True)], dim=1),
         edge_attr=cat([g.edge_attr for g in graphs]),
         edge_type=cat([g.edge_type for g in graphs]),
         role=cat([g.role for g in graphs]),
         position=cat([g.position for g in graphs]),
         layer=cat([g.layer for g in graphs]),
         batch=cat([torch.full((g.num_nodes,), i, dtype=torch.long) for i, g in enumerate(graphs)]),
-        layer_id=cat([g.layer + lo for g, lo in zip(graphs, layer_offsets)]),
+        layer_id=cat([g.layer + lo for g, lo in zip(graphs, layer_offsets, strict=True)]),
         layers_per_graph=torch.tensor([g.num_layers for g in graphs], dtype=torch.long),
         probes=cat([g.probes for g in graphs if g.probes is not None]) if has_probes else None,
         num_graphs=len(graphs),

@@ -90,7 +90,7 @@ class Column:
                     out |= self._equal(v)
             return out
         if value is None:
-            missing = np.isnan(self.number) & (self.codes < 0)
+            missing = np.asarray(np.isnan(self.number) & (self.codes < 0))
             return missing if op == "=" else ~missing
         if op == "=":
             return self._equal(value)
@@ -99,15 +99,15 @@ class Column:
         compare = _RANGE[op]
         if isinstance(value, str):
             ok = np.array([compare(t, value) for t in self.vocab] + [False], dtype=bool)
-            return ok[self.codes]
+            return np.asarray(ok[self.codes])
         with np.errstate(invalid="ignore"):
-            return compare(self.number, float(value)) & ~self.is_bool
+            return np.asarray(compare(self.number, float(value)) & ~self.is_bool)
 
     def _equal(self, value: Any) -> np.ndarray:
         if isinstance(value, (bool, int, float)):
             with np.errstate(invalid="ignore"):
-                return self.number == float(value)
-        return self.codes == self.vocab.get(value, -2)
+                return np.asarray(self.number == float(value))
+        return np.asarray(self.codes == self.vocab.get(value, -2))
 
 
 class MetadataColumns:
@@ -133,7 +133,7 @@ class MetadataColumns:
             rows, out = column.rows, mask if out is None else out & mask
         if rows is None or out is None:
             return self.catalog.rows()
-        return rows[out]
+        return np.asarray(rows[out])
 
     def _column(self, key: str) -> Column:
         if key not in self._columns:

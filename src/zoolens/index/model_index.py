@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -285,9 +285,9 @@ class ModelIndex(VectorSync):
         """``(n, d)`` unit query vectors for anything `search` accepts."""
         if isinstance(query, (list, tuple)) and query and (
                 isinstance(query[0], (str, os.PathLike)) or is_model(query[0])):
-            return np.concatenate([self.query_vectors(q) for q in query])
+            return np.concatenate([self.query_vectors(q) for q in cast("Sequence[Item]", query)])
         if is_model(query):
-            return self.encoder.encode([query])
+            return self.encoder.encode([cast("Item", query)])
         if isinstance(query, (str, os.PathLike)):
             path = os.fspath(query)
             if os.path.exists(path):
@@ -300,7 +300,7 @@ class ModelIndex(VectorSync):
         vectors = vectors[None] if vectors.ndim == 1 else vectors
         dim = self.dim
         if vectors.ndim != 2 or (dim and vectors.shape[1] != dim):
-            raise IndexStoreError(f"query of shape {np.shape(query)}; this index holds "
+            raise IndexStoreError(f"query of shape {vectors.shape}; this index holds "
                                   f"{dim}-dimensional embeddings")
         return unit_rows(vectors)
 

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 from zoolens.errors import ZoolensError
 
@@ -44,6 +44,10 @@ class Entry:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def _fspath(item: Item) -> str:
+    return os.fspath(cast("str | os.PathLike[str]", item))
+
+
 def is_zoo(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST))
 
@@ -57,9 +61,10 @@ def is_model_path(path: str) -> bool:
 def default_id(item: Item) -> str:
     """File name without extension; directory name; for an in-memory net its hash prefix."""
     if is_model(item):
-        name = item.meta.get("name") if isinstance(item.meta, dict) else None
-        return str(name) if name else f"net-{item.content_hash()[:12]}"
-    path = os.path.normpath(os.fspath(item))
+        model = cast("Net | TensorSet", item)
+        name = model.meta.get("name") if isinstance(model.meta, dict) else None
+        return str(name) if name else f"net-{model.content_hash()[:12]}"
+    path = os.path.normpath(_fspath(item))
     base = os.path.basename(path)
     return base if os.path.isdir(path) else os.path.splitext(base)[0]
 
@@ -78,8 +83,8 @@ def expand(items: Sequence[Item] | Item, metadata: Mapping[str, Any] | Sequence[
         ``(entries, failed)`` with ``failed`` a list of ``(path, message)``.
     """
     if isinstance(items, (str, os.PathLike)) or is_model(items):
-        items = [items]
-    items = list(items)
+        items = [cast(Item, items)]
+    items = list(cast("Sequence[Item]", items))
     per_item = _per_item_metadata(metadata, len(items))
     if ids is not None and len(ids) != len(items):
         raise ZoolensError(f"got {len(ids)} ids for {len(items)} items")
@@ -112,13 +117,13 @@ def _per_item_metadata(metadata: Mapping[str, Any] | Sequence[Any] | None,
 
 
 def _label(item: Item) -> str:
-    return default_id(item) if is_model(item) else os.fspath(item)
+    return default_id(item) if is_model(item) else _fspath(item)
 
 
 def _expand_one(item: Item, recursive: bool) -> tuple[list[Entry], list[tuple[str, str]]]:
     if is_model(item):
         return [Entry(item, default_id(item), None, default_id(item))], []
-    path = os.fspath(item)
+    path = _fspath(item)
     if is_zoo(path):
         return zoo_entries(path)
     if os.path.isdir(path) and not is_model_path(path):

@@ -114,7 +114,7 @@ class VectorIndex:
         nlist = max(1, min(nlist, n_train // 39))
         ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist,
                                  faiss.METRIC_INNER_PRODUCT)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         return ivf
 
     def _apply_search_params(self) -> None:
@@ -215,9 +215,11 @@ class VectorIndex:
 
     def _search_all(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not self.deleted_:
-            return self.index_.search(queries, k)
+            found: tuple[np.ndarray, np.ndarray] = self.index_.search(queries, k)
+            return found
         keep = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self.deleted_, np.int64)))
-        return self.index_.search(queries, k, params=self._params(keep, 1.0))
+        found = self.index_.search(queries, k, params=self._params(keep, 1.0))
+        return found
 
     def _search_selected(self, queries: np.ndarray, k: int,
                          allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,10 +235,10 @@ class VectorIndex:
         if self.kind == "hnsw":
             ef = int(min(max(self.config.ef_search, self.config.ef_search / max(share, 1e-3)),
                          4096))
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
-        if self.kind == "ivf":
-            return faiss.SearchParametersIVF(sel=sel, nprobe=self.config.ivf_nprobe)
-        return faiss.SearchParameters(sel=sel)
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)  # type: ignore[attr-defined]
+        if self.kind == "ivf":  # (the FAISS stubs lack the keyword constructors)
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self.config.ivf_nprobe)  # type: ignore[call-arg]
+        return faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
 
     def _search_subset(self, queries: np.ndarray, k: int,
                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +275,8 @@ class VectorIndex:
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
     x = np.asarray(x, dtype=np.float64)
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    norms = np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.asarray(x / norms, dtype=np.float32)
 
 
 def _no_hits(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 import torch.fx
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
@@ -17,14 +17,28 @@ from zoolens.ir.net import Net
 from zoolens.ir.ops import Op
 
 _ACT_MODULES: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "silu", nn.Tanh: "tanh",
-    nn.Sigmoid: "sigmoid", nn.Softplus: "softplus", nn.LeakyReLU: "leaky_relu",
-    nn.PReLU: "prelu", nn.Identity: "identity",
+    nn.ReLU: "relu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Tanh: "tanh",
+    nn.Sigmoid: "sigmoid",
+    nn.Softplus: "softplus",
+    nn.LeakyReLU: "leaky_relu",
+    nn.PReLU: "prelu",
+    nn.Identity: "identity",
 }
 _ACT_FUNCTIONS: dict[Callable[..., Any], str] = {
-    torch.relu: "relu", F.relu: "relu", torch.tanh: "tanh", F.tanh: "tanh",
-    torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.sin: "sin", F.gelu: "gelu",
-    F.silu: "silu", F.leaky_relu: "leaky_relu", F.softplus: "softplus",
+    torch.relu: "relu",
+    F.relu: "relu",
+    torch.tanh: "tanh",
+    F.tanh: "tanh",
+    torch.sigmoid: "sigmoid",
+    F.sigmoid: "sigmoid",
+    torch.sin: "sin",
+    F.gelu: "gelu",
+    F.silu: "silu",
+    F.leaky_relu: "leaky_relu",
+    F.softplus: "softplus",
 }
 _ACT_METHODS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "sin": "sin"}
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
@@ -37,7 +51,7 @@ def _ints(v: Any, n: int) -> list[int]:
 def _module_op(name: str, m: nn.Module, inp: str, out: str) -> Op | None:
     """The op for a leaf module, or None for an identity (Dropout, Identity)."""
     p = {k: v.detach().clone() for k, v in m.named_parameters(recurse=False)}
-    if isinstance(m, _DROPOUT) or isinstance(m, nn.Identity):
+    if isinstance(m, (*_DROPOUT, nn.Identity)):
         return Op(name, "dropout", (inp,), out) if isinstance(m, _DROPOUT) else None
     if isinstance(m, nn.Linear):
         return Op(name, "linear", (inp,), out, p)
@@ -46,16 +60,21 @@ def _module_op(name: str, m: nn.Module, inp: str, out: str) -> Op | None:
         if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
             raise UnsupportedOpError(
                 f"module {name!r}: Conv with groups={m.groups}, padding={m.padding!r}, "
-                f"padding_mode={m.padding_mode!r} is not supported (need groups=1, int padding)")
-        attrs = {"stride": _ints(m.stride, d), "padding": _ints(m.padding, d),
-                 "dilation": _ints(m.dilation, d)}
+                f"padding_mode={m.padding_mode!r} is not supported (need groups=1, int padding)"
+            )
+        attrs = {
+            "stride": _ints(m.stride, d),
+            "padding": _ints(m.padding, d),
+            "dilation": _ints(m.dilation, d),
+        }
         return Op(name, f"conv{d}d", (inp,), out, p, attrs)
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         if m.running_mean is None or m.running_var is None:
             raise UnsupportedOpError(f"module {name!r}: BatchNorm without running statistics")
         c = m.num_features
         params = {
-            "weight": p.get("weight", torch.ones(c)), "bias": p.get("bias", torch.zeros(c)),
+            "weight": p.get("weight", torch.ones(c)),
+            "bias": p.get("bias", torch.zeros(c)),
             "running_mean": m.running_mean.detach().clone(),
             "running_var": m.running_var.detach().clone(),
         }
@@ -90,13 +109,17 @@ def _pool_module(name: str, m: nn.Module, inp: str, out: str) -> Op:
     if kind == "avgpool" and (not a.get("count_include_pad", True) or a.get("divisor_override")):
         raise UnsupportedOpError(f"module {name!r}: avg pooling that excludes padding")
     stride = a.get("stride") or a["kernel_size"]
-    attrs = {"kernel_size": _ints(a["kernel_size"], d), "stride": _ints(stride, d),
-             "padding": _ints(a.get("padding", 0), d)}
+    attrs = {
+        "kernel_size": _ints(a["kernel_size"], d),
+        "stride": _ints(stride, d),
+        "padding": _ints(a.get("padding", 0), d),
+    }
     return Op(name, kind, (inp,), out, attrs=attrs)
 
 
-def _act_attrs(fn: str, m: nn.Module | None = None, kwargs: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+def _act_attrs(
+    fn: str, m: nn.Module | None = None, kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     src: dict[str, Any] = dict(m.__dict__) if m is not None else dict(kwargs or {})
     attrs: dict[str, Any] = {"fn": fn}
     if fn == "leaky_relu":
@@ -104,7 +127,10 @@ def _act_attrs(fn: str, m: nn.Module | None = None, kwargs: dict[str, Any] | Non
     elif fn == "gelu":
         attrs["approximate"] = str(src.get("approximate", "none"))
     elif fn == "softplus":
-        attrs["beta"], attrs["threshold"] = float(src.get("beta", 1)), float(src.get("threshold", 20))
+        attrs["beta"], attrs["threshold"] = (
+            float(src.get("beta", 1)),
+            float(src.get("threshold", 20)),
+        )
     return attrs
 
 
@@ -130,8 +156,10 @@ def import_module(module: nn.Module, input_shape: tuple[int, ...] | None = None)
     try:
         ShapeProp(gm).propagate(torch.zeros((2, *shape)))
     except RuntimeError as e:
-        raise LoadError(f"{type(module).__name__}: does not run on input shape {tuple(shape)} "
-                        f"({str(e).splitlines()[0]})") from None
+        raise LoadError(
+            f"{type(module).__name__}: does not run on input shape {tuple(shape)} "
+            f"({str(e).splitlines()[0]})"
+        ) from None
     return _translate(gm, tuple(shape))
 
 
@@ -141,8 +169,10 @@ def _infer_input_shape(module: nn.Module) -> tuple[int, ...]:
             return (m.in_features,)
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             break
-    raise LoadError(f"{type(module).__name__}: pass input_shape= (e.g. (1, 28, 28)) "
-                    "for networks that do not start with a Linear layer")
+    raise LoadError(
+        f"{type(module).__name__}: pass input_shape= (e.g. (1, 28, 28)) "
+        "for networks that do not start with a Linear layer"
+    )
 
 
 def _translate(gm: torch.fx.GraphModule, input_shape: tuple[int, ...]) -> Net:
@@ -162,8 +192,9 @@ def _translate(gm: torch.fx.GraphModule, input_shape: tuple[int, ...]) -> Net:
         elif node.op == "output":
             out = src(node.args[0])
         elif node.op == "call_module":
-            op = _module_op(str(node.target), modules[str(node.target)], src(node.args[0]),
-                            node.name)
+            op = _module_op(
+                str(node.target), modules[str(node.target)], src(node.args[0]), node.name
+            )
             if op is None:
                 alias[node.name] = src(node.args[0])
             else:
@@ -180,10 +211,13 @@ def _translate(gm: torch.fx.GraphModule, input_shape: tuple[int, ...]) -> Net:
             else:
                 ops.append(op)
         else:
-            raise UnsupportedOpError(f"fx node {node.name!r}: {node.op} {node.target} "
-                                     "(functional weights are not supported; use modules)")
-    return Net(ops=ops, input_shape=input_shape, input=inp, output=out,
-               meta={"importer": "torch.fx"})
+            raise UnsupportedOpError(
+                f"fx node {node.name!r}: {node.op} {node.target} "
+                "(functional weights are not supported; use modules)"
+            )
+    return Net(
+        ops=ops, input_shape=input_shape, input=inp, output=out, meta={"importer": "torch.fx"}
+    )
 
 
 def _function_op(node: torch.fx.Node, src: Callable[[Any], str]) -> Op | None:
@@ -222,5 +256,7 @@ def _reshape_op(node: torch.fx.Node, src: Callable[[Any], str]) -> Op | None:
         return None
     if len(after) == 2 and after[0] == before[0]:
         return Op(node.name, "flatten", (src(x),), node.name)
-    raise UnsupportedOpError(f"fx node {node.name!r}: reshape {before} -> {after} "
-                             "(only flattening to (B, N) is supported)")
+    raise UnsupportedOpError(
+        f"fx node {node.name!r}: reshape {before} -> {after} "
+        "(only flattening to (B, N) is supported)"
+    )

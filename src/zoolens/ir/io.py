@@ -29,8 +29,14 @@ def save_net(net: Net, path: str) -> None:
         "input_shape": list(net.input_shape),
         "meta": net.meta,
         "ops": [
-            {"name": op.name, "kind": op.kind, "inputs": list(op.inputs), "output": op.output,
-             "attrs": op.attrs, "params": list(op.params)}
+            {
+                "name": op.name,
+                "kind": op.kind,
+                "inputs": list(op.inputs),
+                "output": op.output,
+                "attrs": op.attrs,
+                "params": list(op.params),
+            }
             for op in net.ops
         ],
     }
@@ -58,8 +64,10 @@ def load_net_dir(path: str) -> Net:
     if arch.get("format") != "zoolens.net":
         raise LoadError(f"{arch_path}: not a zoolens arch file (no 'format': 'zoolens.net')")
     if int(arch.get("format_version", 0)) > FORMAT_VERSION:
-        raise LoadError(f"{arch_path}: format_version {arch['format_version']} is newer than "
-                        f"this zoolens reads ({FORMAT_VERSION}); upgrade zoolens")
+        raise LoadError(
+            f"{arch_path}: format_version {arch['format_version']} is newer than "
+            f"this zoolens reads ({FORMAT_VERSION}); upgrade zoolens"
+        )
     weights_path = os.path.join(path, WEIGHTS_FILE)
     try:
         tensors = load_file(weights_path)
@@ -67,13 +75,23 @@ def load_net_dir(path: str) -> Net:
         raise LoadError(f"{weights_path}: cannot read safetensors ({e})") from None
     try:
         ops = [
-            Op(name=o["name"], kind=o["kind"], inputs=tuple(o["inputs"]), output=o["output"],
-               attrs=o.get("attrs", {}),
-               params={r: tensors[f"{o['name']}.{r}"] for r in o.get("params", [])})
+            Op(
+                name=o["name"],
+                kind=o["kind"],
+                inputs=tuple(o["inputs"]),
+                output=o["output"],
+                attrs=o.get("attrs", {}),
+                params={r: tensors[f"{o['name']}.{r}"] for r in o.get("params", [])},
+            )
             for o in arch["ops"]
         ]
-        net = Net(ops=ops, input_shape=tuple(arch["input_shape"]), input=arch["input"],
-                  output=arch["output"], meta=arch.get("meta", {}))
+        net = Net(
+            ops=ops,
+            input_shape=tuple(arch["input_shape"]),
+            input=arch["input"],
+            output=arch["output"],
+            meta=arch.get("meta", {}),
+        )
     except KeyError as e:
         raise LoadError(f"{path}: arch.json and model.safetensors disagree: missing {e}") from None
     net.check_finite(path)

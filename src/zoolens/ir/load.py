@@ -53,8 +53,10 @@ def load_net(
         from zoolens.ir.weights import load_tensor_set
 
         return load_tensor_set(path)
-    raise LoadError(f"{path}: unknown extension {ext!r} (expected a zoolens directory, .onnx, "
-                    ".safetensors, .pt, .pth, .bin or .ckpt)")
+    raise LoadError(
+        f"{path}: unknown extension {ext!r} (expected a zoolens directory, .onnx, "
+        ".safetensors, .pt, .pth, .bin or .ckpt)"
+    )
 
 
 def describe(obj: Any) -> str:

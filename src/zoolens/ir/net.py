@@ -82,9 +82,23 @@ class Net:
 
     def arch_key(self) -> str:
         """A string equal for two nets iff they have the same ops, wiring and shapes."""
-        return repr((self.input, self.output, self.input_shape, [
-            (op.kind, op.inputs, op.output, sorted(op.attrs.items()),
-             [(r, tuple(t.shape)) for r, t in op.params.items()]) for op in self.ops]))
+        return repr(
+            (
+                self.input,
+                self.output,
+                self.input_shape,
+                [
+                    (
+                        op.kind,
+                        op.inputs,
+                        op.output,
+                        sorted(op.attrs.items()),
+                        [(r, tuple(t.shape)) for r, t in op.params.items()],
+                    )
+                    for op in self.ops
+                ],
+            )
+        )
 
     def _compute_value_infos(self) -> dict[str, ValueInfo]:
         p = next(self.parameters(), None)
@@ -93,8 +107,10 @@ class Net:
         with torch.no_grad():
             for op in self.ops:
                 env[op.output] = op.run([env[n] for n in op.inputs])
-        return {k: ValueInfo(int(v.shape[1]), tuple(int(s) for s in v.shape[2:]))
-                for k, v in env.items()}
+        return {
+            k: ValueInfo(int(v.shape[1]), tuple(int(s) for s in v.shape[2:]))
+            for k, v in env.items()
+        }
 
     # -- structure -----------------------------------------------------------------------
     def validate_structure(self) -> None:
@@ -159,9 +175,17 @@ class Net:
 
     def clone(self) -> Net:
         """A copy whose tensors can be changed without touching this net."""
-        ops = [Op(op.name, op.kind, op.inputs, op.output,
-                  {k: v.clone() for k, v in op.params.items()}, copy.deepcopy(op.attrs))
-               for op in self.ops]
+        ops = [
+            Op(
+                op.name,
+                op.kind,
+                op.inputs,
+                op.output,
+                {k: v.clone() for k, v in op.params.items()},
+                copy.deepcopy(op.attrs),
+            )
+            for op in self.ops
+        ]
         return Net(ops, self.input_shape, self.input, self.output, copy.deepcopy(self.meta))
 
     def to(self, dtype: torch.dtype) -> Net:
@@ -181,11 +205,13 @@ class Net:
         """One row per op: name, kind, activation, parameter shapes and count."""
         rows = []
         for op in self.ops:
-            rows.append({
-                "name": op.name,
-                "op": op.fn if op.kind == "act" else op.kind,
-                "inputs": list(op.inputs),
-                "params": {r: list(t.shape) for r, t in op.params.items()},
-                "num_params": sum(int(t.numel()) for t in op.params.values()),
-            })
+            rows.append(
+                {
+                    "name": op.name,
+                    "op": op.fn if op.kind == "act" else op.kind,
+                    "inputs": list(op.inputs),
+                    "params": {r: list(t.shape) for r, t in op.params.items()},
+                    "num_params": sum(int(t.numel()) for t in op.params.values()),
+                }
+            )
         return rows

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
 
@@ -19,9 +19,7 @@ Role = Literal["out", "in", "unit"]
 #: Op kinds whose weight maps input units to new output units (they create hidden layers).
 DENSE_KINDS = frozenset({"linear", "conv1d", "conv2d"})
 #: Op kinds applied unit by unit: output unit i depends only on input unit i.
-UNITWISE_KINDS = frozenset(
-    {"act", "batchnorm", "dropout", "scale", "maxpool", "avgpool", "gap"}
-)
+UNITWISE_KINDS = frozenset({"act", "batchnorm", "dropout", "scale", "maxpool", "avgpool", "gap"})
 ACTIVATIONS = (
     "identity",
     "relu",
@@ -34,9 +32,7 @@ ACTIVATIONS = (
     "softplus",
     "sin",
 )
-KINDS = frozenset(
-    DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten"}
-)
+KINDS = frozenset(DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten"})
 
 
 @dataclass
@@ -110,16 +106,28 @@ def _run_act(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     if fn == "gelu":
         return F.gelu(x, approximate=str(op.attrs.get("approximate", "none")))
     if fn == "softplus":
-        return F.softplus(x, float(op.attrs.get("beta", 1.0)), float(op.attrs.get("threshold", 20.0)))
-    return {"relu": torch.relu, "silu": F.silu, "tanh": torch.tanh,
-            "sigmoid": torch.sigmoid, "sin": torch.sin}[fn](x)
+        return F.softplus(
+            x, float(op.attrs.get("beta", 1.0)), float(op.attrs.get("threshold", 20.0))
+        )
+    return {
+        "relu": torch.relu,
+        "silu": F.silu,
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "sin": torch.sin,
+    }[fn](x)
 
 
 def _run_batchnorm(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     p = op.params
     return F.batch_norm(
-        xs[0], p["running_mean"], p["running_var"], p["weight"], p["bias"],
-        training=False, eps=float(op.attrs["eps"]),
+        xs[0],
+        p["running_mean"],
+        p["running_var"],
+        p["weight"],
+        p["bias"],
+        training=False,
+        eps=float(op.attrs["eps"]),
     )
 
 

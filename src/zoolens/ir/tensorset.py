@@ -42,8 +42,15 @@ class TensorSet:
         return hash_tensors(self.tensors.items(), b"tensorset")
 
     def summary(self) -> list[dict[str, Any]]:
-        return [{"name": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
-                 "num_params": int(v.numel())} for k, v in self.tensors.items()]
+        return [
+            {
+                "name": k,
+                "shape": list(v.shape),
+                "dtype": str(v.dtype).replace("torch.", ""),
+                "num_params": int(v.numel()),
+            }
+            for k, v in self.tensors.items()
+        ]
 
 
 def hash_tensors(items: Any, salt: bytes = b"") -> str:

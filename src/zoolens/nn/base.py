@@ -71,8 +71,9 @@ class Encoder(ABC):
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         """Unnormalised embeddings ``(len(models), d)`` for loaded models."""
 
-    def encode(self, items: Sequence[Item], batch_size: int = 64,
-               progress: bool = False) -> np.ndarray:
+    def encode(
+        self, items: Sequence[Item], batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
         """Embed `items` (Nets, TensorSets or paths) in input order.
 
         Returns:
@@ -86,7 +87,7 @@ class Encoder(ABC):
 
             starts = progress_bar(starts, desc="embedding", unit="batch")
         for s in starts:
-            models = [as_model(i) for i in items[s:s + batch_size]]
+            models = [as_model(i) for i in items[s : s + batch_size]]
             with torch.no_grad():
                 chunks.append(np.asarray(self.embed_batch(models), dtype=np.float64))
         if not chunks:
@@ -102,8 +103,8 @@ class Encoder(ABC):
         """Learned state to save; torch modules return their state dict."""
         return {}
 
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore what `state_tensors` returned."""
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:  # noqa: B027
+        """Restore what `state_tensors` returned (nothing, for encoders without state)."""
 
     @property
     def id(self) -> str:
@@ -119,8 +120,12 @@ class Encoder(ABC):
         from zoolens import __version__
 
         os.makedirs(path, exist_ok=True)
-        cfg = {"class": self.name, "format_version": FORMAT_VERSION,
-               "zoolens_version": __version__, "config": self.config}
+        cfg = {
+            "class": self.name,
+            "format_version": FORMAT_VERSION,
+            "zoolens_version": __version__,
+            "config": self.config,
+        }
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_tensors().items()}
         save_file(tensors, os.path.join(path, "model.safetensors"))
         with open(os.path.join(path, "config.json"), "w") as f:
@@ -137,8 +142,10 @@ class Encoder(ABC):
         except (OSError, json.JSONDecodeError, Exception) as e:  # safetensors raises its own
             raise LoadError(f"{path}: not a saved zoolens encoder ({e})") from None
         if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-            raise LoadError(f"{cfg_path}: encoder format_version {cfg['format_version']} is newer "
-                            "than this zoolens reads; upgrade zoolens")
+            raise LoadError(
+                f"{cfg_path}: encoder format_version {cfg['format_version']} is newer "
+                "than this zoolens reads; upgrade zoolens"
+            )
         enc = encoder_class(cfg["class"])(cfg["config"])
         enc.load_state_tensors(tensors)
         return enc

@@ -30,8 +30,12 @@ def scatter(src: torch.Tensor, index: torch.Tensor, n: int, reduce: str) -> torc
 
 
 class MessagePassing(nn.Module):
-    """One layer: messages along and against each edge, PNA-style aggregation, node and
-    edge updates with residual connections and LayerNorm.
+    """One layer: messages along and against each edge, PNA-style aggregation (sum, mean,
+    max), node and edge updates with residual connections and LayerNorm.
+
+    The first linear map of every edge network is split into a per-node part (computed
+    once per node, then gathered) and a per-edge part, which is the same function as
+    concatenating ``[h_src, h_dst, e]`` but never builds those (E, 3d) tensors.
 
     Shapes:
         h: ``(N, d)``; e: ``(E, d)``; edge_index: ``(2, E)``.
@@ -39,23 +43,48 @@ class MessagePassing(nn.Module):
 
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.msg_fwd, self.msg_bwd = mlp(2 * d, d, d), mlp(2 * d, d, d)
+        self.node_proj = nn.Linear(d, 2 * d)  # message parts: forward, backward
+        self.edge_node_proj = nn.Linear(d, 2 * d)  # edge-update parts: source, target
+        self.edge_proj = nn.Linear(d, 3 * d, bias=False)
+        self.msg_fwd, self.msg_bwd = nn.Linear(d, d), nn.Linear(d, d)
+        self.edge_out = nn.Linear(d, d)
         self.update = mlp(7 * d, d, d)
-        self.edge_update = mlp(3 * d, d, d)
         self.norm_h, self.norm_e = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.act = nn.SiLU()
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        h: torch.Tensor,
+        e: torch.Tensor,
+        edge_index: torch.Tensor,
+        degree: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst = edge_index
-        n = h.shape[0]
-        fwd = self.msg_fwd(torch.cat([h[src], e], dim=1))  # (E, d)
-        bwd = self.msg_bwd(torch.cat([h[dst], e], dim=1))  # (E, d)
+        n, d = h.shape
+        hf, hb = self.node_proj(h).split(d, dim=1)  # (N, d) each
+        ef, eb, ee = self.edge_proj(e).split(d, dim=1)  # (E, d) each
+        fwd = self.msg_fwd(self.act(hf[src] + ef))  # (E, d), aggregated at dst
+        bwd = self.msg_bwd(self.act(hb[dst] + eb))  # (E, d), aggregated at src
+        if degree is None:
+            degree = _degrees(edge_index, n, h.dtype)
         aggs = [h]
-        for m, at in ((fwd, dst), (bwd, src)):
-            aggs += [scatter(m, at, n, "sum"), scatter(m, at, n, "mean"), scatter(m, at, n, "amax")]
+        for m, at, deg in ((fwd, dst, degree[1]), (bwd, src, degree[0])):
+            total = scatter(m, at, n, "sum")
+            aggs += [total, total / deg, scatter(m, at, n, "amax")]
         h = self.norm_h(h + self.update(torch.cat(aggs, dim=1)))
-        e = self.norm_e(e + self.edge_update(torch.cat([h[src], h[dst], e], dim=1)))
+        hs, hd = self.edge_node_proj(h).split(d, dim=1)
+        e = self.norm_e(e + self.edge_out(self.act(hs[src] + hd[dst] + ee)))
         return h, e
+
+
+def _degrees(
+    edge_index: torch.Tensor, n: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Out- and in-degree of every node, ``(N, 1)`` each, at least 1."""
+    ones = torch.ones(edge_index.shape[1], dtype=dtype)
+    out_deg = torch.zeros(n, dtype=dtype).index_add_(0, edge_index[0], ones)
+    in_deg = torch.zeros(n, dtype=dtype).index_add_(0, edge_index[1], ones)
+    return out_deg.clamp_min(1)[:, None], in_deg.clamp_min(1)[:, None]
 
 
 class NeuralGraphNet(nn.Module):
@@ -82,10 +111,12 @@ class NeuralGraphNet(nn.Module):
         if self.readout_kind == "gru":
             self.seq: nn.Module = nn.GRU(d, d, batch_first=True)
         else:
-            layer = nn.TransformerEncoderLayer(d, int(config["heads"]), 2 * d, dropout=0.0,
-                                               batch_first=True, norm_first=True)
-            self.seq = nn.TransformerEncoder(layer, int(config["readout_layers"]),
-                                             enable_nested_tensor=False)
+            layer = nn.TransformerEncoderLayer(
+                d, int(config["heads"]), 2 * d, dropout=0.0, batch_first=True, norm_first=True
+            )
+            self.seq = nn.TransformerEncoder(
+                layer, int(config["readout_layers"]), enable_nested_tensor=False
+            )
         self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, int(config["dim"])))
         for m in self.modules():  # structural embeddings must not drown the weights' signal
             if isinstance(m, nn.Embedding):
@@ -94,8 +125,11 @@ class NeuralGraphNet(nn.Module):
     def embed_nodes(self, b: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
         feats = b.x if b.probes is None else torch.cat([b.x, b.probes], dim=1)
         pos = b.position.clamp_max(MAX_POSITION - 1)
-        h = self.node_in(symlog(feats)) + self.role(b.role) + self.layer_pos(
-            b.layer.clamp_max(MAX_LAYERS - 1))
+        h = (
+            self.node_in(symlog(feats))
+            + self.role(b.role)
+            + self.layer_pos(b.layer.clamp_max(MAX_LAYERS - 1))
+        )
         h = h + torch.where((b.role == 0)[:, None], self.in_pos(pos), 0.0)
         h = h + torch.where((b.role == 2)[:, None], self.out_pos(pos), 0.0)
         e = self.edge_in(symlog(b.edge_attr)) + self.edge_type(b.edge_type)
@@ -104,11 +138,19 @@ class NeuralGraphNet(nn.Module):
     def forward(self, b: GraphBatch) -> torch.Tensor:
         """Returns unnormalised embeddings ``(num_graphs, dim)``."""
         h, e = self.embed_nodes(b)
+        degree = _degrees(b.edge_index, h.shape[0], h.dtype)
         for layer in self.mp:
-            h, e = layer(h, e, b.edge_index)
+            h, e = layer(h, e, b.edge_index, degree)
         n_tokens = int(b.layers_per_graph.sum())
-        tokens = self.token(torch.cat([scatter(h, b.layer_id, n_tokens, "mean"),
-                                       scatter(h, b.layer_id, n_tokens, "amax")], dim=1))
+        tokens = self.token(
+            torch.cat(
+                [
+                    scatter(h, b.layer_id, n_tokens, "mean"),
+                    scatter(h, b.layer_id, n_tokens, "amax"),
+                ],
+                dim=1,
+            )
+        )
         seq, mask = self._pad(tokens, b.layers_per_graph)  # (G, L, d), (G, L)
         if self.readout_kind == "gru":
             out, _ = self.seq(seq)
@@ -119,8 +161,7 @@ class NeuralGraphNet(nn.Module):
         last = out[torch.arange(out.shape[0]), b.layers_per_graph - 1]  # the output layer
         return self.head(torch.cat([mean, last], dim=1))
 
-    def _pad(self, tokens: torch.Tensor, counts: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad(self, tokens: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g, longest = counts.numel(), int(counts.max())
         mask = torch.arange(longest)[None, :] < counts[:, None]  # (G, L)
         seq = tokens.new_zeros((g, longest, tokens.shape[1]))

@@ -10,7 +10,11 @@ from zoolens.errors import LoadError
 from zoolens.nn.base import Encoder, encoder_class
 
 #: Modules that register encoders; imported on first use, not at import time.
-_ENCODER_MODULES = ("zoolens.nn.neural_graph_encoder", "zoolens.nn.layerwise", "zoolens.nn.baselines")
+_ENCODER_MODULES = (
+    "zoolens.nn.neural_graph_encoder",
+    "zoolens.nn.layerwise",
+    "zoolens.nn.baselines",
+)
 #: Shipped trained weights, by name, under src/zoolens/weights/.
 SHIPPED = {"default": "neural-graph", "neural-graph": "neural-graph", "layerwise": "layerwise"}
 
@@ -47,6 +51,7 @@ def load_encoder(name_or_dir: str = "default") -> Encoder:
         try:
             return encoder_class(SHIPPED.get(name_or_dir, name_or_dir))()
         except LoadError:
-            raise LoadError(f"{name_or_dir}: neither an encoder directory nor a known encoder "
-                            "name") from None
+            raise LoadError(
+                f"{name_or_dir}: neither an encoder directory nor a known encoder name"
+            ) from None
     raise LoadError("empty encoder name")

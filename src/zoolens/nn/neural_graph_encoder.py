@@ -14,8 +14,14 @@ from zoolens.nn.base import Encoder, register_encoder
 from zoolens.nn.gnn import NeuralGraphNet
 
 DEFAULTS: dict[str, Any] = {
-    "dim": 256, "hidden": 64, "layers": 3, "heads": 4, "readout_layers": 2,
-    "readout": "transformer", "n_probes": 0, "seed": 0,
+    "dim": 256,
+    "hidden": 64,
+    "layers": 3,
+    "heads": 4,
+    "readout_layers": 2,
+    "readout": "transformer",
+    "n_probes": 0,
+    "seed": 0,
 }
 
 
@@ -45,8 +51,10 @@ class NeuralGraphEncoder(Encoder):
         for m in models:
             if not isinstance(m, Net):
                 src = m.meta.get("source", "a TensorSet")
-                raise LoadError(f"{src}: the neural-graph encoder needs the network's wiring; "
-                                "embed bare weights with the 'layerwise' encoder")
+                raise LoadError(
+                    f"{src}: the neural-graph encoder needs the network's wiring; "
+                    "embed bare weights with the 'layerwise' encoder"
+                )
             out.append(self.graph(m))
         return out
 

@@ -25,8 +25,12 @@ from zoolens.symmetry.spaces import (
 
 Group = Literal["positive", "sign", "nonzero"]
 _ACT_GROUP: dict[str, Group | None] = {
-    "identity": "nonzero", "relu": "positive", "leaky_relu": "positive", "prelu": "positive",
-    "tanh": "sign", "sin": "sign",
+    "identity": "nonzero",
+    "relu": "positive",
+    "leaky_relu": "positive",
+    "prelu": "positive",
+    "tanh": "sign",
+    "sin": "sign",
 }
 
 
@@ -57,8 +61,9 @@ def _expand_perm(p: torch.Tensor, block: int) -> torch.Tensor:
 
 
 # -- permutations ------------------------------------------------------------------------
-def permute_spaces(net: Net, perms: dict[str, torch.Tensor],
-                   spaces: dict[str, Space] | None = None) -> Net:
+def permute_spaces(
+    net: Net, perms: dict[str, torch.Tensor], spaces: dict[str, Space] | None = None
+) -> Net:
     """Permute the units of the given spaces and every tensor axis that indexes them.
 
     Args:
@@ -122,7 +127,10 @@ def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
         elif op.output in vals and op.kind == "maxpool":
             groups.add("positive")
         elif any(v in vals for v in op.inputs) and op.kind not in (
-            *DENSE_KINDS, "batchnorm", "flatten", *SCALE_LINKS
+            *DENSE_KINDS,
+            "batchnorm",
+            "flatten",
+            *SCALE_LINKS,
         ):
             return None  # e.g. LayerNorm reads the units jointly
     return _meet(groups)
@@ -147,8 +155,7 @@ def apply_scale(net: Net, seg: Segment, s: torch.Tensor) -> None:
                 p["weight"] = p["weight"] / se.to(p["weight"].dtype)
 
 
-def random_scale(seg: Segment, generator: torch.Generator, log_range: float = 1.0
-                 ) -> torch.Tensor:
+def random_scale(seg: Segment, generator: torch.Generator, log_range: float = 1.0) -> torch.Tensor:
     """Random scale factors for `seg` from its group (log-uniform magnitude, random sign)."""
     n = seg.space.size
     mag = torch.exp((torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * log_range)

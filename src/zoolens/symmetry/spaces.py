@@ -42,8 +42,9 @@ def _find(uf: dict[str, str], v: str) -> str:
     return v
 
 
-def build_spaces(net: Net, links: frozenset[str],
-                 infos: dict[str, ValueInfo] | None = None) -> dict[str, Space]:
+def build_spaces(
+    net: Net, links: frozenset[str], infos: dict[str, ValueInfo] | None = None
+) -> dict[str, Space]:
     """Group values into spaces: ops of kind in `links` put input(s) and output together.
 
     Returns:

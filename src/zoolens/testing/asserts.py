@@ -11,8 +11,7 @@ from zoolens.ir import Net, load_net
 from zoolens.testing.models import random_module
 
 
-def random_net(family: str, generator: torch.Generator, dtype: torch.dtype = torch.float64
-               ) -> Net:
+def random_net(family: str, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> Net:
     """A random `Net` of `family` (see `zoolens.testing.FAMILIES`), imported with torch.fx."""
     model, shape = random_module(family, generator)
     net = load_net(model, input_shape=shape)
@@ -45,8 +44,9 @@ def cosine(u: np.ndarray, v: np.ndarray) -> float:
     return float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-300))
 
 
-def assert_invariant(encoder: Any, net: Net, generator: torch.Generator,
-                     min_cos: float = 0.9999, n_actions: int = 3) -> None:
+def assert_invariant(
+    encoder: Any, net: Net, generator: torch.Generator, min_cos: float = 0.9999, n_actions: int = 3
+) -> None:
     """Raise AssertionError unless `encoder` gives `net` and random exact transforms of it
     embeddings with cosine ≥ `min_cos`. Pair it with a sensitivity check: a constant
     encoder passes this one.

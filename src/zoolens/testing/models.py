@@ -7,9 +7,15 @@ from torch import nn
 
 FAMILIES = ("mlp", "cnn1d", "cnn2d", "cnn2d_bn", "resmlp_ln", "siren")
 _ACTS = {
-    "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "gelu": nn.GELU,
-    "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "softplus": nn.Softplus,
-    "prelu": nn.PReLU, "identity": nn.Identity,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.1),
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,
+    "prelu": nn.PReLU,
+    "identity": nn.Identity,
 }
 
 
@@ -62,32 +68,44 @@ def random_module(family: str, generator: torch.Generator) -> tuple[nn.Module, t
         c_in, c1, c2, length = _ri(g, 1, 3), _ri(g, 2, 6), _ri(g, 2, 6), _ri(g, 12, 20)
         act = _pick(g, ("relu", "tanh", "gelu", "leaky_relu"))
         model = nn.Sequential(
-            nn.Conv1d(c_in, c1, 3, padding=1), _ACTS[act](), nn.MaxPool1d(2),
-            nn.Conv1d(c1, c2, 3, stride=2), _ACTS[act](), nn.Flatten(),
-            nn.LazyLinear(_ri(g, 2, 4)))
+            nn.Conv1d(c_in, c1, 3, padding=1),
+            _ACTS[act](),
+            nn.MaxPool1d(2),
+            nn.Conv1d(c1, c2, 3, stride=2),
+            _ACTS[act](),
+            nn.Flatten(),
+            nn.LazyLinear(_ri(g, 2, 4)),
+        )
         shape = (c_in, length)
     elif family in ("cnn2d", "cnn2d_bn"):
         bn = family == "cnn2d_bn"
         c_in, c1, c2, hw = _ri(g, 1, 3), _ri(g, 2, 6), _ri(g, 2, 6), _ri(g, 10, 14)
         act = _pick(g, ("relu", "leaky_relu")) if bn else _pick(g, ("relu", "tanh", "silu"))
-        head: list[nn.Module] = (
-            [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if bn else [nn.Flatten()])
+        head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if bn else [nn.Flatten()]
         model = nn.Sequential(
-            nn.Conv2d(c_in, c1, 3, padding=1), *([nn.BatchNorm2d(c1)] if bn else []),
-            _ACTS[act](), nn.MaxPool2d(2) if bn else nn.AvgPool2d(2),
-            nn.Conv2d(c1, c2, 3, dilation=1 + int(not bn)), *([nn.BatchNorm2d(c2)] if bn else []),
-            _ACTS[act](), *head, nn.LazyLinear(_ri(g, 2, 4)))
+            nn.Conv2d(c_in, c1, 3, padding=1),
+            *([nn.BatchNorm2d(c1)] if bn else []),
+            _ACTS[act](),
+            nn.MaxPool2d(2) if bn else nn.AvgPool2d(2),
+            nn.Conv2d(c1, c2, 3, dilation=1 + int(not bn)),
+            *([nn.BatchNorm2d(c2)] if bn else []),
+            _ACTS[act](),
+            *head,
+            nn.LazyLinear(_ri(g, 2, 4)),
+        )
         shape = (c_in, hw, hw)
     elif family == "resmlp_ln":
         d_in, width = _ri(g, 2, 6), _ri(g, 3, 8)
         blocks = [ResBlock(width, _ri(g, 3, 10), _pick(g, ("relu", "gelu"))) for _ in range(2)]
-        model = nn.Sequential(nn.Linear(d_in, width), *blocks, nn.LayerNorm(width),
-                              nn.Linear(width, _ri(g, 1, 4)))
+        model = nn.Sequential(
+            nn.Linear(d_in, width), *blocks, nn.LayerNorm(width), nn.Linear(width, _ri(g, 1, 4))
+        )
         shape = (d_in,)
     elif family == "siren":
         d_in, w = 2, _ri(g, 4, 12)
-        model = nn.Sequential(nn.Linear(d_in, w), Sine(30.0), nn.Linear(w, w), Sine(1.0),
-                              nn.Linear(w, 1))
+        model = nn.Sequential(
+            nn.Linear(d_in, w), Sine(30.0), nn.Linear(w, w), Sine(1.0), nn.Linear(w, 1)
+        )
         shape = (d_in,)
     else:
         raise ValueError(f"unknown family {family!r}; known: {FAMILIES}")

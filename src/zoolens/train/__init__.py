@@ -2,6 +2,6 @@
 
 from zoolens.train.config import TrainConfig
 from zoolens.train.losses import accuracy_loss, supcon_loss
-from zoolens.train.trainer import TrainResult, Trainer, train_encoder
+from zoolens.train.trainer import Trainer, TrainResult, train_encoder
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "accuracy_loss", "supcon_loss", "train_encoder"]

@@ -9,15 +9,15 @@ from typing import Any, Literal
 @dataclass(frozen=True)
 class TrainConfig:
     """Args:
-        encoder: encoder class name ("neural-graph", "layerwise", "flat-transformer").
-        encoder_config: overrides of that encoder's defaults.
-        positives: "augment" (two inexact views of one model, NT-Xent) or "task" (also
-            same-task siblings, supervised contrastive).
-        lam: weight of the contrastive loss; 1 - lam weighs the accuracy MSE.
-        tau: softmax temperature.
-        drop_connect, noise: inexact augmentation strengths for the views.
-        per_group: models drawn per task in each batch (so a batch holds positives).
-        patience: epochs without validation-mAP gain before early stopping.
+    encoder: encoder class name ("neural-graph", "layerwise", "flat-transformer").
+    encoder_config: overrides of that encoder's defaults.
+    positives: "augment" (two inexact views of one model, NT-Xent) or "task" (also
+        same-task siblings, supervised contrastive).
+    lam: weight of the contrastive loss; 1 - lam weighs the accuracy MSE.
+    tau: softmax temperature.
+    drop_connect, noise: inexact augmentation strengths for the views.
+    per_group: models drawn per task in each batch (so a batch holds positives).
+    patience: epochs without validation-mAP gain before early stopping.
     """
 
     encoder: str = "neural-graph"
@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 5
     max_minutes: float = 30.0
+    exclude_tasks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

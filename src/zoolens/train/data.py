@@ -17,8 +17,9 @@ from zoolens.zoo import Zoo
 def group_labels(manifest: pd.DataFrame) -> np.ndarray:
     """Relevance group of each model: its task; an INR's task and digit."""
     inr = manifest["kind"].eq("inr")
-    return np.where(inr, manifest["task"] + ":" + manifest["label"].astype(str),
-                    manifest["task"]).astype(str)
+    return np.where(
+        inr, manifest["task"] + ":" + manifest["label"].astype(str), manifest["task"]
+    ).astype(str)
 
 
 def quality_targets(manifest: pd.DataFrame) -> np.ndarray:
@@ -38,23 +39,27 @@ class ZooSplit:
     ids: list[str]
 
 
-def load_split(zoo: Zoo, split: str | list[str]) -> ZooSplit:
+def load_split(zoo: Zoo, split: str | list[str], exclude_tasks: tuple[str, ...] = ()) -> ZooSplit:
+    """Models of `split` (one or several), minus those of `exclude_tasks`."""
     splits = [split] if isinstance(split, str) else split
-    df = zoo.manifest[zoo.manifest["split"].isin(splits)].reset_index(drop=True)
+    m = zoo.manifest
+    df = m[m["split"].isin(splits) & ~m["task"].isin(list(exclude_tasks))].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
     return ZooSplit(nets, group_labels(df), quality_targets(df), [str(i) for i in df["id"]])
 
 
-def sample_batches(groups: np.ndarray, batch_size: int, per_group: int,
-                   rng: np.random.Generator) -> list[np.ndarray]:
+def sample_batches(
+    groups: np.ndarray, batch_size: int, per_group: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """One epoch of batches; each batch takes `per_group` models from each of several
     groups so that same-group positives appear. Every model is seen about once.
     """
     by_group: dict[str, list[int]] = {}
     for i in rng.permutation(len(groups)):
         by_group.setdefault(str(groups[i]), []).append(int(i))
-    chunks = [idx[s:s + per_group] for idx in by_group.values()
-              for s in range(0, len(idx), per_group)]
+    chunks = [
+        idx[s : s + per_group] for idx in by_group.values() for s in range(0, len(idx), per_group)
+    ]
     order = rng.permutation(len(chunks))
     batches, cur = [], []
     for c in order:
@@ -67,8 +72,9 @@ def sample_batches(groups: np.ndarray, batch_size: int, per_group: int,
     return batches
 
 
-def graph_view(graph: NeuralGraph, gen: torch.Generator, p_drop: float, noise: float
-               ) -> NeuralGraph:
+def graph_view(
+    graph: NeuralGraph, gen: torch.Generator, p_drop: float, noise: float
+) -> NeuralGraph:
     """A contrastive view made on the graph: DropConnect and weight noise on edge weights.
 
     For an exactly invariant encoder the exact actions are no-ops, so views of the

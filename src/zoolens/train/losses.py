@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 
 def supcon_loss(z: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
@@ -21,7 +21,7 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tens
     log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     pos = (labels[:, None] == labels[None, :]) & ~self_mask
     has_pos = pos.any(dim=1)
-    mean_log_pos = (log_prob.masked_fill(~pos, 0.0).sum(1) / pos.sum(1).clamp_min(1))
+    mean_log_pos = log_prob.masked_fill(~pos, 0.0).sum(1) / pos.sum(1).clamp_min(1)
     return -mean_log_pos[has_pos].mean()
 
 

@@ -56,8 +56,7 @@ class Trainer:
     def __init__(self, zoo_dir: str, out: str, config: TrainConfig) -> None:
         self.zoo, self.out, self.cfg = Zoo.open(zoo_dir), out, config
         _register_all()
-        self.encoder = encoder_class(config.encoder)(
-            {**config.encoder_config, "seed": config.seed})
+        self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
         self.head = nn.Sequential(nn.Linear(self.encoder.dim, 64), nn.SiLU(), nn.Linear(64, 1))
         params = list(_module(self.encoder).parameters()) + list(self.head.parameters())
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -71,14 +70,20 @@ class Trainer:
         """Embeddings of two augmented views of each item, ``(2 * len(batch), d)``."""
         cfg, enc = self.cfg, self.encoder
         if isinstance(enc, NeuralGraphEncoder):
-            graphs = [graph_view(g, gen, cfg.drop_connect, cfg.noise)
-                      for g in batch for _ in range(2)]  # type: ignore[arg-type]
+            graphs = [
+                graph_view(g, gen, cfg.drop_connect, cfg.noise) for g in batch for _ in range(2)
+            ]  # type: ignore[arg-type]
             return enc.forward(graphs)
         nets = [make_view(n, gen, cfg.drop_connect, cfg.noise) for n in batch for _ in range(2)]
         return enc.train_forward(nets)  # type: ignore[attr-defined]
 
-    def step(self, batch: list[Net] | list[NeuralGraph], groups: np.ndarray,
-             targets: np.ndarray, gen: torch.Generator) -> dict[str, float]:
+    def step(
+        self,
+        batch: list[Net] | list[NeuralGraph],
+        groups: np.ndarray,
+        targets: np.ndarray,
+        gen: torch.Generator,
+    ) -> dict[str, float]:
         cfg = self.cfg
         z = nn.functional.normalize(self.views(batch, gen), dim=1)
         if cfg.positives == "task":
@@ -94,7 +99,7 @@ class Trainer:
         loss.backward()
         nn.utils.clip_grad_norm_(_module(self.encoder).parameters(), 5.0)
         self.opt.step()
-        return {"loss": float(loss), "contrastive": float(con), "accuracy_mse": float(acc)}
+        return {"loss": loss.item(), "contrastive": con.item(), "accuracy_mse": acc.item()}
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -102,7 +107,9 @@ class Trainer:
         os.makedirs(self.out, exist_ok=True)
         if resume:
             self.load_checkpoint()
-        train, val = load_split(self.zoo, "train"), load_split(self.zoo, "val")
+        held_out = tuple(cfg.exclude_tasks)
+        train = load_split(self.zoo, "train", held_out)
+        val = load_split(self.zoo, "val", held_out)
         start = time.time()
         while self.epoch < cfg.epochs and self.stale < cfg.patience:
             row = self.run_epoch(train, progress)
@@ -156,9 +163,15 @@ class Trainer:
     def save_checkpoint(self, row: dict[str, float]) -> None:
         last = os.path.join(self.out, "last")
         self.encoder.save(last)
-        state = {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
-                 "head": self.head.state_dict(), "epoch": self.epoch,
-                 "best_map": self.best_map, "best_epoch": self.best_epoch, "stale": self.stale}
+        state = {
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "head": self.head.state_dict(),
+            "epoch": self.epoch,
+            "best_map": self.best_map,
+            "best_epoch": self.best_epoch,
+            "stale": self.stale,
+        }
         torch.save(state, os.path.join(last, "trainer_state.pt"))
         with open(os.path.join(self.out, "train_config.json"), "w") as f:
             json.dump(self.cfg.to_dict(), f, indent=1)
@@ -197,8 +210,13 @@ def _tensorboard(out: str, row: dict[str, float]) -> None:
                 w.add_scalar(k, v, int(row["epoch"]))
 
 
-def train_encoder(zoo_dir: str, out: str, config: TrainConfig | None = None,
-                  resume: bool = False, progress: bool = True) -> TrainResult:
+def train_encoder(
+    zoo_dir: str,
+    out: str,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
     """Train an encoder on a zoo (train split; early stopping on val mAP).
 
     Returns:

@@ -92,7 +92,8 @@ class ResidualBlock(nn.Module):
         self.fc2 = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.fc2(self.drop(self.act(self.fc1(self.norm(x)))))
+        out: torch.Tensor = x + self.fc2(self.drop(self.act(self.fc1(self.norm(x)))))
+        return out
 
 
 class ZooModel(nn.Module):
@@ -104,7 +105,8 @@ class ZooModel(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        out: torch.Tensor = self.head(self.body(x))
+        return out
 
 
 def _mlp_body(spec: ArchSpec, residual: bool) -> tuple[list[nn.Module], int]:

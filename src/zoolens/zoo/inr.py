@@ -9,6 +9,7 @@ split into B individual `Net`s.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ class INRArch:
     def layer_sizes(self) -> list[tuple[int, int]]:
         """``(n_in, n_out)`` of every Linear layer."""
         dims = [2] + [self.width] * self.depth + [1]
-        return list(zip(dims[:-1], dims[1:], strict=True))
+        return list(itertools.pairwise(dims))
 
 
 class INRModel(nn.Module):
@@ -56,7 +57,8 @@ class INRModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
             x = torch.sin(W0 * layer(x)) if self.sine else torch.relu(layer(x))
-        return self.layers[-1](x)
+        out: torch.Tensor = self.layers[-1](x)
+        return out
 
 
 def init_batch(
@@ -123,7 +125,7 @@ def fit_batch(
     for _ in range(steps):
         loss = ((forward_batch(arch, params, coords) - target) ** 2).mean(dim=(1, 2)).sum()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
     return [(w.detach(), b.detach()) for w, b in params]
 

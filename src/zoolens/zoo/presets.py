@@ -133,9 +133,10 @@ BENCH = ZooPreset(
     families=ALL_FAMILIES,
     n_models=1800,
     n_finetunes=300,
-    max_steps=600,
+    max_steps=800,
     n_inrs=2048,
     inr_batch=64,
+    inr_steps=(300, 1000, 2000),
 )
 
 PRESETS: dict[str, ZooPreset] = {p.name: p for p in (TINY, BENCH)}
@@ -160,4 +161,5 @@ def get_preset(preset: str | ZooPreset) -> ZooPreset:
 
 def preset_from_dict(d: dict[str, Any]) -> ZooPreset:
     """Inverse of `ZooPreset.to_dict`."""
-    return ZooPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return ZooPreset(**fields)

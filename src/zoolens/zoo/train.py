@@ -55,7 +55,7 @@ def perturb_training_set(
         ``(x, y)`` with the shapes of ``data.x_train`` / ``data.y_train``.
     """
     n = len(data.y_train)
-    keep = max(8, int(round(hp.train_fraction * n)))
+    keep = max(8, round(hp.train_fraction * n))
     idx = torch.as_tensor(np.sort(rng.permutation(n)[:keep]))
     x, y = data.x_train[idx], data.y_train[idx].clone()
     if hp.label_noise > 0 and data.spec.kind == "classification":
@@ -116,7 +116,7 @@ def fit(
             if not torch.isfinite(loss):
                 return None
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             steps += 1

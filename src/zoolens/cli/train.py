@@ -1,0 +1,62 @@
+"""``zoolens train``: contrastive training of an encoder on a zoo."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from zoolens.cli.app import app
+
+
+@app.command()
+def train(
+    zoo: str = typer.Option(..., "--zoo", help="zoo directory (manifest.parquet + models/)"),
+    out: str = typer.Option(..., "--out", help="run directory: checkpoints, metrics.csv"),
+    encoder: str = typer.Option("neural-graph", help="neural-graph | layerwise | flat-transformer"),
+    positives: str = typer.Option("task", help="augment | task (same-task siblings too)"),
+    lam: float = typer.Option(0.8, help="weight of the contrastive loss vs accuracy MSE"),
+    tau: float = typer.Option(0.1, help="temperature"),
+    epochs: int = typer.Option(20),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(1e-3),
+    weight_decay: float = typer.Option(1e-4),
+    probes: int = typer.Option(0, help="probe inputs per node (neural-graph); 0 = none"),
+    hidden: int = typer.Option(64, help="encoder width"),
+    seed: int = typer.Option(0),
+    patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
+    max_minutes: float = typer.Option(30.0, help="wall-clock budget"),
+    resume: bool = typer.Option(False, help="continue from OUT/last"),
+    exclude_tasks: str = typer.Option("", help="comma-separated tasks kept out of training"),
+) -> None:
+    """Train an encoder; the best one (by validation mAP) is written to OUT/best."""
+    from zoolens.train import TrainConfig, train_encoder
+
+    enc_cfg: dict[str, object] = {"hidden": hidden}
+    if encoder == "neural-graph":
+        enc_cfg["n_probes"] = probes
+    cfg = TrainConfig(
+        encoder=encoder,
+        encoder_config=enc_cfg,
+        positives=positives,  # type: ignore[arg-type]
+        lam=lam,
+        tau=tau,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        patience=patience,
+        max_minutes=max_minutes,
+    )
+    result = train_encoder(zoo, out, cfg, resume=resume, progress=sys.stderr.isatty())
+    typer.echo(
+        json.dumps(
+            {
+                "best_epoch": result.best_epoch + 1,
+                "best_val_mAP": result.best_map,
+                "encoder_dir": f"{out}/best",
+            }
+        )
+    )
