@@ -33,47 +33,40 @@ class MessagePassing(nn.Module):
     """One layer: messages along and against each edge, PNA-style aggregation (sum, mean,
     max), node and edge updates with residual connections and LayerNorm.
 
-    The first linear map of every edge network is split into a per-node part (computed
-    once per node, then gathered) and a per-edge part, which is the same function as
-    concatenating ``[h_src, h_dst, e]`` but never builds those (E, 3d) tensors.
+    Edges carry narrow states (width ``de``) and every per-edge computation is kept to
+    ``O(E · d · de)``: a message is ``act(P h_src + Q e)`` — the node part computed once per
+    node and gathered — and its output map is applied after aggregation, per node (it
+    commutes with sum and mean; for max it is a different but equally invariant function).
 
     Shapes:
-        h: ``(N, d)``; e: ``(E, d)``; edge_index: ``(2, E)``.
+        h: ``(N, d)``; e: ``(E, de)``; edge_index: ``(2, E)``.
     """
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, de: int) -> None:
         super().__init__()
         self.node_proj = nn.Linear(d, 2 * d)  # message parts: forward, backward
-        self.edge_node_proj = nn.Linear(d, 2 * d)  # edge-update parts: source, target
-        self.edge_proj = nn.Linear(d, 3 * d, bias=False)
-        self.msg_fwd, self.msg_bwd = nn.Linear(d, d), nn.Linear(d, d)
-        self.edge_out = nn.Linear(d, d)
+        self.edge_proj = nn.Linear(de, 2 * d, bias=False)
         self.update = mlp(7 * d, d, d)
-        self.norm_h, self.norm_e = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.edge_node_proj = nn.Linear(d, 2 * de)  # edge-update parts: source, target
+        self.edge_self = nn.Linear(de, de)
+        self.edge_out = nn.Linear(de, de)
+        self.norm_h, self.norm_e = nn.LayerNorm(d), nn.LayerNorm(de)
         self.act = nn.SiLU()
 
-    def forward(
-        self,
-        h: torch.Tensor,
-        e: torch.Tensor,
-        edge_index: torch.Tensor,
-        degree: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
+                degree: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst = edge_index
         n, d = h.shape
         hf, hb = self.node_proj(h).split(d, dim=1)  # (N, d) each
-        ef, eb, ee = self.edge_proj(e).split(d, dim=1)  # (E, d) each
-        fwd = self.msg_fwd(self.act(hf[src] + ef))  # (E, d), aggregated at dst
-        bwd = self.msg_bwd(self.act(hb[dst] + eb))  # (E, d), aggregated at src
-        if degree is None:
-            degree = _degrees(edge_index, n, h.dtype)
+        ef, eb = self.edge_proj(e).split(d, dim=1)  # (E, d) each
         aggs = [h]
-        for m, at, deg in ((fwd, dst, degree[1]), (bwd, src, degree[0])):
-            total = scatter(m, at, n, "sum")
+        for m, at, deg in ((self.act(hf[src] + ef), dst, degree[1]),
+                           (self.act(hb[dst] + eb), src, degree[0])):
+            total = scatter(m, at, n, "sum")  # (N, d)
             aggs += [total, total / deg, scatter(m, at, n, "amax")]
         h = self.norm_h(h + self.update(torch.cat(aggs, dim=1)))
-        hs, hd = self.edge_node_proj(h).split(d, dim=1)
-        e = self.norm_e(e + self.edge_out(self.act(hs[src] + hd[dst] + ee)))
+        hs, hd = self.edge_node_proj(h).split(e.shape[1], dim=1)  # (N, de) each
+        e = self.norm_e(e + self.edge_out(self.act(hs[src] + hd[dst] + self.edge_self(e))))
         return h, e
 
 
@@ -98,14 +91,14 @@ class NeuralGraphNet(nn.Module):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        d = int(config["hidden"])
+        d, de = int(config["hidden"]), int(config["edge_hidden"])
         self.node_in = nn.Linear(NODE_FEATURES + int(config["n_probes"]), d)
-        self.edge_in = nn.Linear(KERNEL, d)
-        self.edge_type = nn.Embedding(len(EDGE_TYPES), d)
+        self.edge_in = nn.Linear(KERNEL, de)
+        self.edge_type = nn.Embedding(len(EDGE_TYPES), de)
         self.role = nn.Embedding(3, d)
         self.in_pos, self.out_pos = nn.Embedding(MAX_POSITION, d), nn.Embedding(MAX_POSITION, d)
         self.layer_pos = nn.Embedding(MAX_LAYERS, d)
-        self.mp = nn.ModuleList(MessagePassing(d) for _ in range(int(config["layers"])))
+        self.mp = nn.ModuleList(MessagePassing(d, de) for _ in range(int(config["layers"])))
         self.token = nn.Linear(2 * d, d)
         self.readout_kind = str(config["readout"])
         if self.readout_kind == "gru":

@@ -16,11 +16,12 @@ from zoolens.nn.gnn import NeuralGraphNet
 DEFAULTS: dict[str, Any] = {
     "dim": 256,
     "hidden": 64,
+    "edge_hidden": 16,
     "layers": 3,
     "heads": 4,
     "readout_layers": 2,
     "readout": "transformer",
-    "n_probes": 0,
+    "n_probes": 16,
     "seed": 0,
 }
 

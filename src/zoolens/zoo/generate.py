@@ -7,7 +7,8 @@ rebuilt from the ``row.json`` beside each model and rewritten atomically every
 ``flush_every`` models and at the end (also after an interruption).
 
 With ``jobs > 1`` workers are started with the ``spawn`` method: scripts that call
-`generate_zoo` must do so under ``if __name__ == "__main__":``.
+`generate_zoo` must do so under ``if __name__ == "__main__":``. Run one generation per
+directory at a time (a new run removes half-written ``models/.tmp-*`` directories).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from zoolens.progress import progress_bar
 from zoolens.zoo.manifest import rows_to_frame, write_manifest
 from zoolens.zoo.plan import WorkUnit, plan_zoo
 from zoolens.zoo.presets import ZooPreset, get_preset
-from zoolens.zoo.worker import MODELS_DIR, existing_rows, init_worker, run_unit_args
-from zoolens.zoo.zoo import ZOO_FILE, Zoo
+from zoolens.zoo.worker import existing_rows, init_worker, run_unit_args
+from zoolens.zoo.zoo import MODELS_DIR, ZOO_FILE, Zoo
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +70,11 @@ def generate_zoo(
     log.info(
         "zoo %s: %d of %d models present, %d units to train", out, len(rows), p.total, len(todo)
     )
-    bar_args: dict[str, Any] = {} if progress else {"disable": True}
-    bar = cast(
-        Any,
-        progress_bar(
-            iter(()),
-            total=p.total,
-            initial=len(rows),
-            unit="model",
-            desc=f"zoo {p.name}",
-            **bar_args,
-        ),
-    )
+    bar = _progress_bar(p, len(rows), progress)
     since_flush = 0
     try:
         for new_rows in _run_all(todo, out, seed, jobs):
-            for row in new_rows:
-                rows[row["id"]] = row
+            rows.update((r["id"], r) for r in new_rows)
             bar.update(len(new_rows))
             since_flush += len(new_rows)
             if since_flush >= flush_every:
@@ -95,6 +84,15 @@ def generate_zoo(
         bar.close()
         write_manifest(rows_to_frame(list(rows.values())), out)
     return Zoo.open(out)
+
+
+def _progress_bar(p: ZooPreset, done: int, show: bool) -> Any:
+    """A bar counting models (not units), starting at the models already present."""
+    extra: dict[str, Any] = {} if show else {"disable": True}
+    bar = progress_bar(
+        iter(()), total=p.total, initial=done, unit="model", desc=f"zoo {p.name}", **extra
+    )
+    return cast(Any, bar)
 
 
 def _prepare_dir(out: str, p: ZooPreset, seed: int) -> None:

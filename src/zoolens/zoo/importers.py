@@ -46,7 +46,8 @@ from zoolens.zoo.manifest import (
     shape_str,
     write_manifest,
 )
-from zoolens.zoo.zoo import Zoo
+from zoolens.zoo.worker import existing_rows, model_dir, save_model
+from zoolens.zoo.zoo import MODELS_DIR, Zoo
 
 __all__ = [
     "SequentialModel",
@@ -309,9 +310,7 @@ def write_zoo(items: Iterable[tuple[Net | TensorSet, Row]], out: str) -> Zoo:
     Returns:
         The opened `Zoo`. `TensorSet`s are skipped with a warning (a zoo holds `Net`s).
     """
-    from zoolens.zoo.worker import existing_rows, model_dir, save_model
-
-    os.makedirs(os.path.dirname(model_dir(out, "x")), exist_ok=True)
+    os.makedirs(os.path.join(out, MODELS_DIR), exist_ok=True)
     for net, row in items:
         if not isinstance(net, Net):
             log.warning("%s: not a Net (%s); skipped", row["id"], net.meta.get("unsupported"))

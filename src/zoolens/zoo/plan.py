@@ -8,7 +8,7 @@ together. Fine-tuned children run in a second phase, after their parents exist o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -150,13 +150,15 @@ def _plan_base(p: ZooPreset, seed: int, i: int, task_fams: dict[str, list[str]])
 
 
 def _plan_child(p: ZooPreset, seed: int, i: int, base: list[ModelSpec]) -> ModelSpec:
+    """A fine-tune of a random base model: a new head on another task of the same input
+    shape (60% when one exists), else continued training; lr is 0.3 times a fresh draw."""
     rng = _rng(seed, i)
     parent = base[int(rng.integers(len(base)))]
     targets = [t for t in transfer_tasks(parent.task) if t in p.tasks]
     head = bool(targets) and rng.random() < 0.6
     task = str(rng.choice(targets)) if head else parent.task
     hp = _sample_hparams(p, rng, lr_factor=0.3)
-    hp = HParams(**{**hp.__dict__, "init_scale": parent.hp.init_scale})
+    hp = replace(hp, init_scale=parent.hp.init_scale)
     return ModelSpec(
         index=i,
         id=model_id(i),

@@ -13,8 +13,9 @@ it (or pass it straight to `generate_zoo`)::
     generate_zoo(VISION, "zoos/vision", seed=0)
 
 Every field is recorded in the zoo's ``zoo.json``; resuming a zoo with a different preset
-or seed is refused. Model ``i`` draws its task, family and hyper-parameters from
-``(seed, i)`` alone, so growing ``n_models`` keeps the models already generated.
+or seed is refused. Base model ``i`` draws its task, family and hyper-parameters from
+``(seed, i)`` alone, so two presets that differ only in ``n_models`` share their first
+base models bit for bit.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ class ZooPreset:
     families: tuple[str, ...]
     n_models: int
     n_finetunes: int = 0
-    lr: tuple[float, float] = (1e-4, 1e-2)
+    lr: tuple[float, float] = (3e-4, 1e-2)
     sgd_lr_factor: float = 10.0
     optimizers: tuple[str, ...] = ("sgd", "adam", "adamw")
     weight_decays: tuple[float, ...] = (0.0, 0.0, 1e-4, 1e-3, 1e-2)
-    epochs: tuple[int, ...] = (1, 5, 20, 50, 100, 200, 400)
+    epochs: tuple[int, ...] = (2, 10, 30, 100, 300, 1000)
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
     dropouts: tuple[float, ...] = (0.0, 0.0, 0.1, 0.3)
     init_scale: tuple[float, float] = (0.5, 2.0)

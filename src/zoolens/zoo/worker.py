@@ -26,10 +26,10 @@ from zoolens.zoo.manifest import assign_split, count_params, shape_str
 from zoolens.zoo.plan import ModelSpec, WorkUnit
 from zoolens.zoo.tasks import get_task, image_coordinates, load_inr_images, load_task
 from zoolens.zoo.train import fit, metrics, perturb_training_set
+from zoolens.zoo.zoo import MODELS_DIR
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = "models"
 ROW_FILE = "row.json"
 _MAX_RETRIES = 4
 

@@ -22,6 +22,7 @@ from zoolens.ir import Net, load_net_dir
 from zoolens.zoo.manifest import MANIFEST_FILE, read_manifest
 
 ZOO_FILE = "zoo.json"
+MODELS_DIR = "models"
 
 
 class Zoo:
@@ -69,7 +70,7 @@ class Zoo:
 
     def model_path(self, model_id: str) -> str:
         """Directory holding model `model_id`."""
-        return os.path.join(self.path, "models", model_id)
+        return os.path.join(self.path, MODELS_DIR, model_id)
 
     def load(self, model_id: str) -> Net:
         """The `Net` of model `model_id`."""

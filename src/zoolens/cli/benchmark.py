@@ -1,0 +1,63 @@
+"""``zoolens benchmark``: every encoder, every metric, held-out models, one report."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+
+import typer
+
+from zoolens.cli.app import app
+
+_DEFAULT_ENCODERS = (
+    "neural-graph,layerwise,flat-transformer,flat-pca,weight-stats,raw-weights,probe,metadata"
+)
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+@app.command()
+def benchmark(
+    zoo: str = typer.Option(..., "--zoo", help="zoo directory (manifest.parquet + models/)"),
+    out: str = typer.Option(..., "--out", help="report directory: report.md, results.json, PNGs"),
+    encoders: str = typer.Option(_DEFAULT_ENCODERS, help="comma-separated encoder names"),
+    seeds: int = typer.Option(3, help="seeds; every number is mean ± std over them"),
+    epochs: int = typer.Option(10, help="maximum epochs of each training run"),
+    max_minutes: float = typer.Option(
+        2.0, "--max-minutes", help="wall-clock budget of one training run (encoder × seed)"
+    ),
+    quick: bool = typer.Option(False, help="reduced run: 1 seed, 2 epochs, fewer models"),
+    skip: str = typer.Option("", help="sections to skip: transfer,generalisation,figures"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress"),
+) -> None:
+    """Train what needs training on the zoo's train split, measure every encoder on its
+    held-out models, and write report.md, results.json and figures to OUT."""
+    from zoolens.eval.bench_report import HEADLINE, metric_table
+    from zoolens.eval.benchmark import BenchmarkConfig, run_benchmark
+
+    if verbose:
+        logging.getLogger("zoolens").setLevel(logging.INFO)
+    config = BenchmarkConfig(
+        zoo=zoo,
+        out=out,
+        encoders=_split(encoders),
+        seeds=seeds,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        quick=quick,
+        skip=_split(skip),
+        command=shlex.join(["zoolens", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else "",
+    )
+    try:
+        results = run_benchmark(config, progress=sys.stderr.isatty())
+    except ValueError as e:
+        from zoolens.cli.app import fail
+
+        raise fail(str(e)) from None
+    typer.echo(metric_table(results["encoders"], HEADLINE[:6]))
+    for name, message in results["failures"].items():
+        typer.echo(f"failed: {name}: {message}", err=True)
+    typer.echo(f"wrote {out}/report.md and {out}/results.json in {results['seconds'] / 60:.1f} min")

@@ -1,0 +1,254 @@
+"""The benchmark runner: a reduced run on a synthetic zoo, and its parts on hand-worked cases."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from zoolens.eval.bench_data import (
+    PlanSettings,
+    capped_training_mask,
+    lineage_roots,
+    make_plan,
+    write_subzoo,
+)
+from zoolens.eval.bench_measure import make_views, subset_retrieval
+from zoolens.eval.bench_report import aggregate, fmt, json_safe
+from zoolens.eval.bench_transfer import (
+    NetModule,
+    TransferRunner,
+    TransferSettings,
+    prepare_for_task,
+)
+from zoolens.eval.retrieval import retrieval_metrics
+from zoolens.ir import Net, load_net
+from zoolens.zoo import Zoo
+from zoolens.zoo.archs import ArchSpec, build_model
+
+#: Four tasks sharing the 16-feature input (so transfer has candidates), plus INRs.
+TASKS = {"blobs": 4, "synth-a": 4, "synth-b": 4, "moons": 2}
+SPLITS = ["train", "train", "train", "val", "test", "test"]
+
+
+def _net(family: str, shape: tuple[int, ...], n_out: int, seed: int, act: str = "relu") -> Net:
+    torch.manual_seed(seed)
+    model = build_model(ArchSpec(family, shape, n_out, depth=1, width=8, activation=act))
+    net = load_net(model.eval(), input_shape=shape)
+    assert isinstance(net, Net)
+    return net
+
+
+def _items() -> list[tuple[Net, dict[str, Any]]]:
+    items: list[tuple[Net, dict[str, Any]]] = []
+    rng = np.random.default_rng(0)
+    for t, (task, n_out) in enumerate(TASKS.items()):
+        for j, split in enumerate(SPLITS):
+            family = ("mlp", "resmlp")[j % 2]
+            row = {"task": task, "family": family, "kind": "classification",
+                   "accuracy": float(rng.uniform(0.3, 1.0)), "split": split,
+                   "input_shape": "16", "n_outputs": n_out}
+            items.append((_net(family, (16,), n_out, 10 * t + j), row))
+    parent_net, parent_row = items[4]  # a test model gets a fine-tuned child
+    items.append((parent_net.clone(), dict(parent_row)))
+    for j in range(6):
+        row = {"task": "inr-digits", "family": "inr-relu", "kind": "inr", "label": j % 2,
+               "image_index": j, "split": "test" if j >= 4 else "train", "input_shape": "2",
+               "n_outputs": 1}
+        items.append((_net("mlp", (2,), 1, 100 + j), row))
+    for i, (_, row) in enumerate(items):
+        row.update(id=f"m{i:03d}", index=i)
+    items[24][1]["parent"] = items[4][1]["id"]  # the child of test model 4
+    return items
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
+    from zoolens.zoo.importers import write_zoo
+
+    return write_zoo(_items(), str(tmp_path_factory.mktemp("zoo") / "synthetic"))
+
+
+@pytest.fixture(scope="module")
+def report(zoo: Zoo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quick benchmark run through the CLI: a trained, a fitted and a fixed encoder."""
+    from typer.testing import CliRunner
+
+    from zoolens.cli import app
+
+    out = tmp_path_factory.mktemp("bench") / "report"
+    torch.set_num_threads(1)
+    args = ["benchmark", "--zoo", zoo.path, "--out", str(out), "--quick",
+            "--encoders", "neural-graph,flat-pca,weight-stats"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+# -- the end-to-end run ---------------------------------------------------------------------------
+def test_report_files_exist(report: Path) -> None:
+    text = (report / "report.md").read_text()
+    assert text.startswith("# zoolens benchmark")
+    for section in ("## Headline", "Retrieval — relevance: same lineage", "Transfer by fine",
+                    "Generalisation", "Seed paper's published numbers", "0.7279"):
+        assert section in text
+    for png in ("precision_at_k.png", "radar.png", "tsne_by_task.png", "tsne_by_family.png",
+                "training_curves.png", "robustness_hist.png", "transfer.png"):
+        data = (report / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f"]({png})" in text
+
+
+def test_results_structure(report: Path) -> None:
+    res = json.loads((report / "results.json").read_text())
+    assert {"encoders", "zoo", "command", "seeds", "protocol", "published"} <= set(res)
+    assert res["command"].startswith("zoolens benchmark")
+    assert res["zoo"]["n_models"] == 31
+    assert res["failures"] == {}
+    assert list(res["encoders"]) == ["neural-graph", "flat-pca", "weight-stats"]
+    sections = {"retrieval", "retrieval_family", "retrieval_lineage", "robustness",
+                "clustering", "accuracy_prediction", "transfer", "inr", "cost",
+                "generalisation"}
+    for metrics in res["encoders"].values():
+        assert sections <= set(metrics)
+        assert set(metrics["retrieval"]["mAP"]) == {"mean", "std"}
+        assert set(metrics["robustness"]) == {"exact", "dropconnect", "noise"}
+
+
+def _leaves(node: Any, path: str = "") -> list[tuple[str, float | None]]:
+    if isinstance(node, dict) and set(node) == {"mean", "std"}:
+        return [(path, node["mean"])]
+    return [leaf for k, v in node.items() for leaf in _leaves(v, f"{path}.{k}")]
+
+
+def _check_range(name: str, path: str, v: float) -> None:
+    leaf = path.rsplit(".", 1)[-1]
+    unit = ("P@", "R@", "F1@", "mAP", "MRR", "acc@", "random_acc@", "scratch_acc@",
+            "logistic_acc", "knn_acc")
+    signed = ("cos_", "spearman", "kendall_tau", "silhouette", "gain_")
+    if leaf.startswith(unit):
+        assert 0.0 <= v <= 1.0, (name, path, v)
+    elif leaf.startswith(signed):
+        assert -1.0 - 1e-9 <= v <= 1.0 + 1e-9, (name, path, v)
+    elif leaf == "R2":
+        assert v <= 1.0, (name, path, v)
+    else:  # distances, MSE, Davies–Bouldin, counts, costs
+        assert v >= 0.0, (name, path, v)
+
+
+def test_results_values_in_range(report: Path) -> None:
+    res = json.loads((report / "results.json").read_text())
+    for name, metrics in res["encoders"].items():
+        for path, v in _leaves(metrics):
+            if v is not None:
+                _check_range(name, path, v)
+        exact = metrics["robustness"]["exact"]["cos_mean"]["mean"]
+        if name == "neural-graph":  # exactly invariant by construction
+            assert exact > 0.999, name
+        assert metrics["cost"]["dim"]["mean"] > 0
+        assert metrics["retrieval"]["n_queries"]["mean"] == 9  # the 2 test INRs differ in digit
+        assert metrics["retrieval_lineage"]["n_queries"]["mean"] == 2  # parent and child
+    assert res["encoders"]["neural-graph"]["cost"]["train_seconds"]["mean"] > 0
+
+
+def test_quick_run_is_one_seed(report: Path) -> None:
+    res = json.loads((report / "results.json").read_text())
+    assert res["seeds"] == [0]
+    assert res["protocol"]["quick"] is True
+    assert all(m["retrieval"]["mAP"]["std"] == 0.0 for m in res["encoders"].values())
+    assert (report / "runs" / "neural-graph" / "seed0" / "metrics.csv").exists()
+    assert (report / "runs" / "neural-graph" / "seed0-heldout" / "metrics.csv").exists()
+
+
+# -- parts ----------------------------------------------------------------------------------------
+def test_aggregate_mean_and_sample_std() -> None:
+    runs = [{"a": {"x": 1.0}, "b": 2.0}, {"a": {"x": 3.0}, "b": float("nan")}]
+    out = aggregate(runs)
+    assert out["a"]["x"] == {"mean": 2.0, "std": pytest.approx(math.sqrt(2.0))}
+    assert out["b"] == {"mean": 2.0, "std": 0.0}  # NaN ignored, one value left
+    assert math.isnan(aggregate([{"c": float("nan")}])["c"]["mean"])
+    assert json_safe({"v": float("nan"), "w": np.float32(1.5)}) == {"v": None, "w": 1.5}
+    assert fmt({"mean": 0.5, "std": 0.25}) == "0.500 ± 0.250"
+    assert fmt({"mean": 0.5, "std": 0.0}) == "0.500"
+    assert fmt(None) == "—"
+
+
+def test_lineage_roots_follow_parent_chains() -> None:
+    m = pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "parent": ["", "a", "b", "", "zz"]})
+    assert lineage_roots(m).tolist() == ["a", "a", "a", "d", "zz"]
+
+
+def test_subset_retrieval_matches_leave_one_out_on_all_queries() -> None:
+    rng = np.random.default_rng(1)
+    emb = rng.standard_normal((12, 5))
+    labels = np.array(list("aabbbccddeef"))
+    full = retrieval_metrics(emb, labels)
+    sub = subset_retrieval(emb, labels, np.ones(12, dtype=bool))
+    assert sub["n_queries"] == full["n_queries"] == 11  # "f" has no relevant item
+    for key in ("P@1", "R@5", "mAP", "MRR"):
+        assert sub[key] == pytest.approx(full[key])
+    only_b = subset_retrieval(emb, labels, labels == "b")
+    assert only_b["n_queries"] == 3
+
+
+def test_plan_and_subzoo(zoo: Zoo, tmp_path: Path) -> None:
+    plan = make_plan(zoo.manifest, PlanSettings(n_heldout_tasks=2, n_queries=1, max_pool=5))
+    assert len(plan.test_ids) == 11 and len(plan.inr_ids) == 6
+    assert len(plan.heldout_tasks) == 2
+    task = next(iter(plan.transfer_queries))
+    pool_tasks = set(zoo.manifest.set_index("id").loc[plan.transfer_pool[task], "task"])
+    assert task not in pool_tasks and len(plan.transfer_pool[task]) == 5
+    keep = capped_training_mask(zoo.manifest, 4)
+    sub = Zoo.open(write_subzoo(zoo, keep, str(tmp_path / "sub")))
+    assert (sub.manifest["split"] == "train").sum() == 4
+    assert "test" not in set(sub.manifest["split"])
+    first = str(sub.manifest["id"].iloc[0])
+    assert sub.load(first).num_params() == zoo.load(first).num_params()
+
+
+def test_views_keep_function_for_exact_action(zoo: Zoo) -> None:
+    nets = [zoo.load(str(i)) for i in zoo.manifest["id"][:3]]
+    views, kept = make_views(nets, seed=0)
+    assert kept == [0, 1, 2]
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        for net, exact, noisy in zip(nets, views["exact"], views["noise"], strict=True):
+            assert torch.allclose(net(x), exact(x), atol=1e-4)
+            assert not torch.allclose(net(x), noisy(x), atol=1e-6)
+
+
+def test_prepare_for_task_new_head_and_scratch() -> None:
+    net = _net("mlp", (16,), 4, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    same = prepare_for_task(net, 4, gen, scratch=False)
+    assert torch.equal(same.op("head").params["weight"], net.op("head").params["weight"])
+    new = prepare_for_task(net, 2, gen, scratch=False)
+    assert new.op("head").params["weight"].shape == (2, 8)
+    assert torch.equal(new.ops[0].params["weight"], net.ops[0].params["weight"])
+    fresh = prepare_for_task(net, 4, gen, scratch=True)
+    assert not torch.equal(fresh.ops[0].params["weight"], net.ops[0].params["weight"])
+    module = NetModule(new)
+    loss = module(torch.randn(3, 16)).sum()
+    loss.backward()
+    assert all(p.grad is not None for p in module.parameters())
+    assert net.op("head").params["weight"].grad is None  # the original is untouched
+
+
+def test_transfer_runner_picks_most_similar(zoo: Zoo) -> None:
+    plan = make_plan(zoo.manifest, PlanSettings(n_transfer_tasks=1, n_queries=1, max_pool=6))
+    runner = TransferRunner(plan, zoo.load, seed=0, settings=TransferSettings(k=2, budgets=(2, 4)))
+    task, pool = next(iter(plan.transfer_pool.items()))
+    query = plan.transfer_queries[task][0]
+    emb = {i: np.eye(8)[k % 8] for k, i in enumerate(pool)}
+    emb[query] = np.eye(8)[3]  # most similar to pool[3]
+    assert runner.retrieved(emb)[(task, query)][0] == pool[3]
+    out = runner.measure(emb)
+    assert set(out) >= {"acc@2", "acc@4", "random_acc@4", "scratch_acc@4", "gain_vs_random@4"}
+    assert all(0.0 <= out[f"acc@{b}"] <= 1.0 for b in (2, 4))
+    assert out["gain_vs_random@4"] == pytest.approx(out["acc@4"] - out["random_acc@4"])
