@@ -252,3 +252,16 @@ def test_transfer_runner_picks_most_similar(zoo: Zoo) -> None:
     assert set(out) >= {"acc@2", "acc@4", "random_acc@4", "scratch_acc@4", "gain_vs_random@4"}
     assert all(0.0 <= out[f"acc@{b}"] <= 1.0 for b in (2, 4))
     assert out["gain_vs_random@4"] == pytest.approx(out["acc@4"] - out["random_acc@4"])
+
+
+def test_unknown_encoder_or_section_is_refused(zoo: Zoo, tmp_path: Path) -> None:
+    from zoolens.errors import LoadError
+    from zoolens.eval import BenchmarkConfig, run_benchmark
+
+    with pytest.raises(LoadError, match="nope"):
+        run_benchmark(BenchmarkConfig(zoo.path, str(tmp_path / "a"), encoders=("nope",)))
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="bogus"):
+        BenchmarkConfig(zoo.path, str(tmp_path / "b"), skip=("bogus",)).resolved()
+    config = BenchmarkConfig(zoo.path, str(tmp_path / "c"), seeds=2, max_minutes=4.0)
+    assert config.minutes_per_run(heldout=True) == 1.0

@@ -27,7 +27,14 @@ def benchmark(
     seeds: int = typer.Option(3, help="seeds; every number is mean ± std over them"),
     epochs: int = typer.Option(10, help="maximum epochs of each training run"),
     max_minutes: float = typer.Option(
-        2.0, "--max-minutes", help="wall-clock budget of one training run (encoder × seed)"
+        3.0, "--max-minutes",
+        help="training budget per trainable encoder, split over its runs (seeds × 2)",
+    ),
+    max_train_models: int = typer.Option(
+        0, help="train on at most this many train-split models (0: all)"
+    ),
+    max_eval_models: int = typer.Option(
+        0, help="measure at most this many held-out models (0: all)"
     ),
     quick: bool = typer.Option(False, help="reduced run: 1 seed, 2 epochs, fewer models"),
     skip: str = typer.Option("", help="sections to skip: transfer,generalisation,figures"),
@@ -35,6 +42,7 @@ def benchmark(
 ) -> None:
     """Train what needs training on the zoo's train split, measure every encoder on its
     held-out models, and write report.md, results.json and figures to OUT."""
+    from zoolens.eval.bench_data import PlanSettings
     from zoolens.eval.bench_report import HEADLINE, metric_table
     from zoolens.eval.benchmark import BenchmarkConfig, run_benchmark
 
@@ -50,6 +58,8 @@ def benchmark(
         quick=quick,
         skip=_split(skip),
         command=shlex.join(["zoolens", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else "",
+        plan=PlanSettings(max_eval_models=max_eval_models or None),
+        max_train_models=max_train_models or None,
     )
     try:
         results = run_benchmark(config, progress=sys.stderr.isatty())

@@ -6,6 +6,8 @@ dict of floats, so the benchmark runner can write them straight into ``results.j
 
 from __future__ import annotations
 
+from typing import Any
+
 from zoolens.eval.clustering import clustering_metrics
 from zoolens.eval.prediction import accuracy_prediction, predict_out_of_fold, regression_metrics
 from zoolens.eval.retrieval import (
@@ -23,6 +25,7 @@ from zoolens.eval.robustness import (
 )
 
 __all__ = [
+    "BenchmarkConfig",
     "accuracy_prediction",
     "classification_accuracy",
     "clustering_metrics",
@@ -36,4 +39,16 @@ __all__ = [
     "retrieval_metrics",
     "retrieval_metrics_from_similarity",
     "robustness_metrics",
+    "run_benchmark",
 ]
+
+#: Loaded on first use: the benchmark runner imports `zoolens.train`, which imports this package.
+_LAZY = {"BenchmarkConfig": "zoolens.eval.benchmark", "run_benchmark": "zoolens.eval.benchmark"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'zoolens.eval' has no attribute {name!r}")

@@ -78,7 +78,7 @@ def radar(encoders: Mapping[str, Any], path: str) -> str | None:
     if len(axes) < 3:
         return None
     angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False)
-    fig = _figure(6.5, 6)
+    fig = _figure(8, 6)
     ax = fig.add_subplot(projection="polar")
     for name, res in encoders.items():
         vals = []
@@ -101,7 +101,7 @@ def project_2d(emb: np.ndarray, method: str, seed: int = 0) -> np.ndarray | None
         return None
     if method == "umap":
         try:
-            import umap  # type: ignore[import-not-found]
+            import umap
         except ImportError:
             return None
         reducer = umap.UMAP(n_neighbors=min(15, n - 1), random_state=seed)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.exceptions import UndefinedMetricWarning
 
 from zoolens.eval.bench_data import BenchPlan, lineage_roots
 from zoolens.eval.bench_prepare import Prepared, encoder_size_bytes
@@ -65,9 +67,11 @@ class SeedData:
             if self._roots is None:
                 roots = lineage_roots(self.manifest)
                 self._roots = pd.Series(roots, self.manifest.index)
-            return self._roots.loc[ids].to_numpy(str)
+            lineage: np.ndarray = self._roots.loc[ids].to_numpy(str)
+            return lineage
         rows = self.manifest.loc[ids]
-        return group_labels(rows) if kind == "task" else rows[kind].to_numpy(str)
+        labels: np.ndarray = group_labels(rows) if kind == "task" else rows[kind].to_numpy(str)
+        return labels
 
 
 def make_views(nets: list[Net], seed: int) -> tuple[dict[str, list[Net]], list[int]]:
@@ -176,10 +180,13 @@ class EncoderMeasurement:
             return {}
         emb = np.stack([self.embeddings[i] for i in cls.index])
         acc, tasks = cls["accuracy"].to_numpy(float), cls["task"].to_numpy(str)
-        return {
-            model: accuracy_prediction(emb, acc, tasks, model=model, seed=self.data.seed)
-            for model in ("ridge", "mlp")
-        }
+        with warnings.catch_warnings():  # inner CV folds of one model: R² undefined there
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            warnings.filterwarnings("ignore", "One or more of the test scores are non-finite")
+            return {
+                model: accuracy_prediction(emb, acc, tasks, model=model, seed=self.data.seed)
+                for model in ("ridge", "mlp")
+            }
 
     def inr(self) -> Metrics:
         """Digit of an INR from its embedding: fit on train-split INRs, scored on test ones."""

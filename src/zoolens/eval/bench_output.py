@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,11 @@ class FigureData:
         if meas.prepared.run_dir:
             self.run_dirs[name] = meas.prepared.run_dir
 
+    def drop(self, name: str) -> None:
+        """Forget encoder `name` (it failed on a later seed)."""
+        for store in (self.embeddings, self.cosines, self.run_dirs):
+            store.pop(name, None)
+
 
 def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
     """How each number was measured, for the report's protocol section."""
@@ -48,8 +53,11 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
     notes = [
         f"Held-out models: the zoo's test split ({p['n_test_models']} models measured). "
         "Trainable encoders are trained on the train split (early stopping on val mAP, at "
-        f"most {p['epochs']} epochs and {p['max_minutes_per_training_run']:g} min per run); "
-        "learned baselines are fit on the train split; the others are fixed.",
+        f"most {p['epochs']} epochs and {p['max_minutes_per_encoder']:g} min per encoder over "
+        "all its runs, checked after each epoch); learned baselines are fit on the train "
+        "split; the others are fixed"
+        + (f"; at most {p['max_train_models']} train-split models are used (seeded sample)."
+           if p.get("max_train_models") else "."),
         "Retrieval: leave-one-out among held-out models by cosine similarity; a query with "
         "no relevant item is skipped (n_queries counts the others). Task relevance treats "
         "each INR digit as its own task.",
@@ -113,7 +121,7 @@ def draw_figures(
     if not enc:
         return []
     made = []
-    jobs = [
+    jobs: list[tuple[str, str, Callable[[str], str | None]]] = [
         ("Precision@k, relevance = same task", "precision_at_k.png",
          lambda p: figs.precision_bars(enc, p)),
         ("Radar chart of headline metrics", "radar.png", lambda p: figs.radar(enc, p)),

@@ -91,7 +91,7 @@ def json_safe(obj: Any) -> Any:
 
 
 # -- formatting -------------------------------------------------------------------------------
-def get(results: Mapping[str, Any], path: str) -> dict[str, float] | None:
+def get(results: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
     """The ``{"mean", "std"}`` leaf at a dotted `path`, or None."""
     node: Any = results
     for part in path.split("."):

@@ -145,7 +145,7 @@ def finetune(
         idx = torch.randint(0, n, (min(settings.batch_size, n),), generator=gen)  # (b,)
         loss = F.cross_entropy(module(data.x_train[idx]), data.y_train[idx])
         opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         if step in settings.budgets:
             out[step] = task_accuracy(module, data)

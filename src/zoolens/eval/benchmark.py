@@ -61,11 +61,17 @@ class BenchmarkConfig:
     encoders: encoder names, the product (``neural-graph``) first by convention.
     seeds: benchmark seeds 0 .. seeds - 1.
     epochs: maximum training epochs of trainable encoders.
-    max_minutes: wall-clock budget of one training run (one encoder, one seed).
+    max_minutes: training budget of one trainable encoder over all its runs (every seed,
+        with and without the held-out tasks), split evenly between the runs; each run
+        checks it after every epoch and always completes at least one epoch.
     quick: reduced run (1 seed, 2 epochs, fewer models) for tests and smoke checks.
     skip: sections to leave out: ``transfer``, ``generalisation``, ``figures``.
     batch_size: embedding batch size.
     command: the command line to record; reconstructed from the config when empty.
+    plan: sizes of the measured model sets.
+    transfer: fine-tuning settings of the transfer experiment.
+    max_train_models: cap on train-split models used for training and fitting (a seeded
+        sample, with a quarter as many validation models); None uses them all.
     """
 
     zoo: str
@@ -73,7 +79,7 @@ class BenchmarkConfig:
     encoders: tuple[str, ...] = ALL_ENCODERS
     seeds: int = 3
     epochs: int = 10
-    max_minutes: float = 2.0
+    max_minutes: float = 3.0
     quick: bool = False
     skip: tuple[str, ...] = ()
     batch_size: int = 64
@@ -104,7 +110,14 @@ class BenchmarkConfig:
                  f"--epochs {self.epochs}", f"--max-minutes {self.max_minutes:g}"]
         parts += ["--quick"] if self.quick else []
         parts += [f"--skip {','.join(self.skip)}"] if self.skip else []
+        parts += [f"--max-train-models {self.max_train_models}"] if self.max_train_models else []
+        if self.plan.max_eval_models is not None:
+            parts += [f"--max-eval-models {self.plan.max_eval_models}"]
         return " ".join(parts)
+
+    def minutes_per_run(self, heldout: bool) -> float:
+        """Budget of one training run: ``max_minutes`` over the runs of one encoder."""
+        return self.max_minutes / (self.seeds * (2 if heldout else 1))
 
 
 @dataclass
@@ -168,7 +181,8 @@ def _seed_data(run: _Run, seed: int) -> SeedData:
 def _run_encoder(
     run: _Run, name: str, seed: int, data: SeedData, transfer: TransferRunner | None
 ) -> tuple[Metrics, EncoderMeasurement]:
-    settings = TrainSettings(run.cfg.epochs, run.cfg.max_minutes)
+    minutes = run.cfg.minutes_per_run(run.heldout_zoo is not None)
+    settings = TrainSettings(run.cfg.epochs, minutes)
     prepared = prepare_encoder(name, seed, run.train_zoo, run.run_dir(name, seed),
                                run.train_nets(run.train_zoo), settings)
     meas = EncoderMeasurement(prepared, data, transfer)
@@ -204,6 +218,7 @@ def _run_seed(run: _Run, seed: int, names: list[str], progress: bool) -> None:
             log.exception("benchmark: %s failed on seed %d", name, seed)
             run.failures[name] = f"seed {seed}: {type(e).__name__}: {e}"
             run.per_seed.pop(name, None)
+            run.figures.drop(name)
             continue
         run.per_seed.setdefault(name, []).append(metrics)
         if seed == 0:
@@ -236,7 +251,8 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = False) -> dict[str, 
         "seeds": list(range(cfg.seeds)),
         "protocol": {**run.plan.to_dict(), "transfer_k": cfg.transfer.k,
                      "transfer_budgets": list(cfg.transfer.budgets), "epochs": cfg.epochs,
-                     "max_minutes_per_training_run": cfg.max_minutes, "quick": cfg.quick,
+                     "max_minutes_per_encoder": cfg.max_minutes,
+                     "max_train_models": cfg.max_train_models, "quick": cfg.quick,
                      "skipped": list(cfg.skip)},
         "failures": run.failures,
         "per_seed": run.per_seed,

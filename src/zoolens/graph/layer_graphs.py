@@ -30,7 +30,7 @@ def tensors_to_layer_graphs(tensors: TensorSet, max_kernel: int = 9) -> list[Lay
     items = [(k, v) for k, v in tensors.items() if v.is_floating_point()]
     graphs: list[LayerGraph] = []
     for i, (name, t) in enumerate(items):
-        if t.dim() < 2:
+        if t.dim() < 2 or t.numel() == 0:
             continue
         w = t.detach().reshape(t.shape[0], t.shape[1], -1).to(torch.float32)  # (rows, cols, k)
         if w.shape[2] > max_kernel:
