@@ -23,7 +23,7 @@ def train(
     lr: float = typer.Option(1e-3),
     weight_decay: float = typer.Option(1e-4),
     probes: int = typer.Option(0, help="probe inputs per node (neural-graph); 0 = none"),
-    hidden: int = typer.Option(64, help="encoder width"),
+    hidden: int = typer.Option(32, help="encoder width (node states)"),
     seed: int = typer.Option(0),
     patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
     max_minutes: float = typer.Option(30.0, help="wall-clock budget"),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.exceptions import UndefinedMetricWarning
+from threadpoolctl import threadpool_limits
 
 from zoolens.eval.bench_data import BenchPlan, lineage_roots
 from zoolens.eval.bench_prepare import Prepared, encoder_size_bytes
@@ -143,9 +144,10 @@ class EncoderMeasurement:
                           ("lineage", "retrieval_lineage")):
             out[key] = retrieval_metrics(emb, self.data.labels(test, kind))
         out["robustness"] = self.robustness()
-        out["clustering"] = clustering_metrics(emb, self.data.labels(test, "task"))
-        out["accuracy_prediction"] = self.accuracy_prediction()
-        out["inr"] = self.inr()
+        with threadpool_limits(1):  # small matrices: BLAS threads only contend
+            out["clustering"] = clustering_metrics(emb, self.data.labels(test, "task"))
+            out["accuracy_prediction"] = self.accuracy_prediction()
+            out["inr"] = self.inr()
         out["transfer"] = self.transfer.measure(self.embeddings) if self.transfer else {}
         out["cost"] = self.cost()
         return out

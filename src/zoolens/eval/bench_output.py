@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from zoolens.eval import bench_figures as figs
 from zoolens.eval.bench_measure import EncoderMeasurement
@@ -100,7 +101,8 @@ def _maps(data: FigureData, manifest: pd.DataFrame, out: str) -> list[tuple[str,
         coords, labels = {}, None
         for name, by_id in data.embeddings.items():
             ids = list(by_id)
-            xy = figs.project_2d(np.stack([by_id[i] for i in ids]), method)
+            with threadpool_limits(1):
+                xy = figs.project_2d(np.stack([by_id[i] for i in ids]), method)
             if xy is not None:
                 coords[name], labels = xy, rows.loc[ids]
         if not coords or labels is None:

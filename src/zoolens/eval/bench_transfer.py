@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,6 +130,17 @@ def task_accuracy(module: nn.Module, data: TaskData) -> float:
     return float((pred == data.y_test).float().mean())
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (zoo models are tiny: threads only contend)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def finetune(
     net: Net, data: TaskData, settings: TransferSettings, gen: torch.Generator
 ) -> dict[int, float]:
@@ -137,6 +149,13 @@ def finetune(
     Returns:
         budget → test accuracy after that many steps.
     """
+    with one_torch_thread():
+        return _finetune(net, data, settings, gen)
+
+
+def _finetune(
+    net: Net, data: TaskData, settings: TransferSettings, gen: torch.Generator
+) -> dict[int, float]:
     module = NetModule(net)
     opt = torch.optim.Adam(module.parameters(), lr=settings.lr)
     n = len(data.y_train)

@@ -39,8 +39,9 @@ class IndexConfig:
         ivf_nlist: IVF cells; None → ``4·√n``.
         ivf_nprobe: IVF cells visited per query.
         ivf_min_count: below this many models an ``"ivf"`` index stays flat (cannot train).
-        subset_threshold: a filtered search matching at most this many models is answered
-            exactly by scoring that subset.
+        subset_threshold: a filtered search matching at most this many models (a quarter of
+            all for a flat index, if more) is answered exactly by scoring that subset;
+            larger ones search the index with an id selector.
         query_threads: OpenMP threads for searches of fewer than `few_queries` queries (on
             few shared cores one thread was measured faster than several); None leaves
             FAISS' setting alone.
@@ -205,13 +206,20 @@ class VectorIndex:
         with _threads(n, self.config):
             if allowed is None:
                 scores, rows = self._search_all(queries, k)
-            elif len(allowed) <= self.config.subset_threshold:
+            elif len(allowed) <= self._subset_limit():
                 scores, rows = self._search_subset(queries, k, allowed)
             else:
                 scores, rows = self._search_selected(queries, k, allowed)
         scores = scores.astype(np.float32, copy=True)
         scores[rows < 0] = -np.inf
         return scores, rows
+
+    def _subset_limit(self) -> int:
+        """Largest filtered set scored directly; a flat index does so up to a quarter of its
+        size (copying those vectors beats scanning all of them through a selector)."""
+        if self.kind == "flat":
+            return max(self.config.subset_threshold, self.ntotal // 4)
+        return self.config.subset_threshold
 
     def _search_all(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not self.deleted_:
@@ -242,19 +250,13 @@ class VectorIndex:
 
     def _search_subset(self, queries: np.ndarray, k: int,
                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact: score every allowed vector."""
+        """Exact: score every allowed vector (FAISS' brute force, not numpy's BLAS, whose
+        thread pool fights FAISS' OpenMP one on few cores)."""
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
         vectors = self.index_.reconstruct_batch(allowed)  # (m, dim)
-        scores = queries @ vectors.T  # (n, m)
-        kk = min(k, len(allowed))
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < len(allowed) else \
-            np.tile(np.arange(len(allowed)), (len(queries), 1))
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        out_s, out_r = _no_hits(len(queries), k)
-        out_s[:, :kk] = np.take_along_axis(top_scores, order, axis=1)
-        out_r[:, :kk] = allowed[np.take_along_axis(top, order, axis=1)]
-        return out_s, out_r
+        scores, picks = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        rows = np.where(picks >= 0, allowed[np.maximum(picks, 0)], -1)
+        return scores, rows
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str) -> None:

@@ -15,7 +15,7 @@ from zoolens.nn.gnn import NeuralGraphNet
 
 DEFAULTS: dict[str, Any] = {
     "dim": 256,
-    "hidden": 64,
+    "hidden": 32,
     "edge_hidden": 16,
     "layers": 3,
     "heads": 4,
