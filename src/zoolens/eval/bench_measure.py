@@ -146,8 +146,8 @@ class EncoderMeasurement:
         out["robustness"] = self.robustness()
         with threadpool_limits(1):  # small matrices: BLAS threads only contend
             out["clustering"] = clustering_metrics(emb, self.data.labels(test, "task"))
-            out["accuracy_prediction"] = self.accuracy_prediction()
-            out["inr"] = self.inr()
+        out["accuracy_prediction"] = self.accuracy_prediction()
+        out["inr"] = self.inr()
         out["transfer"] = self.transfer.measure(self.embeddings) if self.transfer else {}
         out["cost"] = self.cost()
         return out
@@ -182,7 +182,7 @@ class EncoderMeasurement:
             return {}
         emb = np.stack([self.embeddings[i] for i in cls.index])
         acc, tasks = cls["accuracy"].to_numpy(float), cls["task"].to_numpy(str)
-        with warnings.catch_warnings():  # inner CV folds of one model: R² undefined there
+        with threadpool_limits(1), warnings.catch_warnings():  # R² undefined on 1-row folds
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             warnings.filterwarnings("ignore", "One or more of the test scores are non-finite")
             return {
@@ -198,13 +198,14 @@ class EncoderMeasurement:
         if train.all() or not train.any() or len(set(labels[train].tolist())) < 2:
             return {}
         emb = np.stack([self.embeddings[i] for i in rows.index])
-        return {
-            "logistic_acc": classification_accuracy(
-                emb, labels, train, seed=self.data.seed, model="logistic"
-            ),
-            "knn_acc": classification_accuracy(emb, labels, train, model="knn"),
-            "n_test": float((~train).sum()),
-        }
+        with threadpool_limits(1):
+            return {
+                "logistic_acc": classification_accuracy(
+                    emb, labels, train, seed=self.data.seed, model="logistic"
+                ),
+                "knn_acc": classification_accuracy(emb, labels, train, model="knn"),
+                "n_test": float((~train).sum()),
+            }
 
     def cost(self) -> Metrics:
         n = len(self.embeddings)
