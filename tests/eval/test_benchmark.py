@@ -83,7 +83,6 @@ def report(zoo: Zoo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from zoolens.cli import app
 
     out = tmp_path_factory.mktemp("bench") / "report"
-    torch.set_num_threads(1)
     args = ["benchmark", "--zoo", zoo.path, "--out", str(out), "--quick",
             "--encoders", "neural-graph,flat-pca,weight-stats"]
     result = CliRunner().invoke(app, args)
@@ -112,8 +111,8 @@ def test_results_structure(report: Path) -> None:
     assert res["zoo"]["n_models"] == 31
     assert res["failures"] == {}
     assert list(res["encoders"]) == ["neural-graph", "flat-pca", "weight-stats"]
-    sections = {"retrieval", "retrieval_family", "retrieval_lineage", "robustness",
-                "clustering", "accuracy_prediction", "transfer", "inr", "cost",
+    sections = {"retrieval", "retrieval_family", "retrieval_lineage", "retrieval_same_shape",
+                "robustness", "clustering", "accuracy_prediction", "transfer", "inr", "cost",
                 "generalisation"}
     for metrics in res["encoders"].values():
         assert sections <= set(metrics)
@@ -175,7 +174,8 @@ def test_aggregate_mean_and_sample_std() -> None:
     assert math.isnan(aggregate([{"c": float("nan")}])["c"]["mean"])
     assert json_safe({"v": float("nan"), "w": np.float32(1.5)}) == {"v": None, "w": 1.5}
     assert fmt({"mean": 0.5, "std": 0.25}) == "0.500 ± 0.250"
-    assert fmt({"mean": 0.5, "std": 0.0}) == "0.500"
+    assert fmt({"mean": 0.5, "std": 1e-17}) == "0.500"
+    assert fmt({"mean": 9.0, "std": 0.0}, 0) == "9"
     assert fmt(None) == "—"
 
 
@@ -265,3 +265,17 @@ def test_unknown_encoder_or_section_is_refused(zoo: Zoo, tmp_path: Path) -> None
         BenchmarkConfig(zoo.path, str(tmp_path / "b"), skip=("bogus",)).resolved()
     config = BenchmarkConfig(zoo.path, str(tmp_path / "c"), seeds=2, max_minutes=4.0)
     assert config.minutes_per_run(heldout=True) == 1.0
+
+
+def test_grouped_retrieval_pools_queries_within_groups() -> None:
+    from zoolens.eval.bench_measure import grouped_retrieval
+
+    rng = np.random.default_rng(2)
+    emb = rng.standard_normal((9, 4))
+    labels = np.array(list("aabbaabbc"))
+    groups = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2])
+    out = grouped_retrieval(emb, labels, groups)
+    parts = [retrieval_metrics(emb[groups == g], labels[groups == g]) for g in (0, 1)]
+    assert out["n_queries"] == 8
+    assert out["mAP"] == pytest.approx(np.mean([p["mAP"] for p in parts]))
+    assert grouped_retrieval(emb[:1], labels[:1], groups[:1]) == {"n_queries": 0.0}

@@ -38,6 +38,9 @@ def benchmark(
     ),
     quick: bool = typer.Option(False, help="reduced run: 1 seed, 2 epochs, fewer models"),
     skip: str = typer.Option("", help="sections to skip: transfer,generalisation,figures"),
+    threads: int = typer.Option(
+        1, help="torch/BLAS threads (0: library default); 1 is fastest on a busy machine"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress"),
 ) -> None:
     """Train what needs training on the zoo's train split, measure every encoder on its
@@ -60,6 +63,7 @@ def benchmark(
         command=shlex.join(["zoolens", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else "",
         plan=PlanSettings(max_eval_models=max_eval_models or None),
         max_train_models=max_train_models or None,
+        threads=threads or None,
     )
     try:
         results = run_benchmark(config, progress=sys.stderr.isatty())

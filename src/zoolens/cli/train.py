@@ -54,7 +54,7 @@ def train(
     typer.echo(
         json.dumps(
             {
-                "best_epoch": result.best_epoch + 1,
+                "best_epoch": result.best_epoch,
                 "best_val_mAP": result.best_map,
                 "encoder_dir": f"{out}/best",
             }

@@ -62,8 +62,8 @@ class SeedData:
     _roots: pd.Series | None = field(default=None, repr=False)
 
     def labels(self, ids: list[str], kind: str) -> np.ndarray:
-        """Relevance labels of `ids`: ``task`` (task; INRs task:digit), ``family`` or
-        ``lineage`` (root of the parent chain)."""
+        """Labels of `ids`: ``task`` (task; INRs task:digit), ``family``, ``lineage`` (root
+        of the parent chain) or ``shape`` (input shape and output count)."""
         if kind == "lineage":
             if self._roots is None:
                 roots = lineage_roots(self.manifest)
@@ -71,6 +71,10 @@ class SeedData:
             lineage: np.ndarray = self._roots.loc[ids].to_numpy(str)
             return lineage
         rows = self.manifest.loc[ids]
+        if kind == "shape":
+            shape = rows["input_shape"].astype(str) + "->" + rows["n_outputs"].astype(str)
+            shapes: np.ndarray = shape.to_numpy(str)
+            return shapes
         labels: np.ndarray = group_labels(rows) if kind == "task" else rows[kind].to_numpy(str)
         return labels
 
@@ -116,6 +120,24 @@ def subset_retrieval(emb: np.ndarray, labels: np.ndarray, queries: np.ndarray) -
     return {**out, "n_queries": float(n)}
 
 
+def grouped_retrieval(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Leave-one-out retrieval inside each group (a query's gallery is the other members of
+    its group), per-query metrics pooled over every group.
+    """
+    sums: dict[str, float] = {}
+    n = 0
+    for g in np.unique(groups):
+        sel = groups == g
+        if sel.sum() < 2:
+            continue
+        m = retrieval_metrics(emb[sel], labels[sel])
+        k = int(m.pop("n_queries"))
+        n += k
+        for key, v in m.items():
+            sums[key] = sums.get(key, 0.0) + (v * k if k else 0.0)
+    return {**({k: v / n for k, v in sums.items()} if n else {}), "n_queries": float(n)}
+
+
 class EncoderMeasurement:
     """Measures one prepared encoder on a seed's data.
 
@@ -132,7 +154,7 @@ class EncoderMeasurement:
         self.encoder: Encoder = prepared.encoder
         self.embeddings: dict[str, np.ndarray] = {}
         self.cosines: dict[str, np.ndarray] = {}
-        self.embed_seconds = 0.0
+        self.embed_seconds, self.n_embedded = 0.0, 0
 
     def run(self) -> Metrics:
         """All metrics; also fills ``embeddings`` and ``cosines`` (kept for figures)."""
@@ -143,6 +165,9 @@ class EncoderMeasurement:
         for kind, key in (("task", "retrieval"), ("family", "retrieval_family"),
                           ("lineage", "retrieval_lineage")):
             out[key] = retrieval_metrics(emb, self.data.labels(test, kind))
+        out["retrieval_same_shape"] = grouped_retrieval(
+            emb, self.data.labels(test, "task"), self.data.labels(test, "shape")
+        )
         out["robustness"] = self.robustness()
         with threadpool_limits(1):  # small matrices: BLAS threads only contend
             out["clustering"] = clustering_metrics(emb, self.data.labels(test, "task"))
@@ -153,13 +178,16 @@ class EncoderMeasurement:
         return out
 
     def encode(self, nets: list[Net]) -> np.ndarray:
-        return self.encoder.encode(nets, batch_size=self.data.batch_size)
+        """Embed `nets`, adding to the time and count behind the throughput."""
+        start = time.perf_counter()
+        emb = self.encoder.encode(nets, batch_size=self.data.batch_size)  # (n, d)
+        self.embed_seconds += time.perf_counter() - start
+        self.n_embedded += len(nets)
+        return emb
 
     def _embed_plan(self) -> None:
         ids = self.data.plan.embed_ids
-        start = time.perf_counter()
         emb = self.encode([self.data.nets[i] for i in ids])  # (n, d)
-        self.embed_seconds = time.perf_counter() - start
         self.embeddings = dict(zip(ids, emb, strict=True))
 
     def test_embeddings(self) -> np.ndarray:
@@ -208,11 +236,11 @@ class EncoderMeasurement:
             }
 
     def cost(self) -> Metrics:
-        n = len(self.embeddings)
         dim = len(next(iter(self.embeddings.values())))
         return {
             "train_seconds": self.prepared.seconds,
-            "embed_models_per_s": n / max(self.embed_seconds, 1e-9),
+            "train_epochs": float(len(self.prepared.history)),
+            "embed_models_per_s": self.n_embedded / max(self.embed_seconds, 1e-9),
             "dim": float(dim),
             "bytes_per_model": float(4 * dim),
             "encoder_bytes": float(encoder_size_bytes(self.encoder)),

@@ -80,9 +80,14 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         f"Generalisation: held-out tasks {p['heldout_tasks'] or 'none'} are removed from "
         "training (every model of theirs); retrieval is among all held-out models, scored on "
         "queries of those tasks; 'seen' is the encoder trained on every task, same queries.",
+        "Retrieval among same-shape models: a query's gallery is the held-out models with its "
+        "input shape and output count, where shapes and names cannot reveal the task.",
         "Cost: train_seconds is training or fitting wall time; throughput is models embedded "
-        "per second over every model the benchmark embeds (loading excluded, graph building "
-        "included); both depend on the machine's load.",
+        "per second over every embedding call of the measurement (plan models and "
+        "transformed copies; loading excluded, graph building included); both depend on the "
+        "machine's load. Time-budgeted training completes as many epochs as the budget "
+        "allows (train_epochs), so results can vary with the load even at fixed seeds. "
+        f"Torch and BLAS threads: {p.get('threads') or 'library default'}.",
         "Seeds change encoder initialisation, training batches and views, symmetry actions, "
         "transfer picks and fine-tuning batches, and cross-validation folds.",
     ]

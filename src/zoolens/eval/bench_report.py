@@ -102,11 +102,12 @@ def get(results: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
 
 
 def fmt(stat: Mapping[str, Any] | None, digits: int = 3) -> str:
-    """``mean ± std`` (the std left out when it is 0, e.g. for one seed), or an em dash."""
+    """``mean ± std`` with `digits` decimals, or an em dash. The std is left out when it
+    rounds to 0 (one seed, a deterministic encoder)."""
     if stat is None or stat.get("mean") is None or not math.isfinite(stat["mean"]):
         return "—"
     mean, std = float(stat["mean"]), stat.get("std")
-    if std is None or not math.isfinite(std) or std == 0:
+    if std is None or not math.isfinite(std) or abs(std) < 0.5 * 10.0**-digits:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
@@ -118,11 +119,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+#: Leaves that count things: printed without decimals.
+COUNTS = frozenset({"n_queries", "n_test", "dim", "bytes_per_model", "encoder_bytes"})
+
+
 def metric_table(
     encoders: Mapping[str, Any], columns: Sequence[tuple[str, str]], digits: int = 3
 ) -> str:
-    """One row per encoder, one column per ``(header, dotted path)``."""
-    rows = [[f"`{name}`", *(fmt(get(res, path), digits) for _, path in columns)]
+    """One row per encoder, one column per ``(header, dotted path)``; counts get no decimals."""
+    places = [0 if path.rsplit(".", 1)[-1] in COUNTS else digits for _, path in columns]
+    rows = [[f"`{name}`", *(fmt(get(res, path), d) for (_, path), d in zip(columns, places,
+                                                                           strict=True))]
             for name, res in encoders.items()]
     return table(["encoder", *(h for h, _ in columns)], rows)
 
@@ -193,6 +200,10 @@ def _transfer_section(encoders: Mapping[str, Any], budgets: Sequence[int]) -> st
 
 
 def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple[str, str]]:
+    same_shape = ("Retrieval — relevance: same task, among models of the same input and output "
+                  "shape (what metadata cannot tell apart)",
+                  metric_table(encoders, _cols("retrieval_same_shape", ["P@1", "P@5", "mAP",
+                                                                        "MRR", "n_queries"])))
     full = ["P@1", "P@5", "P@10", "R@1", "R@5", "R@10", "F1@1", "F1@5", "F1@10", "mAP", "MRR",
             "n_queries"]
     short = ["P@1", "P@5", "R@5", "mAP", "MRR", "n_queries"]
@@ -200,6 +211,7 @@ def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple
     regress = ["R2", "MSE", "spearman", "kendall_tau"]
     return [
         ("Retrieval — relevance: same task", metric_table(encoders, _cols("retrieval", full))),
+        same_shape,
         ("Retrieval — relevance: same family",
          metric_table(encoders, _cols("retrieval_family", short))),
         ("Retrieval — relevance: same lineage (parent / fine-tuned child)",
@@ -224,7 +236,8 @@ def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple
                                  ("seen mAP", "generalisation.seen.mAP"),
                                  ("queries", "generalisation.unseen.n_queries")])),
         ("Cost", metric_table(encoders, _cols("cost", [
-            "train_seconds", "embed_models_per_s", "dim", "bytes_per_model", "encoder_bytes"]), 1)),
+            "train_seconds", "train_epochs", "embed_models_per_s", "dim", "bytes_per_model",
+            "encoder_bytes"]), 1)),
     ]
 
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from zoolens.eval.bench_data import (
     BenchPlan,
@@ -72,6 +75,9 @@ class BenchmarkConfig:
     transfer: fine-tuning settings of the transfer experiment.
     max_train_models: cap on train-split models used for training and fitting (a seeded
         sample, with a quarter as many validation models); None uses them all.
+    threads: torch and BLAS threads during the run (restored after); None leaves them.
+        Zoo models are small: on a shared or busy machine extra threads mostly contend
+        (embedding was measured ~20x slower with 2 threads than with 1 under load).
     """
 
     zoo: str
@@ -87,6 +93,7 @@ class BenchmarkConfig:
     plan: PlanSettings = field(default_factory=PlanSettings)
     transfer: TransferSettings = field(default_factory=TransferSettings)
     max_train_models: int | None = None
+    threads: int | None = 1
 
     def resolved(self) -> BenchmarkConfig:
         """The config actually run: ``quick`` applied and the skip list checked."""
@@ -110,6 +117,7 @@ class BenchmarkConfig:
                  f"--epochs {self.epochs}", f"--max-minutes {self.max_minutes:g}"]
         parts += ["--quick"] if self.quick else []
         parts += [f"--skip {','.join(self.skip)}"] if self.skip else []
+        parts += [f"--threads {self.threads or 0}"] if self.threads != 1 else []
         parts += [f"--max-train-models {self.max_train_models}"] if self.max_train_models else []
         if self.plan.max_eval_models is not None:
             parts += [f"--max-eval-models {self.plan.max_eval_models}"]
@@ -215,7 +223,8 @@ def _run_seed(run: _Run, seed: int, names: list[str], progress: bool) -> None:
         try:
             metrics, meas = _run_encoder(run, name, seed, data, transfer)
         except Exception as e:  # one broken encoder must not sink the others
-            log.exception("benchmark: %s failed on seed %d", name, seed)
+            log.error("benchmark: %s failed on seed %d: %s: %s", name, seed, type(e).__name__, e)
+            log.debug("benchmark: %s traceback", name, exc_info=True)
             run.failures[name] = f"seed {seed}: {type(e).__name__}: {e}"
             run.per_seed.pop(name, None)
             run.figures.drop(name)
@@ -240,6 +249,29 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = False) -> dict[str, 
     start = time.perf_counter()
     names = check_encoder_names(cfg.encoders)
     os.makedirs(cfg.out, exist_ok=True)
+    with _limit_threads(cfg.threads):
+        results = _run(cfg, names, progress, start)
+    return results
+
+
+@contextmanager
+def _limit_threads(n: int | None) -> Iterator[None]:
+    """Torch intra-op and BLAS/OpenMP threads limited to `n` inside the block."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(
+    cfg: BenchmarkConfig, names: list[str], progress: bool, start: float
+) -> dict[str, Any]:
     run = _setup(cfg)
     for seed in range(cfg.seeds):
         _run_seed(run, seed, names, progress)
@@ -249,11 +281,7 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = False) -> dict[str, 
         "zoo": _zoo_summary(run.zoo),
         "command": cfg.command_line(),
         "seeds": list(range(cfg.seeds)),
-        "protocol": {**run.plan.to_dict(), "transfer_k": cfg.transfer.k,
-                     "transfer_budgets": list(cfg.transfer.budgets), "epochs": cfg.epochs,
-                     "max_minutes_per_encoder": cfg.max_minutes,
-                     "max_train_models": cfg.max_train_models, "quick": cfg.quick,
-                     "skipped": list(cfg.skip)},
+        "protocol": _protocol(cfg, run.plan),
         "failures": run.failures,
         "per_seed": run.per_seed,
     }
@@ -261,6 +289,20 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = False) -> dict[str, 
     draw = "figures" not in cfg.skip
     write_outputs(results, run.figures, run.zoo.manifest, cfg.out, draw=draw, start=start)
     return results
+
+
+def _protocol(cfg: BenchmarkConfig, plan: BenchPlan) -> dict[str, Any]:
+    return {
+        **plan.to_dict(),
+        "transfer_k": cfg.transfer.k,
+        "transfer_budgets": list(cfg.transfer.budgets),
+        "epochs": cfg.epochs,
+        "max_minutes_per_encoder": cfg.max_minutes,
+        "max_train_models": cfg.max_train_models,
+        "threads": cfg.threads,
+        "quick": cfg.quick,
+        "skipped": list(cfg.skip),
+    }
 
 
 def _zoo_summary(zoo: Zoo) -> dict[str, Any]:
