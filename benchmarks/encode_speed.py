@@ -26,8 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 CASES = ("mlp-2k", "mlp-2k-lw", "cnn-50k", "cnn-1m", "bare-22m")
-TARGETS = {"mlp-2k": "≥ 500 models/s", "mlp-2k-lw": "≥ 500 models/s", "cnn-50k": "—",
-           "cnn-1m": "≤ 1 s/model", "bare-22m": "≤ 60 s, ≤ 4 GB"}
+TARGETS = {
+    "mlp-2k": "≥ 500 models/s",
+    "mlp-2k-lw": "≥ 500 models/s",
+    "cnn-50k": "—",
+    "cnn-1m": "≤ 1 s/model",
+    "bare-22m": "≤ 60 s, ≤ 4 GB",
+}
 
 
 def _rss_mb() -> float:
@@ -60,8 +65,9 @@ def _nets(make: Callable[[], Any], shape: tuple[int, ...], n: int, seed: int) ->
 def _mlp() -> Any:
     from torch import nn
 
-    return nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 16), nn.ReLU(),
-                         nn.Linear(16, 10))
+    return nn.Sequential(
+        nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)
+    )
 
 
 def _cnn(widths: tuple[int, ...]) -> Callable[[], Any]:
@@ -73,8 +79,9 @@ def _cnn(widths: tuple[int, ...]) -> Callable[[], Any]:
             layers += [nn.Conv2d(widths[i], widths[i + 1], 3, padding=1), nn.ReLU()]
             if i < len(widths) - 2:
                 layers.append(nn.MaxPool2d(2))
-        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                             nn.Linear(widths[-1], 10))
+        return nn.Sequential(
+            *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], 10)
+        )
 
     return make
 
@@ -103,27 +110,41 @@ def run_case(case: str) -> dict[str, Any]:
     elif case == "mlp-2k-lw":
         nets, enc, batch = _nets(_mlp, (16,), 1024, 0), LayerwiseEncoder(), 256
     elif case == "cnn-50k":
-        nets, enc, batch = _nets(_cnn((3, 16, 32, 64, 32)), (3, 32, 32), 64, 1), \
-            NeuralGraphEncoder(), 32
+        nets, enc, batch = (
+            _nets(_cnn((3, 16, 32, 64, 32)), (3, 32, 32), 64, 1),
+            NeuralGraphEncoder(),
+            32,
+        )
     elif case == "cnn-1m":
-        nets, enc, batch = _nets(_cnn((3, 64, 128, 256, 256)), (3, 32, 32), 3, 2), \
-            NeuralGraphEncoder(), 1
+        nets, enc, batch = (
+            _nets(_cnn((3, 64, 128, 256, 256)), (3, 32, 32), 3, 2),
+            NeuralGraphEncoder(),
+            1,
+        )
     elif case == "bare-22m":
         nets, enc, batch = [_bare_22m()], LayerwiseEncoder(), 1
     else:
         raise SystemExit(f"unknown case {case!r}; known: {CASES}")
     params = nets[0].num_params()
     if case != "bare-22m":
-        enc.encode(nets[:min(batch, 4)], batch_size=batch)  # warm-up
+        enc.encode(nets[: min(batch, 4)], batch_size=batch)  # warm-up
     rss0, cpu0 = _rss_mb(), _cpu_s()
     t0 = time.perf_counter()
     enc.encode(nets, batch_size=batch)
     seconds, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
-    return {"case": case, "encoder": enc.name, "params": params, "models": len(nets),
-            "batch": batch, "seconds": seconds, "models_per_s": len(nets) / seconds,
-            "s_per_model": seconds / len(nets), "cpu_s_per_model": cpu / len(nets),
-            "peak_rss_mb": _rss_mb(),
-            "encode_rss_mb": _rss_mb() - rss0}
+    return {
+        "case": case,
+        "encoder": enc.name,
+        "params": params,
+        "models": len(nets),
+        "batch": batch,
+        "seconds": seconds,
+        "models_per_s": len(nets) / seconds,
+        "s_per_model": seconds / len(nets),
+        "cpu_s_per_model": cpu / len(nets),
+        "peak_rss_mb": _rss_mb(),
+        "encode_rss_mb": _rss_mb() - rss0,
+    }
 
 
 def main() -> None:
@@ -135,20 +156,27 @@ def main() -> None:
         return
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'case':10} {'encoder':13} {'params':>10} {'models/s':>9} {'s/model':>9} "
-          f"{'cpu s/model':>11} {'peak MB':>8} {'+MB':>6}  target")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'case':10} {'encoder':13} {'params':>10} {'models/s':>9} {'s/model':>9} "
+        f"{'cpu s/model':>11} {'peak MB':>8} {'+MB':>6}  target"
+    )
     for case in CASES:
-        r = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True,
-                           text=True, check=False)
+        r = subprocess.run(
+            [sys.executable, __file__, "--case", case], capture_output=True, text=True, check=False
+        )
         if r.returncode != 0:
             print(f"{case:10} failed: {r.stderr.strip().splitlines()[-1:]}")
             continue
         f = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"{case:10} {f['encoder']:13} {f['params']:>10,} {f['models_per_s']:>9.1f} "
-              f"{f['s_per_model']:>9.3f} {f['cpu_s_per_model']:>11.3f} "
-              f"{f['peak_rss_mb']:>8.0f} {f['encode_rss_mb']:>6.0f}  {TARGETS[case]}")
+        print(
+            f"{case:10} {f['encoder']:13} {f['params']:>10,} {f['models_per_s']:>9.1f} "
+            f"{f['s_per_model']:>9.3f} {f['cpu_s_per_model']:>11.3f} "
+            f"{f['peak_rss_mb']:>8.0f} {f['encode_rss_mb']:>6.0f}  {TARGETS[case]}"
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ def _score(enc: Encoder, nets: list, labels: np.ndarray) -> dict[str, float]:
     t = time.time()
     z = enc.encode(nets, batch_size=64)
     m = retrieval_metrics(z, labels)
-    return {"mAP": m["mAP"], "P@1": m["P@1"], "P@5": m["P@5"], "MRR": m["MRR"],
-            "models/s": len(nets) / (time.time() - t)}
+    return {
+        "mAP": m["mAP"],
+        "P@1": m["P@1"],
+        "P@5": m["P@5"],
+        "MRR": m["MRR"],
+        "models/s": len(nets) / (time.time() - t),
+    }
 
 
 def evaluate_all(zoo: Zoo, trained: dict[str, str], heldout_tasks: list[str]) -> dict:
@@ -62,28 +67,43 @@ def evaluate_all(zoo: Zoo, trained: dict[str, str], heldout_tasks: list[str]) ->
 
 
 def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str:
-    lines = [f"# zoolens encoder `{args.name}`", "",
-             f"Trained with: `{args.command}`", "",
-             f"Zoo: `{zoo.path}` ({len(zoo)} models; "
-             f"{zoo.manifest['task'].nunique()} tasks; split counts "
-             f"{zoo.manifest['split'].value_counts().to_dict()}).",
-             f"Training config: `{json.dumps(train_cfg)}`", "",
-             "Held-out retrieval on the zoo's **test split** (models never seen in training), "
-             "leave-one-out, relevant = same task (INRs: same task and digit). "
-             f"'held-out tasks' = test models of tasks {args.heldout_tasks or '—'} "
-             f"retrieved among themselves, by the encoder of `{args.heldout_run or args.run}` "
-             "that never saw those tasks.", "",
-             "| encoder | mAP | P@1 | P@5 | MRR | models/s | mAP held-out tasks |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# zoolens encoder `{args.name}`",
+        "",
+        f"Trained with: `{args.command}`",
+        "",
+        f"Zoo: `{zoo.path}` ({len(zoo)} models; "
+        f"{zoo.manifest['task'].nunique()} tasks; split counts "
+        f"{zoo.manifest['split'].value_counts().to_dict()}).",
+        f"Training config: `{json.dumps(train_cfg)}`",
+        "",
+        "Held-out retrieval on the zoo's **test split** (models never seen in training), "
+        "leave-one-out, relevant = same task (INRs: same task and digit). "
+        f"'held-out tasks' = test models of tasks {args.heldout_tasks or '—'} "
+        f"retrieved among themselves, by the encoder of `{args.heldout_run or args.run}` "
+        "that never saw those tasks.",
+        "",
+        "| encoder | mAP | P@1 | P@5 | MRR | models/s | mAP held-out tasks |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         a, h = r["all"], r.get("held-out tasks", {})
-        lines.append(f"| {name} | {a['mAP']:.3f} | {a['P@1']:.3f} | {a['P@5']:.3f} | "
-                     f"{a['MRR']:.3f} | {a['models/s']:.0f} | {h.get('mAP', float('nan')):.3f} |")
-    lines += ["", f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, "
-              f"{time.strftime('%Y-%m-%d')}. Re-run: `python benchmarks/ship_encoder.py "
-              f"--zoo {args.zoo} --run {args.run}"
-              + (f" --heldout-run {args.heldout_run} --heldout-tasks {args.heldout_tasks}"
-                 if args.heldout_run else "") + "`."]
+        lines.append(
+            f"| {name} | {a['mAP']:.3f} | {a['P@1']:.3f} | {a['P@5']:.3f} | "
+            f"{a['MRR']:.3f} | {a['models/s']:.0f} | {h.get('mAP', float('nan')):.3f} |"
+        )
+    lines += [
+        "",
+        f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, "
+        f"{time.strftime('%Y-%m-%d')}. Re-run: `python benchmarks/ship_encoder.py "
+        f"--zoo {args.zoo} --run {args.run}"
+        + (
+            f" --heldout-run {args.heldout_run} --heldout-tasks {args.heldout_tasks}"
+            if args.heldout_run
+            else ""
+        )
+        + "`.",
+    ]
     return "\n".join(lines) + "\n"
 
 

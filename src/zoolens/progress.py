@@ -15,4 +15,5 @@ def progress_bar(it: Iterable[T], **kwargs: Any) -> Iterable[T]:
     kwargs.setdefault("disable", not sys.stderr.isatty())
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
-    return tqdm(it, file=sys.stderr, **kwargs)
+    bar: Iterable[T] = tqdm(it, file=sys.stderr, **kwargs)
+    return bar

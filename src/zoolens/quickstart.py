@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,7 +78,7 @@ def train_fresh_model(task: str = "digits", seed: int = 12345) -> tuple[Net, flo
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(150):
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(data.x_train), data.y_train).backward()
+        torch.nn.functional.cross_entropy(model(data.x_train), data.y_train).backward()  # type: ignore[no-untyped-call]
         opt.step()
     model.eval()
     with torch.no_grad():
@@ -86,7 +87,7 @@ def train_fresh_model(task: str = "digits", seed: int = 12345) -> tuple[Net, flo
     return net, acc
 
 
-def predict_accuracy(index: ModelIndex, zoo_manifest, query: np.ndarray) -> float:
+def predict_accuracy(index: ModelIndex, zoo_manifest: Any, query: np.ndarray) -> float:
     """Ridge regression from zoo embeddings to accuracy (classifiers only), applied to
     `query`."""
     from sklearn.linear_model import RidgeCV
@@ -112,12 +113,12 @@ def run_quickstart(
     console.print(f"[bold]2.[/] indexing {len(zoo)} models with encoder {encoder!r}")
     index = ModelIndex.open(index_dir, encoder=encoder)
     index.add_zoo(zoo_dir)
-    out = {"symmetry": _show_symmetry(console, index, zoo)}
+    out: dict[str, object] = {"symmetry": _show_symmetry(console, index, zoo)}
     out.update(_show_fresh(console, index, zoo))
     return out
 
 
-def _show_symmetry(console, index: ModelIndex, zoo) -> list[SymmetryCheck]:
+def _show_symmetry(console: Any, index: ModelIndex, zoo: Any) -> list[SymmetryCheck]:
     from rich.table import Table
 
     table = Table(title="(a) exact symmetries: permuted + rescaled + sign-flipped zoo models")
@@ -145,7 +146,7 @@ def _show_symmetry(console, index: ModelIndex, zoo) -> list[SymmetryCheck]:
     return checks
 
 
-def _show_fresh(console, index: ModelIndex, zoo) -> dict[str, object]:
+def _show_fresh(console: Any, index: ModelIndex, zoo: Any) -> dict[str, object]:
     from rich.table import Table
 
     net, acc = train_fresh_model()

@@ -51,16 +51,29 @@ def _items() -> list[tuple[Net, dict[str, Any]]]:
     for t, (task, n_out) in enumerate(TASKS.items()):
         for j, split in enumerate(SPLITS):
             family = ("mlp", "resmlp")[j % 2]
-            row = {"task": task, "family": family, "kind": "classification",
-                   "accuracy": float(rng.uniform(0.3, 1.0)), "split": split,
-                   "input_shape": "16", "n_outputs": n_out}
+            row = {
+                "task": task,
+                "family": family,
+                "kind": "classification",
+                "accuracy": float(rng.uniform(0.3, 1.0)),
+                "split": split,
+                "input_shape": "16",
+                "n_outputs": n_out,
+            }
             items.append((_net(family, (16,), n_out, 10 * t + j), row))
     parent_net, parent_row = items[4]  # a test model gets a fine-tuned child
     items.append((parent_net.clone(), dict(parent_row)))
     for j in range(6):
-        row = {"task": "inr-digits", "family": "inr-relu", "kind": "inr", "label": j % 2,
-               "image_index": j, "split": "test" if j >= 4 else "train", "input_shape": "2",
-               "n_outputs": 1}
+        row = {
+            "task": "inr-digits",
+            "family": "inr-relu",
+            "kind": "inr",
+            "label": j % 2,
+            "image_index": j,
+            "split": "test" if j >= 4 else "train",
+            "input_shape": "2",
+            "n_outputs": 1,
+        }
         items.append((_net("mlp", (2,), 1, 100 + j), row))
     for i, (_, row) in enumerate(items):
         row.update(id=f"m{i:03d}", index=i)
@@ -83,8 +96,16 @@ def report(zoo: Zoo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from zoolens.cli import app
 
     out = tmp_path_factory.mktemp("bench") / "report"
-    args = ["benchmark", "--zoo", zoo.path, "--out", str(out), "--quick",
-            "--encoders", "neural-graph,flat-pca,weight-stats"]
+    args = [
+        "benchmark",
+        "--zoo",
+        zoo.path,
+        "--out",
+        str(out),
+        "--quick",
+        "--encoders",
+        "neural-graph,flat-pca,weight-stats",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
@@ -94,11 +115,24 @@ def report(zoo: Zoo, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_files_exist(report: Path) -> None:
     text = (report / "report.md").read_text()
     assert text.startswith("# zoolens benchmark")
-    for section in ("## Headline", "Retrieval — relevance: same lineage", "Transfer by fine",
-                    "Generalisation", "Seed paper's published numbers", "0.7279"):
+    for section in (
+        "## Headline",
+        "Retrieval — relevance: same lineage",
+        "Transfer by fine",
+        "Generalisation",
+        "Seed paper's published numbers",
+        "0.7279",
+    ):
         assert section in text
-    for png in ("precision_at_k.png", "radar.png", "tsne_by_task.png", "tsne_by_family.png",
-                "training_curves.png", "robustness_hist.png", "transfer.png"):
+    for png in (
+        "precision_at_k.png",
+        "radar.png",
+        "tsne_by_task.png",
+        "tsne_by_family.png",
+        "training_curves.png",
+        "robustness_hist.png",
+        "transfer.png",
+    ):
         data = (report / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"]({png})" in text
@@ -111,9 +145,19 @@ def test_results_structure(report: Path) -> None:
     assert res["zoo"]["n_models"] == 31
     assert res["failures"] == {}
     assert list(res["encoders"]) == ["neural-graph", "flat-pca", "weight-stats"]
-    sections = {"retrieval", "retrieval_family", "retrieval_lineage", "retrieval_same_shape",
-                "robustness", "clustering", "accuracy_prediction", "transfer", "inr", "cost",
-                "generalisation"}
+    sections = {
+        "retrieval",
+        "retrieval_family",
+        "retrieval_lineage",
+        "retrieval_same_shape",
+        "robustness",
+        "clustering",
+        "accuracy_prediction",
+        "transfer",
+        "inr",
+        "cost",
+        "generalisation",
+    }
     for metrics in res["encoders"].values():
         assert sections <= set(metrics)
         assert set(metrics["retrieval"]["mAP"]) == {"mean", "std"}
@@ -128,8 +172,18 @@ def _leaves(node: Any, path: str = "") -> list[tuple[str, float | None]]:
 
 def _check_range(name: str, path: str, v: float) -> None:
     leaf = path.rsplit(".", 1)[-1]
-    unit = ("P@", "R@", "F1@", "mAP", "MRR", "acc@", "random_acc@", "scratch_acc@",
-            "logistic_acc", "knn_acc")
+    unit = (
+        "P@",
+        "R@",
+        "F1@",
+        "mAP",
+        "MRR",
+        "acc@",
+        "random_acc@",
+        "scratch_acc@",
+        "logistic_acc",
+        "knn_acc",
+    )
     signed = ("cos_", "spearman", "kendall_tau", "silhouette", "gain_")
     if leaf.startswith(unit):
         assert 0.0 <= v <= 1.0, (name, path, v)

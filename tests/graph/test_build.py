@@ -28,8 +28,9 @@ def _edges_of(graph: NeuralGraph, kind: str) -> torch.Tensor:
     return (graph.edge_type == EDGE_TYPES.index(kind)).nonzero().ravel()
 
 
-def _first_layer_edges(graph: NeuralGraph, kind: str, n_in: int, n_out: int
-                       ) -> dict[tuple[int, int], torch.Tensor]:
+def _first_layer_edges(
+    graph: NeuralGraph, kind: str, n_in: int, n_out: int
+) -> dict[tuple[int, int], torch.Tensor]:
     """(out unit, in unit) → edge attr, for `kind` edges whose sources are the input nodes."""
     out = {}
     for e in _edges_of(graph, kind).tolist():
@@ -64,8 +65,8 @@ def test_conv_edges_carry_kernels(family: str) -> None:
     edges = _first_layer_edges(graph, "conv" + family[3:5], w.shape[1], w.shape[0])
     for (o, i), attr in edges.items():
         kernel = w[o, i].reshape(-1).float()
-        torch.testing.assert_close(attr[:kernel.numel()], kernel)
-        assert (attr[kernel.numel():] == 0).all()
+        torch.testing.assert_close(attr[: kernel.numel()], kernel)
+        assert (attr[kernel.numel() :] == 0).all()
 
 
 @pytest.mark.parametrize("family", ["cnn1d", "cnn2d"])
@@ -98,8 +99,10 @@ def test_residual_edges_exist_for_resmlp_ln() -> None:
 def test_inputs_and_outputs_have_distinct_positions(family: str) -> None:
     net = random_net(family, torch.Generator().manual_seed(6))
     graph = net_to_graph(net)
-    n_in, n_out = net.input_shape[0], int(net(torch.zeros(1, *net.input_shape,
-                                                           dtype=torch.float64)).shape[1])
+    n_in, n_out = (
+        net.input_shape[0],
+        int(net(torch.zeros(1, *net.input_shape, dtype=torch.float64)).shape[1]),
+    )
     for role, n in ((ROLE_INPUT, n_in), (ROLE_OUTPUT, n_out)):
         assert torch.equal(graph.position[graph.role == role], torch.arange(n))
     assert (graph.position[graph.role == ROLE_HIDDEN] == 0).all()
@@ -141,7 +144,10 @@ def test_batching_offsets() -> None:
         assert (batch.batch[nodes] == i).all()
         assert torch.equal(batch.layer_id[nodes], gr.layer + layer_off)
         assert torch.equal(batch.x[nodes], gr.x)
-        node_off, edge_off, layer_off = (node_off + gr.num_nodes, edge_off + gr.num_edges,
-                                         layer_off + gr.num_layers)
+        node_off, edge_off, layer_off = (
+            node_off + gr.num_nodes,
+            edge_off + gr.num_edges,
+            layer_off + gr.num_layers,
+        )
     assert batch.num_graphs == 3 and batch.x.shape[0] == node_off
     assert batch.layers_per_graph.tolist() == [gr.num_layers for gr in graphs]

@@ -20,8 +20,13 @@ RUN_WITH_FAKE_ENCODER = "import fake_encoder; from zoolens.cli import main; main
 def start(*args: str, fake_encoder: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")}
     prefix = ["-c", RUN_WITH_FAKE_ENCODER] if fake_encoder else ["-m", "zoolens.cli"]
-    return subprocess.Popen([sys.executable, *prefix, *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, *prefix, *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
@@ -41,23 +46,56 @@ def world(tmp_path_factory, nets):
         nets[i].save(str(root / "models" / f"m{i}"))
     for i in range(3):
         nets[10 + i].save(str(root / "zoo" / "models" / f"z{i}"))
-    pd.DataFrame({"id": ["z0", "z1", "z2"], "task": ["digits", "fashion", "digits"],
-                  "accuracy": [0.97, 0.6, 0.91]}).to_parquet(root / "zoo" / "manifest.parquet")
+    pd.DataFrame(
+        {
+            "id": ["z0", "z1", "z2"],
+            "task": ["digits", "fashion", "digits"],
+            "accuracy": [0.97, 0.6, 0.91],
+        }
+    ).to_parquet(root / "zoo" / "manifest.parquet")
     (root / "models" / "broken.onnx").write_bytes(b"\x00 not onnx")
     StatsEncoder().save(str(root / "encoder"))
     index = str(root / "idx")
     models = [str(root / "models" / f) for f in ("m0", "m1", "broken.onnx", "m2", "m3")]
-    add = zoolens("index", "add", *models, str(root / "zoo"), "--index", index, "--encoder",
-                  str(root / "encoder"), "--meta", "owner=me", "--meta", "batch=1", "--json",
-                  fake_encoder=True)
+    add = zoolens(
+        "index",
+        "add",
+        *models,
+        str(root / "zoo"),
+        "--index",
+        index,
+        "--encoder",
+        str(root / "encoder"),
+        "--meta",
+        "owner=me",
+        "--meta",
+        "batch=1",
+        "--json",
+        fake_encoder=True,
+    )
     # Commands that do not change the index run side by side (each spends seconds importing).
     runs = {
-        "add_bad": start("index", "add", str(root / "models" / "broken.onnx"), "--index", index,
-                         fake_encoder=True),
-        "search_path": start("search", str(root / "models" / "m1"), "--index", index, "-k", "3",
-                             "--where", "accuracy>=0.9", "--json", fake_encoder=True),
-        "search_id": start("search", "m2", "--index", index, "-k", "2", "--where",
-                           "task=fashion"),
+        "add_bad": start(
+            "index",
+            "add",
+            str(root / "models" / "broken.onnx"),
+            "--index",
+            index,
+            fake_encoder=True,
+        ),
+        "search_path": start(
+            "search",
+            str(root / "models" / "m1"),
+            "--index",
+            index,
+            "-k",
+            "3",
+            "--where",
+            "accuracy>=0.9",
+            "--json",
+            fake_encoder=True,
+        ),
+        "search_id": start("search", "m2", "--index", index, "-k", "2", "--where", "task=fashion"),
         "ls": start("index", "ls", "--index", index, "--json"),
     }
     return root, index, {"add": add, **{k: finish(p) for k, p in runs.items()}}

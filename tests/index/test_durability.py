@@ -35,8 +35,13 @@ for call in range(start, start + 10_000):
 def run_and_kill(path: str, start: int, min_lines: int) -> list[str]:
     """Start a writer, kill -9 it at a random moment after `min_lines` add() calls returned."""
     env = {**os.environ, "PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, path, str(start)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, path, str(start)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     reader = None
     try:
@@ -81,7 +86,11 @@ def test_sigkill_mid_add_loses_nothing_committed(tmp_path):
     committed = run_and_kill(path, start=0, min_lines=3)
     n = check_consistent(path, committed)
     with ModelIndex.open(path, encoder=StatsEncoder()) as index:  # and it takes writes again
-        report = index.add([tiny_net(s) for s in (90_000, 90_001)], ids=["s90000", "s90001"],
-                           metadata=[{"seed": 90_000}, {"seed": 90_001}], progress=False)
+        report = index.add(
+            [tiny_net(s) for s in (90_000, 90_001)],
+            ids=["s90000", "s90001"],
+            metadata=[{"seed": 90_000}, {"seed": 90_001}],
+            progress=False,
+        )
         assert report.added == ["s90000", "s90001"]
     assert check_consistent(path, committed) == n + 2

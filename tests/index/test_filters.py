@@ -23,8 +23,15 @@ def catalog(tmp_path_factory):
     catalog = Catalog(str(tmp_path_factory.mktemp("filters")))
     with catalog.write() as conn:
         catalog.set_meta(conn, encoder_id="e")
-        catalog.insert(conn, [f"r{i}" for i in range(len(ROWS))], [None] * len(ROWS),
-                       [None] * len(ROWS), ROWS, "e", np.zeros((len(ROWS), 2), np.float32))
+        catalog.insert(
+            conn,
+            [f"r{i}" for i in range(len(ROWS))],
+            [None] * len(ROWS),
+            [None] * len(ROWS),
+            ROWS,
+            "e",
+            np.zeros((len(ROWS), 2), np.float32),
+        )
     yield catalog
     catalog.close()
 
@@ -40,20 +47,20 @@ def by_columns(catalog, where) -> list[int]:
 
 CASES = [
     ({"task": "digits"}, [0, 1]),
-    ({"accuracy": (">=", 0.9)}, [0, 2]),          # "n/a" never compares with a number
+    ({"accuracy": (">=", 0.9)}, [0, 2]),  # "n/a" never compares with a number
     ({"accuracy": [(">", 0.85), ("<", 0.93)]}, [2]),
     ({"task": ["digits", "fashion"]}, [0, 1, 2, 3]),
-    ({"task": ("!=", "digits")}, [2, 3, 4]),      # != also matches a missing key
+    ({"task": ("!=", "digits")}, [2, 3, 4]),  # != also matches a missing key
     ({"note": None}, [0, 1, 2, 4]),
-    ({"accuracy": ("!=", None)}, [0, 1, 2, 3]),   # JSON null counts as missing
-    ({"seed": 3}, [0]),                           # the dict API compares JSON types exactly
-    ({"task.name": "dotted"}, [4]),               # a dot is part of the key
+    ({"accuracy": ("!=", None)}, [0, 1, 2, 3]),  # JSON null counts as missing
+    ({"seed": 3}, [0]),  # the dict API compares JSON types exactly
+    ({"task.name": "dotted"}, [4]),  # a dot is part of the key
     ({"flag": True}, [4]),
-    ({"flag": (">=", 1)}, []),                    # booleans take no part in ranges
+    ({"flag": (">=", 1)}, []),  # booleans take no part in ranges
     ({"note": 'has "quotes"'}, [3]),
-    ({"tags": ["a", "é"]}, []),                   # a list value means "in"
-    ({"tags": '["a","é"]'}, [2]),                 # an array compares as its JSON text
-    ({"task": ("<", "e")}, [0, 1]),               # strings compare with strings only
+    ({"tags": ["a", "é"]}, []),  # a list value means "in"
+    ({"tags": '["a","é"]'}, [2]),  # an array compares as its JSON text
+    ({"task": ("<", "e")}, [0, 1]),  # strings compare with strings only
     ({"task": "digits", "accuracy": ("<", 0.9)}, [1]),
     (None, [0, 1, 2, 3, 4]),
 ]
@@ -71,8 +78,11 @@ def test_in_memory_columns_agree_with_sql(catalog, where, rows):
 
 def test_parse_where_types_and_operators():
     assert parse_where(["task=digits", "accuracy>=0.9", "flag == true", "x!=null"]) == [
-        ("task", "=", "digits"), ("accuracy", ">=", 0.9), ("flag", "=", True),
-        ("x", "!=", None)]
+        ("task", "=", "digits"),
+        ("accuracy", ">=", 0.9),
+        ("flag", "=", True),
+        ("x", "!=", None),
+    ]
     assert parse_where(["seed=3"]) == [("seed", "in", [3, "3"])]
     assert parse_where(['name="3"']) == [("name", "=", "3")]
     with pytest.raises(FilterError):
@@ -89,14 +99,28 @@ def test_columns_follow_catalog_changes(catalog, tmp_path):
     catalog = Catalog(str(tmp_path))
     with catalog.write() as conn:
         catalog.set_meta(conn, encoder_id="e")
-        catalog.insert(conn, ["a", "b"], [None] * 2, [None] * 2, [{"k": 1}, {"k": "x"}], "e",
-                       np.zeros((2, 2), np.float32))
+        catalog.insert(
+            conn,
+            ["a", "b"],
+            [None] * 2,
+            [None] * 2,
+            [{"k": 1}, {"k": "x"}],
+            "e",
+            np.zeros((2, 2), np.float32),
+        )
     columns = MetadataColumns(catalog)
     assert list(columns.select([("k", "=", "x")])) == [2]
     with catalog.write() as conn:
         catalog.delete_rows(conn, [2])
-        catalog.insert(conn, ["c", "d"], [None] * 2, [None] * 2, [{"k": "x"}, {"k": "y"}], "e",
-                       np.zeros((2, 2), np.float32))
+        catalog.insert(
+            conn,
+            ["c", "d"],
+            [None] * 2,
+            [None] * 2,
+            [{"k": "x"}, {"k": "y"}],
+            "e",
+            np.zeros((2, 2), np.float32),
+        )
     assert list(columns.select([("k", "in", ["x", "y"])])) == [3, 4]
     assert list(columns.select([("k", "=", 1)])) == [1]
     catalog.close()

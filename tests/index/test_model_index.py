@@ -26,8 +26,13 @@ def meta(i: int) -> dict:
 def filled(tmp_path, encoder, nets):
     """An index of the 30 tiny nets with `meta(i)`, ids n0..n29."""
     index = ModelIndex.open(tmp_path / "idx", encoder=encoder)
-    index.add(nets, metadata=[meta(i) for i in range(30)], ids=[f"n{i}" for i in range(30)],
-              batch_size=8, progress=False)
+    index.add(
+        nets,
+        metadata=[meta(i) for i in range(30)],
+        ids=[f"n{i}" for i in range(30)],
+        batch_size=8,
+        progress=False,
+    )
     yield index
     index.close()
 
@@ -52,13 +57,18 @@ def test_search_equals_brute_force(filled, nets, encoder):
     assert list(ids[:, 0]) == [f"n{i}" for i in range(6)]  # each net finds itself first
 
 
-@pytest.mark.parametrize(("where", "keep"), [
-    ({"task": "digits"}, lambda m: m["task"] == "digits"),
-    ({"accuracy": (">=", 0.8)}, lambda m: m["accuracy"] >= 0.8),
-    ({"accuracy": [(">", 0.1), ("<", 0.7)], "task": "fashion"},
-     lambda m: 0.1 < m["accuracy"] < 0.7 and m["task"] == "fashion"),
-    (["accuracy>=0.5", "seed!=20"], lambda m: m["accuracy"] >= 0.5 and m["seed"] != 20),
-])
+@pytest.mark.parametrize(
+    ("where", "keep"),
+    [
+        ({"task": "digits"}, lambda m: m["task"] == "digits"),
+        ({"accuracy": (">=", 0.8)}, lambda m: m["accuracy"] >= 0.8),
+        (
+            {"accuracy": [(">", 0.1), ("<", 0.7)], "task": "fashion"},
+            lambda m: 0.1 < m["accuracy"] < 0.7 and m["task"] == "fashion",
+        ),
+        (["accuracy>=0.5", "seed!=20"], lambda m: m["accuracy"] >= 0.5 and m["seed"] != 20),
+    ],
+)
 def test_filters_apply_before_top_k(filled, nets, encoder, where, keep):
     if isinstance(where, list):
         from zoolens.index import parse_where
@@ -129,8 +139,11 @@ def test_bad_files_are_reported_and_skipped(tmp_path, encoder, model_dir):
     plain = tmp_path / "plain"
     plain.mkdir()
     with ModelIndex.open(tmp_path / "idx", encoder=encoder) as index:
-        report = index.add([model_dir(0), str(corrupt), str(tmp_path / "missing.pt"),
-                            str(plain), model_dir(1)], batch_size=2, progress=False)
+        report = index.add(
+            [model_dir(0), str(corrupt), str(tmp_path / "missing.pt"), str(plain), model_dir(1)],
+            batch_size=2,
+            progress=False,
+        )
         assert report.added == ["m0", "m1"]
         failed = dict(report.failed)
         assert set(failed) == {str(corrupt), str(tmp_path / "missing.pt"), str(plain)}
@@ -142,10 +155,14 @@ def test_add_zoo_rows_become_metadata(tmp_path, encoder, nets):
     zoo = tmp_path / "zoo"
     for i in range(4):
         nets[i].save(str(zoo / "models" / f"z{i}"))
-    pd.DataFrame({"id": [f"z{i}" for i in range(4)], "task": ["digits", "digits", "fashion",
-                                                              "fashion"],
-                  "accuracy": [0.9, 0.5, np.nan, 0.95], "seed": np.arange(4)}
-                 ).to_parquet(zoo / "manifest.parquet")
+    pd.DataFrame(
+        {
+            "id": [f"z{i}" for i in range(4)],
+            "task": ["digits", "digits", "fashion", "fashion"],
+            "accuracy": [0.9, 0.5, np.nan, 0.95],
+            "seed": np.arange(4),
+        }
+    ).to_parquet(zoo / "manifest.parquet")
     with ModelIndex.open(tmp_path / "idx", encoder=encoder) as index:
         assert index.add_zoo(zoo, progress=False).added == ["z0", "z1", "z2", "z3"]
         assert index.get("z2")["metadata"] == {"task": "fashion", "accuracy": None, "seed": 2}
@@ -187,8 +204,9 @@ def test_reembed_switches_encoder(tmp_path, encoder, nets, model_dir):
         assert [f for f, _ in report.failed] == ["memory"] and len(index) == 6
         assert index.encoder_id == new.id and index.stats()["dim"] == 12
         queries = new.encode(nets[:6])
-        np.testing.assert_array_equal(index.search(queries, k=3)[1],
-                                      brute_force(index, queries, 3)[1])
+        np.testing.assert_array_equal(
+            index.search(queries, k=3)[1], brute_force(index, queries, 3)[1]
+        )
     with ModelIndex.open(tmp_path / "idx", encoder=None) as index:
         assert index.encoder.id == new.id and index.search(nets[2], k=1)[1][0, 0] == "m2"
 
@@ -271,9 +289,13 @@ def test_add_embeddings(tmp_path):
     with ModelIndex.open(tmp_path / "idx", encoder=None) as index:
         with pytest.raises(IndexStoreError):
             index.add_embeddings(x, [f"v{i}" for i in range(50)])
-        added = index.add_embeddings(x, [f"v{i}" for i in range(50)], encoder_id="random",
-                                     content_hashes=[f"h{i % 40}" for i in range(50)],
-                                     batch_size=16)
+        added = index.add_embeddings(
+            x,
+            [f"v{i}" for i in range(50)],
+            encoder_id="random",
+            content_hashes=[f"h{i % 40}" for i in range(50)],
+            batch_size=16,
+        )
         assert added == [f"v{i}" for i in range(40)]  # v40.. repeat hashes h0..h9
         with pytest.raises(EncoderMismatchError):
             index.add_embeddings(x[:1], ["w"], encoder_id="other")

@@ -35,8 +35,9 @@ def brute(x, rows, q, k, allowed=None):
 
 
 def build(kind, x, rows, **cfg):
-    return VectorIndex.build(D, kind, IndexConfig(**cfg), [(rows[:2500], x[:2500]),
-                                                          (rows[2500:], x[2500:])])
+    return VectorIndex.build(
+        D, kind, IndexConfig(**cfg), [(rows[:2500], x[:2500]), (rows[2500:], x[2500:])]
+    )
 
 
 def recall(got, ref):

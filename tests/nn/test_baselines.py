@@ -30,9 +30,12 @@ from zoolens.testing import FAMILIES, cosine, random_net
 
 NAMES = ("raw-weights", "flat-pca", "flat-transformer", "weight-stats", "probe", "metadata")
 SMALL: dict[str, dict[str, Any]] = {
-    "raw-weights": {"length": 512}, "flat-pca": {"dim": 16, "length": 512},
+    "raw-weights": {"length": 512},
+    "flat-pca": {"dim": 16, "length": 512},
     "flat-transformer": {"hidden": 32, "chunk": 16, "max_chunks": 64, "dim": 32},
-    "weight-stats": {}, "probe": {"dim": 64, "n_probes": 8}, "metadata": {"dim": 8},
+    "weight-stats": {},
+    "probe": {"dim": 64, "n_probes": 8},
+    "metadata": {"dim": 8},
 }
 
 
@@ -126,8 +129,7 @@ def test_raw_weights_cosine_is_raw_weight_cosine(corpus: list[Net]) -> None:
     flat = [torch.cat([t.reshape(-1) for t in n.state_dict().values()]) for n in (a, b)]
     flat = [torch.nn.functional.pad(f, (0, 512 - f.numel())) for f in flat]  # zero-padded
     z = RawWeights({"length": 512}).encode([a, b])
-    assert cosine(z[0], z[1]) == pytest.approx(cosine(flat[0].numpy(), flat[1].numpy()),
-                                               abs=1e-6)
+    assert cosine(z[0], z[1]) == pytest.approx(cosine(flat[0].numpy(), flat[1].numpy()), abs=1e-6)
 
 
 def test_flat_pca_needs_fit(corpus: list[Net]) -> None:
@@ -149,8 +151,16 @@ def test_probe_is_invariant_and_sensitive(family: str) -> None:
 def test_tensor_stats_match_numpy_and_scipy() -> None:
     w = torch.randn(7, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = w.numpy().ravel()
-    ref = [x.mean(), x.std(), *np.quantile(x, [0, 0.25, 0.5, 0.75, 1]), np.abs(x).mean(),
-           np.sqrt((x**2).mean()), sps.skew(x), sps.kurtosis(x), np.log1p(x.size)]
+    ref = [
+        x.mean(),
+        x.std(),
+        *np.quantile(x, [0, 0.25, 0.5, 0.75, 1]),
+        np.abs(x).mean(),
+        np.sqrt((x**2).mean()),
+        sps.skew(x),
+        sps.kurtosis(x),
+        np.log1p(x.size),
+    ]
     np.testing.assert_allclose(tensor_stats(w), ref, rtol=1e-10, atol=1e-12)
 
 
@@ -172,7 +182,8 @@ def test_metadata_reads_names_and_shapes_not_weights(corpus: list[Net]) -> None:
     assert "op:linear" in text and f"input:{net.input_shape[0]}" in text
     ts = TensorSet({"encoder.layer.3.attn.weight": torch.zeros(4, 4)}, {"task": "cifar10"})
     assert {"name:encoder.layer.#.attn.weight", "word:attn", "shape:4x4", "task=cifar10"} <= set(
-        metadata_text(ts).split())
+        metadata_text(ts).split()
+    )
     other = net.clone()
     for op in other.ops:
         op.params = {k: v + 1.0 for k, v in op.params.items()}

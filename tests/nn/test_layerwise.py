@@ -58,8 +58,9 @@ def test_embeds_bare_weights_of_any_architecture(encoder: LayerwiseEncoder) -> N
 
 def test_rejects_models_without_matrices(encoder: LayerwiseEncoder) -> None:
     with pytest.raises(LoadError, match="nothing to embed"):
-        encoder.encode([TensorSet({"scale": torch.ones(4), "empty": torch.zeros(0, 3)},
-                                  {"source": "tiny.pt"})])
+        encoder.encode(
+            [TensorSet({"scale": torch.ones(4), "empty": torch.zeros(0, 3)}, {"source": "tiny.pt"})]
+        )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -71,15 +72,21 @@ def test_invariant_to_hidden_permutations(encoder: LayerwiseEncoder, family: str
 
 
 def test_invariant_to_uncoupled_permutations_the_documented_weakness(
-        encoder: LayerwiseEncoder, gen: torch.Generator) -> None:
+    encoder: LayerwiseEncoder, gen: torch.Generator
+) -> None:
     """Rows of fc0 (with its bias) move, fc1's columns do not: a different function, the
     same embedding — the larger group the docstring warns about. Columns alike."""
     ts = _mlp_tensors(gen)
     rows = torch.randperm(12, generator=gen)
     cols = torch.randperm(12, generator=gen)
-    uncoupled = _with(ts, **{"fc0.weight": ts.tensors["fc0.weight"][rows],
-                             "fc0.bias": ts.tensors["fc0.bias"][rows],
-                             "fc1.weight": ts.tensors["fc1.weight"][:, cols]})
+    uncoupled = _with(
+        ts,
+        **{
+            "fc0.weight": ts.tensors["fc0.weight"][rows],
+            "fc0.bias": ts.tensors["fc0.bias"][rows],
+            "fc1.weight": ts.tensors["fc1.weight"][:, cols],
+        },
+    )
     z = encoder.encode([ts, uncoupled])
     assert cosine(z[0], z[1]) >= 0.9999
 
@@ -89,8 +96,15 @@ def test_sensitive_to_weight_values(encoder: LayerwiseEncoder, gen: torch.Genera
     perms = []
     for _ in range(3):
         rows, cols = torch.randperm(10, generator=gen), torch.randperm(12, generator=gen)
-        perms.append(_with(ts, **{"fc1.weight": ts.tensors["fc1.weight"][rows][:, cols],
-                                  "fc1.bias": ts.tensors["fc1.bias"][rows]}))
+        perms.append(
+            _with(
+                ts,
+                **{
+                    "fc1.weight": ts.tensors["fc1.weight"][rows][:, cols],
+                    "fc1.bias": ts.tensors["fc1.bias"][rows],
+                },
+            )
+        )
     base = encoder.encode([ts, *perms])
     noise = max(float(np.linalg.norm(base[i] - base[0])) for i in range(1, len(base)))
     w = ts.tensors["fc1.weight"].clone()
@@ -98,8 +112,12 @@ def test_sensitive_to_weight_values(encoder: LayerwiseEncoder, gen: torch.Genera
     bias = ts.tensors["fc0.bias"].clone()
     bias[0] += 1.0
     row_only = ts.tensors["fc0.weight"][torch.roll(torch.arange(12), 1)]  # bias left behind
-    changed = [_with(ts, **{"fc1.weight": w}), _with(ts, **{"fc0.bias": bias}),
-               _with(ts, **{"fc0.weight": row_only}), _mlp_tensors(gen)]
+    changed = [
+        _with(ts, **{"fc1.weight": w}),
+        _with(ts, **{"fc0.bias": bias}),
+        _with(ts, **{"fc0.weight": row_only}),
+        _mlp_tensors(gen),
+    ]
     for i, z in enumerate(encoder.encode(changed)):
         moved = float(np.linalg.norm(z - base[0]))
         assert moved > 100 * max(noise, 1e-7), (i, moved, noise)

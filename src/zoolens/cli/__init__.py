@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from zoolens.cli.app import app, run
-
 # Each module registers its commands on `app` when imported.
-from zoolens.cli import commands as _commands  # noqa: F401,E402
+from zoolens.cli import commands as _commands  # noqa: F401
+from zoolens.cli.app import app, run
 
 
 def main() -> None:

@@ -12,12 +12,17 @@ from zoolens.errors import ZoolensError
 
 @app.command()
 def embed(
-    paths: list[Path] = typer.Argument(..., help="Checkpoints: zoolens dirs, .onnx, "
-                                       ".safetensors, .pt, ..."),
+    paths: list[Path] = typer.Argument(
+        ..., help="Checkpoints: zoolens dirs, .onnx, .safetensors, .pt, ..."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the (n, d) float32 .npy"),
-    encoder: str = typer.Option("default", "--encoder", "-e",
-                                help="Encoder name (default, neural-graph, layerwise, "
-                                "raw-weights, ...) or a saved encoder directory"),
+    encoder: str = typer.Option(
+        "default",
+        "--encoder",
+        "-e",
+        help="Encoder name (default, neural-graph, layerwise, "
+        "raw-weights, ...) or a saved encoder directory",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Models per batch"),
 ) -> None:
     """Embed PATHs with an encoder and write their vectors, in input order, to OUT."""
@@ -34,5 +39,6 @@ def embed(
             np.save(f, z.astype(np.float32, copy=False))
     except OSError as e:
         raise ZoolensError(f"{out}: cannot write the embeddings ({e.strerror})") from None
-    typer.echo(f"embedded {z.shape[0]} model(s) with {enc.id} → {out} "
-               f"({z.shape[0]}×{z.shape[1]} float32)")
+    typer.echo(
+        f"embedded {z.shape[0]} model(s) with {enc.id} → {out} ({z.shape[0]}×{z.shape[1]} float32)"
+    )

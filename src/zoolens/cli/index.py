@@ -10,8 +10,7 @@ import typer
 
 from zoolens.cli.app import app
 
-index_app = typer.Typer(help="Build and manage a model index (a directory).",
-                        no_args_is_help=True)
+index_app = typer.Typer(help="Build and manage a model index (a directory).", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
 _INDEX_HELP = "The index directory (or set ZOOLENS_INDEX)."
@@ -39,7 +38,7 @@ def _table(columns: list[str], rows: list[list[Any]], title: str | None = None) 
 
 def _short(metadata: dict[str, Any], width: int = 60) -> str:
     text = json.dumps(metadata, separators=(",", ":"), default=str)
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _parse_meta(pairs: list[str]) -> dict[str, Any]:
@@ -71,16 +70,22 @@ def _exit(code: int) -> None:
 
 @index_app.command("add")
 def add_command(
-    paths: list[str] = typer.Argument(..., help="Model files, net directories or zoo "
-                                      "directories (a zoo is added whole)."),
+    paths: list[str] = typer.Argument(
+        ..., help="Model files, net directories or zoo directories (a zoo is added whole)."
+    ),
     index: str = _index_option(),
-    meta: list[str] = typer.Option([], "--meta", "-m", help="KEY=VALUE metadata for every "
-                                   "model added; repeat for more keys."),
-    recursive: bool = typer.Option(False, "--recursive", "-r",
-                                   help="Add the models found inside plain directories."),
-    encoder: str | None = typer.Option(None, "--encoder", "-e", help="Encoder name or "
-                                       "directory; default: the index's own, or 'default' for "
-                                       "a new index."),
+    meta: list[str] = typer.Option(
+        [], "--meta", "-m", help="KEY=VALUE metadata for every model added; repeat for more keys."
+    ),
+    recursive: bool = typer.Option(
+        False, "--recursive", "-r", help="Add the models found inside plain directories."
+    ),
+    encoder: str | None = typer.Option(
+        None,
+        "--encoder",
+        "-e",
+        help="Encoder name or directory; default: the index's own, or 'default' for a new index.",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Models committed together."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
@@ -93,8 +98,13 @@ def add_command(
     metadata = _parse_meta(meta)
     chosen = encoder or (None if ModelIndex.exists(index) else "default")
     with ModelIndex.open(index, encoder=chosen) as model_index:
-        report = model_index.add(paths, metadata=metadata or None, recursive=recursive,
-                                 batch_size=batch_size, progress=_progress(as_json))
+        report = model_index.add(
+            paths,
+            metadata=metadata or None,
+            recursive=recursive,
+            batch_size=batch_size,
+            progress=_progress(as_json),
+        )
         total = len(model_index)
     for label, message in report.failed:
         typer.echo(f"zoolens: skipped {_named(label, message)}", err=True)
@@ -109,15 +119,20 @@ def add_command(
 
 @app.command("search")
 def search_command(
-    query: str = typer.Argument(..., help="A model file or directory, or the id of a model in "
-                                "the index."),
+    query: str = typer.Argument(
+        ..., help="A model file or directory, or the id of a model in the index."
+    ),
     index: str = _index_option(),
     k: int = typer.Option(10, "-k", "--k", help="Number of hits."),
     where: list[str] = typer.Option([], "--where", "-w", help=_WHERE_HELP),
-    encoder: str | None = typer.Option(None, "--encoder", "-e",
-                                       help="Must be the index's encoder (default: it)."),
-    as_json: bool = typer.Option(False, "--json", help="Print {query, k, where, hits: [{rank, "
-                                 "id, source, score, metadata}]}."),
+    encoder: str | None = typer.Option(
+        None, "--encoder", "-e", help="Must be the index's encoder (default: it)."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print {query, k, where, hits: [{rank, id, source, score, metadata}]}.",
+    ),
 ) -> None:
     """Find the k models most similar to QUERY, filtered by metadata before ranking."""
     from zoolens.index import NO_HIT, ModelIndex, parse_where
@@ -130,14 +145,26 @@ def search_command(
             if model_id is NO_HIT or not isinstance(model_id, str):
                 break
             rec = model_index.get(model_id)
-            hits.append({"rank": rank, "id": model_id, "source": rec["source"],
-                         "score": round(float(score), 6), "metadata": rec["metadata"]})
+            hits.append(
+                {
+                    "rank": rank,
+                    "id": model_id,
+                    "source": rec["source"],
+                    "score": round(float(score), 6),
+                    "metadata": rec["metadata"],
+                }
+            )
     if as_json:
         _echo_json({"query": query, "k": k, "where": where, "hits": hits})
         return
-    _table(["#", "id", "score", "source", "metadata"],
-           [[h["rank"], h["id"], f"{h['score']:.4f}", h["source"], _short(h["metadata"])]
-            for h in hits], title=f"{len(hits)} hit(s) for {query}")
+    _table(
+        ["#", "id", "score", "source", "metadata"],
+        [
+            [h["rank"], h["id"], f"{h['score']:.4f}", h["source"], _short(h["metadata"])]
+            for h in hits
+        ],
+        title=f"{len(hits)} hit(s) for {query}",
+    )
 
 
 @index_app.command("ls")
@@ -155,9 +182,11 @@ def ls_command(
     if as_json:
         _echo_json(records)
         return
-    _table(["id", "source", "metadata"],
-           [[r["id"], r["source"], _short(r["metadata"])] for r in records],
-           title=f"{len(records)} model(s)")
+    _table(
+        ["id", "source", "metadata"],
+        [[r["id"], r["source"], _short(r["metadata"])] for r in records],
+        title=f"{len(records)} model(s)",
+    )
 
 
 @index_app.command("rm")
@@ -198,10 +227,14 @@ def stats_command(
 @index_app.command("reembed")
 def reembed_command(
     index: str = _index_option(),
-    encoder: str = typer.Option(..., "--encoder", "-e", help="The new encoder (name or "
-                                "directory)."),
-    drop_missing: bool = typer.Option(False, "--drop-missing", help="Remove models whose "
-                                      "source file cannot be read instead of refusing."),
+    encoder: str = typer.Option(
+        ..., "--encoder", "-e", help="The new encoder (name or directory)."
+    ),
+    drop_missing: bool = typer.Option(
+        False,
+        "--drop-missing",
+        help="Remove models whose source file cannot be read instead of refusing.",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Models embedded together."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
@@ -209,14 +242,22 @@ def reembed_command(
     from zoolens.index import ModelIndex
 
     with ModelIndex.open(index, encoder=None, create=False) as model_index:
-        report = model_index.reembed(encoder, batch_size=batch_size, progress=_progress(as_json),
-                                     drop_missing=drop_missing)
+        report = model_index.reembed(
+            encoder, batch_size=batch_size, progress=_progress(as_json), drop_missing=drop_missing
+        )
         encoder_id = model_index.encoder_id
     for label, message in report.failed:
         typer.echo(f"zoolens: dropped {_named(label, message)}", err=True)
     if as_json:
-        _echo_json({"reembedded": report.added, "dropped": [f for f, _ in report.failed],
-                    "encoder": encoder_id})
+        _echo_json(
+            {
+                "reembedded": report.added,
+                "dropped": [f for f, _ in report.failed],
+                "encoder": encoder_id,
+            }
+        )
     else:
-        typer.echo(f"re-embedded {len(report.added)} model(s) with {encoder_id}; "
-                   f"dropped {len(report.failed)}")
+        typer.echo(
+            f"re-embedded {len(report.added)} model(s) with {encoder_id}; "
+            f"dropped {len(report.failed)}"
+        )

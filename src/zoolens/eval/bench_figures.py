@@ -48,8 +48,14 @@ def precision_bars(encoders: Mapping[str, Any], path: str, ks: Sequence[int] = (
     x = np.arange(len(encoders))
     for j, k in enumerate(ks):
         stats = [_mean_std(res, f"retrieval.P@{k}") for res in encoders.values()]
-        ax.bar(x + (j - (len(ks) - 1) / 2) * width, [s[0] for s in stats], width,
-               yerr=[s[1] for s in stats], capsize=2, label=f"P@{k}")
+        ax.bar(
+            x + (j - (len(ks) - 1) / 2) * width,
+            [s[0] for s in stats],
+            width,
+            yerr=[s[1] for s in stats],
+            capsize=2,
+            label=f"P@{k}",
+        )
     ax.set_xticks(x, list(encoders), rotation=30, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("precision (relevant = same task)")
@@ -73,8 +79,11 @@ RADAR_AXES = [
 def radar(encoders: Mapping[str, Any], path: str) -> str | None:
     """A radar chart of headline metrics scaled to [0, 1] (silhouette as (s + 1) / 2,
     others clipped); axes no encoder has are left out. None when fewer than 3 axes remain."""
-    axes = [a for a in RADAR_AXES
-            if any(math.isfinite(_mean_std(r, a[1])[0]) for r in encoders.values())]
+    axes = [
+        a
+        for a in RADAR_AXES
+        if any(math.isfinite(_mean_std(r, a[1])[0]) for r in encoders.values())
+    ]
     if len(axes) < 3:
         return None
     angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False)
@@ -149,8 +158,11 @@ def read_metrics_csv(path: str) -> dict[str, list[float]]:
 
 def training_curves(run_dirs: Mapping[str, str], path: str) -> str | None:
     """Per-epoch loss components and validation mAP of each trained encoder."""
-    runs = {n: read_metrics_csv(os.path.join(d, "metrics.csv")) for n, d in run_dirs.items()
-            if os.path.exists(os.path.join(d, "metrics.csv"))}
+    runs = {
+        n: read_metrics_csv(os.path.join(d, "metrics.csv"))
+        for n, d in run_dirs.items()
+        if os.path.exists(os.path.join(d, "metrics.csv"))
+    }
     if not runs:
         return None
     panels = ["loss", "contrastive", "accuracy_mse", "val_mAP"]
@@ -190,12 +202,20 @@ def transfer_curves(encoders: Mapping[str, Any], budgets: Sequence[int], path: s
     fig = _figure(6.5, 4)
     ax = fig.add_subplot()
     for name, res in encoders.items():
-        ax.plot(budgets, [_mean_std(res, f"transfer.acc@{b}")[0] for b in budgets],
-                marker="o", label=name)
+        ax.plot(
+            budgets,
+            [_mean_std(res, f"transfer.acc@{b}")[0] for b in budgets],
+            marker="o",
+            label=name,
+        )
     ref = next(iter(encoders.values()))
     for key, style in (("random", "k--"), ("scratch", "k:")):
-        ax.plot(budgets, [_mean_std(ref, f"transfer.{key}_acc@{b}")[0] for b in budgets],
-                style, label=f"{key} (reference)")
+        ax.plot(
+            budgets,
+            [_mean_std(ref, f"transfer.{key}_acc@{b}")[0] for b in budgets],
+            style,
+            label=f"{key} (reference)",
+        )
     ax.set_xlabel("fine-tuning steps")
     ax.set_ylabel("test accuracy on the query task")
     ax.set_title("Transfer: fine-tuning the top-k retrieved models")

@@ -147,9 +147,7 @@ class EncoderMeasurement:
         transfer: the seed's shared transfer experiment (None skips transfer).
     """
 
-    def __init__(
-        self, prepared: Prepared, data: SeedData, transfer: TransferRunner | None
-    ) -> None:
+    def __init__(self, prepared: Prepared, data: SeedData, transfer: TransferRunner | None) -> None:
         self.prepared, self.data, self.transfer = prepared, data, transfer
         self.encoder: Encoder = prepared.encoder
         self.embeddings: dict[str, np.ndarray] = {}
@@ -162,8 +160,11 @@ class EncoderMeasurement:
         test = self.data.plan.test_ids
         emb = self.test_embeddings()
         out: Metrics = {}
-        for kind, key in (("task", "retrieval"), ("family", "retrieval_family"),
-                          ("lineage", "retrieval_lineage")):
+        for kind, key in (
+            ("task", "retrieval"),
+            ("family", "retrieval_family"),
+            ("lineage", "retrieval_lineage"),
+        ):
             out[key] = retrieval_metrics(emb, self.data.labels(test, kind))
         out["retrieval_same_shape"] = grouped_retrieval(
             emb, self.data.labels(test, "task"), self.data.labels(test, "shape")
@@ -247,9 +248,7 @@ class EncoderMeasurement:
         }
 
 
-def measure_generalisation(
-    unseen: Encoder, seen_test_emb: np.ndarray, data: SeedData
-) -> Metrics:
+def measure_generalisation(unseen: Encoder, seen_test_emb: np.ndarray, data: SeedData) -> Metrics:
     """Retrieval (task relevance) scored on queries of the tasks held out of training.
 
     Args:

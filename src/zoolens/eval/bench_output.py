@@ -57,8 +57,11 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         f"most {p['epochs']} epochs and {p['max_minutes_per_encoder']:g} min per encoder over "
         "all its runs, checked after each epoch); learned baselines are fit on the train "
         "split; the others are fixed"
-        + (f"; at most {p['max_train_models']} train-split models are used (seeded sample)."
-           if p.get("max_train_models") else "."),
+        + (
+            f"; at most {p['max_train_models']} train-split models are used (seeded sample)."
+            if p.get("max_train_models")
+            else "."
+        ),
         "Retrieval: leave-one-out among held-out models by cosine similarity; a query with "
         "no relevant item is skipped (n_queries counts the others). Task relevance treats "
         "each INR digit as its own task.",
@@ -94,8 +97,10 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
     if importlib.util.find_spec("umap") is None:
         notes.append("UMAP maps are not drawn: the optional umap-learn package is missing.")
     if quick:
-        notes.append("QUICK RUN: 1 seed, at most 2 epochs, reduced model sets — a smoke "
-                     "test, not a measurement.")
+        notes.append(
+            "QUICK RUN: 1 seed, at most 2 epochs, reduced model sets — a smoke "
+            "test, not a measurement."
+        )
     return notes
 
 
@@ -129,15 +134,27 @@ def draw_figures(
         return []
     made = []
     jobs: list[tuple[str, str, Callable[[str], str | None]]] = [
-        ("Precision@k, relevance = same task", "precision_at_k.png",
-         lambda p: figs.precision_bars(enc, p)),
+        (
+            "Precision@k, relevance = same task",
+            "precision_at_k.png",
+            lambda p: figs.precision_bars(enc, p),
+        ),
         ("Radar chart of headline metrics", "radar.png", lambda p: figs.radar(enc, p)),
-        ("Training curves by loss component", "training_curves.png",
-         lambda p: figs.training_curves(data.run_dirs, p)),
-        ("Robustness histograms", "robustness_hist.png",
-         lambda p: figs.robustness_histograms(data.cosines, p)),
-        ("Transfer: accuracy vs fine-tuning steps", "transfer.png",
-         lambda p: figs.transfer_curves(enc, budgets, p)),
+        (
+            "Training curves by loss component",
+            "training_curves.png",
+            lambda p: figs.training_curves(data.run_dirs, p),
+        ),
+        (
+            "Robustness histograms",
+            "robustness_hist.png",
+            lambda p: figs.robustness_histograms(data.cosines, p),
+        ),
+        (
+            "Transfer: accuracy vs fine-tuning steps",
+            "transfer.png",
+            lambda p: figs.transfer_curves(enc, budgets, p),
+        ),
     ]
     for caption, file, draw in jobs:
         if draw(os.path.join(out, file)):

@@ -27,10 +27,13 @@ PUBLISHED: dict[str, Any] = {
         "PCA": {"budget 10": 0.0126, "budget 50": 0.0305, "budget 100": 0.0370},
     },
     "robustness": {  # Table 5
-        "EquivariantGNN": {"cos_mean": 0.7437, "cos_min": 0.5956, "l2_mean": 0.2053,
-                           "l2_max": 0.4083},
-        "Transformer": {"cos_mean": 0.6037, "cos_min": 0.4756, "l2_mean": 0.2653,
-                        "l2_max": 0.4683},
+        "EquivariantGNN": {
+            "cos_mean": 0.7437,
+            "cos_min": 0.5956,
+            "l2_mean": 0.2053,
+            "l2_max": 0.4083,
+        },
+        "Transformer": {"cos_mean": 0.6037, "cos_min": 0.4756, "l2_mean": 0.2653, "l2_max": 0.4683},
         "PCA": {"cos_mean": 0.5437, "cos_min": 0.4356, "l2_mean": 0.3053, "l2_max": 0.4883},
     },
     "clustering": {  # Table 6
@@ -40,8 +43,11 @@ PUBLISHED: dict[str, Any] = {
     },
 }
 #: Our encoder → the seed paper's closest encoder.
-PUBLISHED_PEERS = {"neural-graph": "EquivariantGNN", "flat-transformer": "Transformer",
-                   "flat-pca": "PCA"}
+PUBLISHED_PEERS = {
+    "neural-graph": "EquivariantGNN",
+    "flat-transformer": "Transformer",
+    "flat-pca": "PCA",
+}
 
 
 # -- aggregation ------------------------------------------------------------------------------
@@ -128,9 +134,13 @@ def metric_table(
 ) -> str:
     """One row per encoder, one column per ``(header, dotted path)``; counts get no decimals."""
     places = [0 if path.rsplit(".", 1)[-1] in COUNTS else digits for _, path in columns]
-    rows = [[f"`{name}`", *(fmt(get(res, path), d) for (_, path), d in zip(columns, places,
-                                                                           strict=True))]
-            for name, res in encoders.items()]
+    rows = [
+        [
+            f"`{name}`",
+            *(fmt(get(res, path), d) for (_, path), d in zip(columns, places, strict=True)),
+        ]
+        for name, res in encoders.items()
+    ]
     return table(["encoder", *(h for h, _ in columns)], rows)
 
 
@@ -154,19 +164,30 @@ def published_tables(encoders: Mapping[str, Any]) -> str:
     sections = []
     specs = [
         ("retrieval", "retrieval", ["P@1", "P@5", "P@10", "mAP"], "Table 3 — retrieval"),
-        ("robustness", "robustness.exact", ["cos_mean", "cos_min", "l2_mean", "l2_max"],
-         "Table 5 — symmetry robustness (ours: exact actions)"),
-        ("clustering", "clustering", ["silhouette", "davies_bouldin"],
-         "Table 6 — clustering"),
+        (
+            "robustness",
+            "robustness.exact",
+            ["cos_mean", "cos_min", "l2_mean", "l2_max"],
+            "Table 5 — symmetry robustness (ours: exact actions)",
+        ),
+        ("clustering", "clustering", ["silhouette", "davies_bouldin"], "Table 6 — clustering"),
     ]
     for key, prefix, cols, title in specs:
         rows = []
         for ours, theirs in PUBLISHED_PEERS.items():
             if ours in encoders:
-                rows.append([f"`{ours}` (ours, this zoo)",
-                             *(fmt(get(encoders[ours], f"{prefix}.{c}")) for c in cols)])
-            rows.append([f"{theirs} (seed 000, its zoo)",
-                         *(f"{PUBLISHED[key][theirs][c]:.4f}" for c in cols)])
+                rows.append(
+                    [
+                        f"`{ours}` (ours, this zoo)",
+                        *(fmt(get(encoders[ours], f"{prefix}.{c}")) for c in cols),
+                    ]
+                )
+            rows.append(
+                [
+                    f"{theirs} (seed 000, its zoo)",
+                    *(f"{PUBLISHED[key][theirs][c]:.4f}" for c in cols),
+                ]
+            )
         sections.append(f"**{title}**\n\n" + table(["model", *cols], rows))
     proxy = PUBLISHED["transfer_proxy_improvement"]
     rows = [[name, *(f"{v:.4f}" for v in vals.values())] for name, vals in proxy.items()]
@@ -187,57 +208,115 @@ def _transfer_section(encoders: Mapping[str, Any], budgets: Sequence[int]) -> st
     cols = [(f"acc@{b}", f"transfer.acc@{b}") for b in budgets]
     cols += [(f"gain vs random @{b}", f"transfer.gain_vs_random@{b}") for b in budgets]
     cols += [(f"gain vs scratch @{b}", f"transfer.gain_vs_scratch@{b}") for b in budgets]
-    ref = next((r for r in encoders.values() if get(r, f"transfer.random_acc@{budgets[-1]}")),
-               None)
+    ref = next((r for r in encoders.values() if get(r, f"transfer.random_acc@{budgets[-1]}")), None)
     if ref is None:
         return "No transfer task in this zoo (needs held-out classifiers and 3+ candidates)."
     refs = table(
         ["reference", *(f"acc@{b}" for b in budgets)],
-        [[name, *(fmt(get(ref, f"transfer.{key}_acc@{b}")) for b in budgets)]
-         for name, key in (("k random candidates", "random"), ("from scratch", "scratch"))],
+        [
+            [name, *(fmt(get(ref, f"transfer.{key}_acc@{b}")) for b in budgets)]
+            for name, key in (("k random candidates", "random"), ("from scratch", "scratch"))
+        ],
     )
     return metric_table(encoders, cols) + "\n\n" + refs
 
 
 def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple[str, str]]:
-    same_shape = ("Retrieval — relevance: same task, among models of the same input and output "
-                  "shape (what metadata cannot tell apart)",
-                  metric_table(encoders, _cols("retrieval_same_shape", ["P@1", "P@5", "mAP",
-                                                                        "MRR", "n_queries"])))
-    full = ["P@1", "P@5", "P@10", "R@1", "R@5", "R@10", "F1@1", "F1@5", "F1@10", "mAP", "MRR",
-            "n_queries"]
+    same_shape = (
+        "Retrieval — relevance: same task, among models of the same input and output "
+        "shape (what metadata cannot tell apart)",
+        metric_table(
+            encoders, _cols("retrieval_same_shape", ["P@1", "P@5", "mAP", "MRR", "n_queries"])
+        ),
+    )
+    full = [
+        "P@1",
+        "P@5",
+        "P@10",
+        "R@1",
+        "R@5",
+        "R@10",
+        "F1@1",
+        "F1@5",
+        "F1@10",
+        "mAP",
+        "MRR",
+        "n_queries",
+    ]
     short = ["P@1", "P@5", "R@5", "mAP", "MRR", "n_queries"]
     robust = ["cos_mean", "cos_min", "l2_mean", "l2_max"]
     regress = ["R2", "MSE", "spearman", "kendall_tau"]
     return [
         ("Retrieval — relevance: same task", metric_table(encoders, _cols("retrieval", full))),
         same_shape,
-        ("Retrieval — relevance: same family",
-         metric_table(encoders, _cols("retrieval_family", short))),
-        ("Retrieval — relevance: same lineage (parent / fine-tuned child)",
-         metric_table(encoders, _cols("retrieval_lineage", short))),
-        *[(f"Symmetry robustness — {title}",
-           metric_table(encoders, _cols(f"robustness.{view}", robust), 4))
-          for view, title in (("exact", "exact actions (permutations, scalings, signs)"),
-                              ("dropconnect", "DropConnect 5% (inexact)"),
-                              ("noise", "weight noise 5% of each tensor's std (inexact)"))],
-        ("Clustering by task",
-         metric_table(encoders, _cols("clustering", ["silhouette", "davies_bouldin"]))),
-        *[(f"Accuracy prediction — {m}, grouped CV by task (held-out classifiers)",
-           metric_table(encoders, _cols(f"accuracy_prediction.{m}", regress)))
-          for m in ("ridge", "mlp")],
-        ("Transfer by fine-tuning (test accuracy on the query task)",
-         _transfer_section(encoders, budgets)),
-        ("INR classification (digit from embedding; fit on train-split INRs)",
-         metric_table(encoders, _cols("inr", ["logistic_acc", "knn_acc", "n_test"]))),
-        ("Generalisation — retrieval on tasks held out of encoder training",
-         metric_table(encoders, [*_cols("generalisation.unseen", ["P@1", "mAP", "MRR"]),
-                                 ("seen P@1", "generalisation.seen.P@1"),
-                                 ("seen mAP", "generalisation.seen.mAP"),
-                                 ("queries", "generalisation.unseen.n_queries")])),
-        ("Cost", metric_table(encoders, _cols("cost", [
-            "train_seconds", "train_epochs", "embed_models_per_s", "dim", "bytes_per_model",
-            "encoder_bytes"]), 1)),
+        (
+            "Retrieval — relevance: same family",
+            metric_table(encoders, _cols("retrieval_family", short)),
+        ),
+        (
+            "Retrieval — relevance: same lineage (parent / fine-tuned child)",
+            metric_table(encoders, _cols("retrieval_lineage", short)),
+        ),
+        *[
+            (
+                f"Symmetry robustness — {title}",
+                metric_table(encoders, _cols(f"robustness.{view}", robust), 4),
+            )
+            for view, title in (
+                ("exact", "exact actions (permutations, scalings, signs)"),
+                ("dropconnect", "DropConnect 5% (inexact)"),
+                ("noise", "weight noise 5% of each tensor's std (inexact)"),
+            )
+        ],
+        (
+            "Clustering by task",
+            metric_table(encoders, _cols("clustering", ["silhouette", "davies_bouldin"])),
+        ),
+        *[
+            (
+                f"Accuracy prediction — {m}, grouped CV by task (held-out classifiers)",
+                metric_table(encoders, _cols(f"accuracy_prediction.{m}", regress)),
+            )
+            for m in ("ridge", "mlp")
+        ],
+        (
+            "Transfer by fine-tuning (test accuracy on the query task)",
+            _transfer_section(encoders, budgets),
+        ),
+        (
+            "INR classification (digit from embedding; fit on train-split INRs)",
+            metric_table(encoders, _cols("inr", ["logistic_acc", "knn_acc", "n_test"])),
+        ),
+        (
+            "Generalisation — retrieval on tasks held out of encoder training",
+            metric_table(
+                encoders,
+                [
+                    *_cols("generalisation.unseen", ["P@1", "mAP", "MRR"]),
+                    ("seen P@1", "generalisation.seen.P@1"),
+                    ("seen mAP", "generalisation.seen.mAP"),
+                    ("queries", "generalisation.unseen.n_queries"),
+                ],
+            ),
+        ),
+        (
+            "Cost",
+            metric_table(
+                encoders,
+                _cols(
+                    "cost",
+                    [
+                        "train_seconds",
+                        "train_epochs",
+                        "embed_models_per_s",
+                        "dim",
+                        "bytes_per_model",
+                        "encoder_bytes",
+                    ],
+                ),
+                1,
+            ),
+        ),
     ]
 
 
@@ -267,8 +346,12 @@ def render_report(results: Mapping[str, Any], figures: Sequence[tuple[str, str]]
     ]
     for title, body in _sections(enc, proto["transfer_budgets"]):
         lines += ["", f"## {title}", "", body]
-    lines += ["", "## Seed paper's published numbers (its own zoo — not this one)", "",
-              published_tables(enc)]
+    lines += [
+        "",
+        "## Seed paper's published numbers (its own zoo — not this one)",
+        "",
+        published_tables(enc),
+    ]
     lines += ["", "## Figures", ""] + [f"![{cap}]({name})\n" for cap, name in figures]
     lines += ["## Protocol", "", *[f"- {note}" for note in results["notes"]]]
     if results.get("failures"):

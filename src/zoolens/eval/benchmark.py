@@ -104,17 +104,35 @@ class BenchmarkConfig:
             raise ValueError("seeds and epochs must be >= 1")
         if not self.quick:
             return self
-        plan = replace(self.plan, max_eval_models=40, max_inrs=40, n_heldout_tasks=1,
-                       n_transfer_tasks=1, n_queries=1, max_pool=24)
-        return replace(self, seeds=1, epochs=min(self.epochs, 2), plan=plan,
-                       max_train_models=self.max_train_models or 48)
+        plan = replace(
+            self.plan,
+            max_eval_models=40,
+            max_inrs=40,
+            n_heldout_tasks=1,
+            n_transfer_tasks=1,
+            n_queries=1,
+            max_pool=24,
+        )
+        return replace(
+            self,
+            seeds=1,
+            epochs=min(self.epochs, 2),
+            plan=plan,
+            max_train_models=self.max_train_models or 48,
+        )
 
     def command_line(self) -> str:
         if self.command:
             return self.command
-        parts = ["zoolens benchmark", f"--zoo {self.zoo}", f"--out {self.out}",
-                 f"--encoders {','.join(self.encoders)}", f"--seeds {self.seeds}",
-                 f"--epochs {self.epochs}", f"--max-minutes {self.max_minutes:g}"]
+        parts = [
+            "zoolens benchmark",
+            f"--zoo {self.zoo}",
+            f"--out {self.out}",
+            f"--encoders {','.join(self.encoders)}",
+            f"--seeds {self.seeds}",
+            f"--epochs {self.epochs}",
+            f"--max-minutes {self.max_minutes:g}",
+        ]
         parts += ["--quick"] if self.quick else []
         parts += [f"--skip {','.join(self.skip)}"] if self.skip else []
         parts += [f"--threads {self.threads or 0}"] if self.threads != 1 else []
@@ -191,14 +209,20 @@ def _run_encoder(
 ) -> tuple[Metrics, EncoderMeasurement]:
     minutes = run.cfg.minutes_per_run(run.heldout_zoo is not None)
     settings = TrainSettings(run.cfg.epochs, minutes)
-    prepared = prepare_encoder(name, seed, run.train_zoo, run.run_dir(name, seed),
-                               run.train_nets(run.train_zoo), settings)
+    prepared = prepare_encoder(
+        name, seed, run.train_zoo, run.run_dir(name, seed), run.train_nets(run.train_zoo), settings
+    )
     meas = EncoderMeasurement(prepared, data, transfer)
     metrics = meas.run()
     if run.heldout_zoo is not None:
-        unseen = prepare_encoder(name, seed, run.heldout_zoo,
-                                 run.run_dir(name, seed, "-heldout"),
-                                 run.train_nets(run.heldout_zoo), settings)
+        unseen = prepare_encoder(
+            name,
+            seed,
+            run.heldout_zoo,
+            run.run_dir(name, seed, "-heldout"),
+            run.train_nets(run.heldout_zoo),
+            settings,
+        )
         metrics["generalisation"] = measure_generalisation(
             unseen.encoder, meas.test_embeddings(), data
         )
@@ -269,9 +293,7 @@ def _limit_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _run(
-    cfg: BenchmarkConfig, names: list[str], progress: bool, start: float
-) -> dict[str, Any]:
+def _run(cfg: BenchmarkConfig, names: list[str], progress: bool, start: float) -> dict[str, Any]:
     run = _setup(cfg)
     for seed in range(cfg.seeds):
         _run_seed(run, seed, names, progress)

@@ -41,13 +41,17 @@ class AddReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"added {len(self.added)}, {len(self.duplicates)} duplicate(s) skipped, "
-                f"{len(self.failed)} failed")
+        return (
+            f"added {len(self.added)}, {len(self.duplicates)} duplicate(s) skipped, "
+            f"{len(self.failed)} failed"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"added": list(self.added),
-                "duplicates": [{"item": a, "existing_id": b} for a, b in self.duplicates],
-                "failed": [{"item": a, "error": b} for a, b in self.failed]}
+        return {
+            "added": list(self.added),
+            "duplicates": [{"item": a, "existing_id": b} for a, b in self.duplicates],
+            "failed": [{"item": a, "error": b} for a, b in self.failed],
+        }
 
 
 def describe_error(e: BaseException) -> str:
@@ -55,8 +59,9 @@ def describe_error(e: BaseException) -> str:
     return str(e) if isinstance(e, ZoolensError) else f"{type(e).__name__}: {e}"
 
 
-def add_entries(index: ModelIndex, entries: list[Entry], report: AddReport, batch_size: int,
-                progress: bool) -> None:
+def add_entries(
+    index: ModelIndex, entries: list[Entry], report: AddReport, batch_size: int, progress: bool
+) -> None:
     """Add `entries` batch by batch, recording the outcome in `report`."""
     if not entries:
         return
@@ -68,12 +73,13 @@ def add_entries(index: ModelIndex, entries: list[Entry], report: AddReport, batc
 
         starts = progress_bar(starts, desc="adding", unit="batch")
     for s in starts:
-        _add_batch(index, encoder, entries[s:s + batch_size], seen, report)
+        _add_batch(index, encoder, entries[s : s + batch_size], seen, report)
     log.info("%s: %s", index.path, report)
 
 
-def _add_batch(index: ModelIndex, encoder: Encoder, batch: list[Entry], seen: dict[str, str],
-               report: AddReport) -> None:
+def _add_batch(
+    index: ModelIndex, encoder: Encoder, batch: list[Entry], seen: dict[str, str], report: AddReport
+) -> None:
     from zoolens.nn.base import as_model
 
     loaded: list[tuple[Entry, Net | TensorSet, str]] = []
@@ -91,22 +97,33 @@ def _add_batch(index: ModelIndex, encoder: Encoder, batch: list[Entry], seen: di
             report.duplicates.append((entry.label, known.get(h) or seen[h]))
         else:
             fresh.append((entry, model, h))
-    embeddings, kept = embed_models(encoder, [e.label for e, _, _ in fresh],
-                                    [m for _, m, _ in fresh], report.failed)
+    embeddings, kept = embed_models(
+        encoder, [e.label for e, _, _ in fresh], [m for _, m, _ in fresh], report.failed
+    )
     fresh = [fresh[i] for i in kept]
     if not fresh:
         return
-    added, dups = commit_batch(index, [e.id for e, _, _ in fresh],
-                               [e.source for e, _, _ in fresh], [h for _, _, h in fresh],
-                               [e.metadata for e, _, _ in fresh], embeddings, encoder.id)
+    added, dups = commit_batch(
+        index,
+        [e.id for e, _, _ in fresh],
+        [e.source for e, _, _ in fresh],
+        [h for _, _, h in fresh],
+        [e.metadata for e, _, _ in fresh],
+        embeddings,
+        encoder.id,
+    )
     report.duplicates.extend((fresh[i][0].label, existing) for i, existing in dups)
     report.added.extend(added)
     new = [i for i in range(len(fresh)) if i not in {d for d, _ in dups}]
     seen.update((fresh[i][2], model_id) for i, model_id in zip(new, added, strict=True))
 
 
-def embed_models(encoder: Encoder, labels: Sequence[str], models: Sequence[Net | TensorSet],
-                 failed: list[tuple[str, str]]) -> tuple[np.ndarray, list[int]]:
+def embed_models(
+    encoder: Encoder,
+    labels: Sequence[str],
+    models: Sequence[Net | TensorSet],
+    failed: list[tuple[str, str]],
+) -> tuple[np.ndarray, list[int]]:
     """Embed `models` together, or one by one when the batch fails, to isolate bad ones.
 
     Returns:
@@ -129,10 +146,15 @@ def embed_models(encoder: Encoder, labels: Sequence[str], models: Sequence[Net |
     return (np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)), kept
 
 
-def commit_batch(index: ModelIndex, ids: Sequence[str], sources: Sequence[str | None],
-                 hashes: Sequence[str | None], metadata: Sequence[dict[str, Any]],
-                 embeddings: np.ndarray, encoder_id: str | None
-                 ) -> tuple[list[str], list[tuple[int, str]]]:
+def commit_batch(
+    index: ModelIndex,
+    ids: Sequence[str],
+    sources: Sequence[str | None],
+    hashes: Sequence[str | None],
+    metadata: Sequence[dict[str, Any]],
+    embeddings: np.ndarray,
+    encoder_id: str | None,
+) -> tuple[list[str], list[tuple[int, str]]]:
     """Insert one batch in one transaction, skipping content hashes already present.
 
     Returns:
@@ -154,33 +176,51 @@ def commit_batch(index: ModelIndex, ids: Sequence[str], sources: Sequence[str | 
                     first[h] = len(keep) - 1
         final = catalog.unique_ids([ids[i] for i in keep])
         if keep:
-            catalog.insert(conn, final, [sources[i] for i in keep], [hashes[i] for i in keep],
-                           [metadata[i] for i in keep], catalog.meta()["encoder_id"],
-                           embeddings[keep])
+            catalog.insert(
+                conn,
+                final,
+                [sources[i] for i in keep],
+                [hashes[i] for i in keep],
+                [metadata[i] for i in keep],
+                catalog.meta()["encoder_id"],
+                embeddings[keep],
+            )
     return final, [(i, final[e] if isinstance(e, int) else e) for i, e in dups]
 
 
-def _check_encoder(index: ModelIndex, meta: dict[str, str], encoder_id: str | None, dim: int,
-                   conn: Any) -> None:
+def _check_encoder(
+    index: ModelIndex, meta: dict[str, str], encoder_id: str | None, dim: int, conn: Any
+) -> None:
     recorded = meta.get("encoder_id")
     if recorded is None:
         if encoder_id is None:
-            raise IndexStoreError(f"{index.path}: no encoder recorded; open the index with an "
-                                  "encoder or pass encoder_id")
+            raise IndexStoreError(
+                f"{index.path}: no encoder recorded; open the index with an "
+                "encoder or pass encoder_id"
+            )
         index.catalog.set_meta(conn, encoder_id=encoder_id)
     elif encoder_id is not None and encoder_id != recorded:
-        raise EncoderMismatchError(f"{index.path}: embeddings of encoder {encoder_id} cannot join "
-                                   f"an index of encoder {recorded}; use reembed to switch")
+        raise EncoderMismatchError(
+            f"{index.path}: embeddings of encoder {encoder_id} cannot join "
+            f"an index of encoder {recorded}; use reembed to switch"
+        )
     held = int(meta.get("dim") or 0)
     if held and held != dim:
-        raise IndexStoreError(f"{index.path}: embeddings of dimension {dim}; the index holds "
-                              f"{held}")
+        raise IndexStoreError(
+            f"{index.path}: embeddings of dimension {dim}; the index holds {held}"
+        )
     if not held:
         index.catalog.set_meta(conn, dim=dim)
 
 
-def reembed_all(index: ModelIndex, encoder: Encoder, source: str | None, batch_size: int,
-                progress: bool, drop_missing: bool) -> AddReport:
+def reembed_all(
+    index: ModelIndex,
+    encoder: Encoder,
+    source: str | None,
+    batch_size: int,
+    progress: bool,
+    drop_missing: bool,
+) -> AddReport:
     """Embed every model's source with `encoder`, then switch the catalog in one transaction."""
     catalog = index.catalog
     with catalog.snapshot():
@@ -195,29 +235,33 @@ def reembed_all(index: ModelIndex, encoder: Encoder, source: str | None, batch_s
 
         starts = progress_bar(starts, desc="re-embedding", unit="batch")
     for s in starts:
-        rows, vecs = _reembed_batch(encoder, todo[s:s + batch_size], report)
+        rows, vecs = _reembed_batch(encoder, todo[s : s + batch_size], report)
         done_rows.extend(rows)
         chunks.append(vecs)
     if report.failed and not drop_missing:
         first = report.failed[0]
-        raise IndexStoreError(f"{index.path}: cannot re-embed {len(report.failed)} model(s) "
-                              f"(first: {first[0]}: {first[1]}); fix them, or drop them with "
-                              "drop_missing=True (--drop-missing)")
+        raise IndexStoreError(
+            f"{index.path}: cannot re-embed {len(report.failed)} model(s) "
+            f"(first: {first[0]}: {first[1]}); fix them, or drop them with "
+            "drop_missing=True (--drop-missing)"
+        )
     vectors = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
     dropped = sorted({r for r, _, _ in todo} - set(done_rows))
     _switch(index, encoder, source, version, done_rows, vectors, dropped)
     return report
 
 
-def _reembed_batch(encoder: Encoder, batch: list[tuple[int, str, str | None]],
-                   report: AddReport) -> tuple[list[int], np.ndarray]:
+def _reembed_batch(
+    encoder: Encoder, batch: list[tuple[int, str, str | None]], report: AddReport
+) -> tuple[list[int], np.ndarray]:
     from zoolens.nn.base import as_model
 
     labels, models, rows = [], [], []
     for row, model_id, src in batch:
         if src is None:
-            report.failed.append((model_id, "added from memory or as an embedding: no source "
-                                            "file to re-read"))
+            report.failed.append(
+                (model_id, "added from memory or as an embedding: no source file to re-read")
+            )
             continue
         try:
             models.append(as_model(src))
@@ -231,19 +275,29 @@ def _reembed_batch(encoder: Encoder, batch: list[tuple[int, str, str | None]],
     return [rows[i] for i in kept], vecs
 
 
-def _switch(index: ModelIndex, encoder: Encoder, source: str | None, version: int,
-            rows: list[int], vectors: np.ndarray, dropped: list[int]) -> None:
+def _switch(
+    index: ModelIndex,
+    encoder: Encoder,
+    source: str | None,
+    version: int,
+    rows: list[int],
+    vectors: np.ndarray,
+    dropped: list[int],
+) -> None:
     catalog = index.catalog
     with catalog.write() as conn:
         if catalog.state()[1] != version:
-            raise IndexStoreError(f"{index.path}: the index changed while re-embedding; run "
-                                  "reembed again")
-        conn.executemany("UPDATE models SET embedding = ?, encoder_id = ? WHERE row = ?",
-                         [(to_blob(v), encoder.id, int(r)) for r, v in zip(rows, vectors,
-                                                                          strict=True)])
+            raise IndexStoreError(
+                f"{index.path}: the index changed while re-embedding; run reembed again"
+            )
+        conn.executemany(
+            "UPDATE models SET embedding = ?, encoder_id = ? WHERE row = ?",
+            [(to_blob(v), encoder.id, int(r)) for r, v in zip(rows, vectors, strict=True)],
+        )
         catalog.delete_rows(conn, dropped)
         epoch = catalog.state()[0]
         dim = vectors.shape[1] if len(rows) else (encoder.dim or None)
-        catalog.set_meta(conn, encoder_id=encoder.id, encoder_source=source, dim=dim,
-                         epoch=epoch + 1)
+        catalog.set_meta(
+            conn, encoder_id=encoder.id, encoder_source=source, dim=dim, epoch=epoch + 1
+        )
     log.info("%s: re-embedded %d models with %s", index.path, len(rows), encoder.id)

@@ -111,12 +111,15 @@ class Catalog:
         self.file = os.path.join(self.dir, CATALOG_FILE)
         if not os.path.exists(self.file):
             if not create:
-                raise IndexStoreError(f"{self.dir}: no zoolens index here (no {CATALOG_FILE}); "
-                                      "create one with `zoolens index add`")
+                raise IndexStoreError(
+                    f"{self.dir}: no zoolens index here (no {CATALOG_FILE}); "
+                    "create one with `zoolens index add`"
+                )
             os.makedirs(self.dir, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(self.file, isolation_level=None, timeout=60.0,
-                                        check_same_thread=False)
+            self.conn = sqlite3.connect(
+                self.file, isolation_level=None, timeout=60.0, check_same_thread=False
+            )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as e:
@@ -129,8 +132,10 @@ class Catalog:
         if version == SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
-            raise IndexStoreError(f"{self.file}: catalog schema {version} is newer than this "
-                                  f"zoolens reads ({SCHEMA_VERSION}); upgrade zoolens")
+            raise IndexStoreError(
+                f"{self.file}: catalog schema {version} is newer than this "
+                f"zoolens reads ({SCHEMA_VERSION}); upgrade zoolens"
+            )
         with self.write(bump=False) as conn:
             if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
                 for stmt in _SCHEMA.strip().split(";"):
@@ -156,8 +161,9 @@ class Catalog:
                 before = self.conn.total_changes
                 yield self.conn
                 if bump and self.conn.total_changes != before:
-                    self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                                      "WHERE key = 'version'")
+                    self.conn.execute(
+                        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'"
+                    )
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -182,13 +188,18 @@ class Catalog:
 
     def set_meta(self, conn: sqlite3.Connection, **values: Any) -> None:
         for key, value in values.items():
-            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                         (key, None if value is None else str(value)))
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (key, None if value is None else str(value)),
+            )
 
     def state(self) -> tuple[int, int]:
         """``(epoch, version)`` of the committed catalog."""
-        rows = dict(self.conn.execute(
-            "SELECT key, value FROM meta WHERE key IN ('epoch', 'version')").fetchall())
+        rows = dict(
+            self.conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('epoch', 'version')"
+            ).fetchall()
+        )
         return int(rows["epoch"]), int(rows["version"])
 
     def high_water(self) -> int:
@@ -201,28 +212,33 @@ class Catalog:
         return int(self.conn.execute("SELECT COUNT(*) FROM models").fetchone()[0])
 
     def rows(self) -> np.ndarray:
-        return np.fromiter((r for (r,) in self.conn.execute("SELECT row FROM models ORDER BY row")),
-                           dtype=np.int64)
+        return np.fromiter(
+            (r for (r,) in self.conn.execute("SELECT row FROM models ORDER BY row")), dtype=np.int64
+        )
 
     def select_rows(self, where_sql: str, params: Sequence[Any]) -> np.ndarray:
         cur = self.conn.execute(f"SELECT row FROM models WHERE {where_sql} ORDER BY row", params)
         return np.fromiter((r for (r,) in cur), dtype=np.int64)
 
-    def embeddings(self, dim: int, after: int = 0, rows: np.ndarray | None = None,
-                   chunk: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def embeddings(
+        self, dim: int, after: int = 0, rows: np.ndarray | None = None, chunk: int = 20000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(rows, (n, dim) embeddings)`` chunks, all rows > `after` or the given rows."""
         if rows is not None:
             for s in range(0, len(rows), _CHUNK):
-                part = [int(r) for r in rows[s:s + _CHUNK]]
+                part = [int(r) for r in rows[s : s + _CHUNK]]
                 marks = ",".join("?" * len(part))
-                got = self.conn.execute(f"SELECT row, embedding FROM models WHERE row IN ({marks})"
-                                        " ORDER BY row", part).fetchall()
+                got = self.conn.execute(
+                    f"SELECT row, embedding FROM models WHERE row IN ({marks}) ORDER BY row", part
+                ).fetchall()
                 yield self._stack(got, dim)
             return
         last = after
         while True:
-            got = self.conn.execute("SELECT row, embedding FROM models WHERE row > ? ORDER BY row "
-                                    "LIMIT ?", (last, chunk)).fetchall()
+            got = self.conn.execute(
+                "SELECT row, embedding FROM models WHERE row > ? ORDER BY row LIMIT ?",
+                (last, chunk),
+            ).fetchall()
             if not got:
                 return
             last = got[-1][0]
@@ -241,7 +257,9 @@ class Catalog:
         """The row of model `key` (by ``id`` or ``row``) as a dict, or None."""
         cur = self.conn.execute(
             "SELECT row, id, source, content_hash, metadata, encoder_id, added_at, embedding "
-            f"FROM models WHERE {'row' if by == 'row' else 'id'} = ?", (key,))
+            f"FROM models WHERE {'row' if by == 'row' else 'id'} = ?",
+            (key,),
+        )
         row = cur.fetchone()
         if row is None:
             return None
@@ -253,10 +271,13 @@ class Catalog:
     def ids_for_rows(self, rows: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         for s in range(0, len(rows), _CHUNK):
-            part = [int(r) for r in rows[s:s + _CHUNK]]
+            part = [int(r) for r in rows[s : s + _CHUNK]]
             marks = ",".join("?" * len(part))
-            out.update(self.conn.execute(f"SELECT row, id FROM models WHERE row IN ({marks})",
-                                         part).fetchall())
+            out.update(
+                self.conn.execute(
+                    f"SELECT row, id FROM models WHERE row IN ({marks})", part
+                ).fetchall()
+            )
         return out
 
     def existing(self, column: str, values: Sequence[str], select: str = "id") -> dict[str, Any]:
@@ -264,11 +285,13 @@ class Catalog:
         assert column in ("id", "content_hash") and select in ("id", "row")
         out: dict[str, Any] = {}
         for s in range(0, len(values), _CHUNK):
-            part = list(values[s:s + _CHUNK])
+            part = list(values[s : s + _CHUNK])
             marks = ",".join("?" * len(part))
-            out.update(self.conn.execute(
-                f"SELECT {column}, {select} FROM models WHERE {column} IN ({marks})",
-                part).fetchall())
+            out.update(
+                self.conn.execute(
+                    f"SELECT {column}, {select} FROM models WHERE {column} IN ({marks})", part
+                ).fetchall()
+            )
         return out
 
     # -- writes (inside `write`) ----------------------------------------------------------
@@ -289,13 +312,21 @@ class Catalog:
         return out
 
     def _has_id(self, model_id: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() \
+        return (
+            self.conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone()
             is not None
+        )
 
-    def insert(self, conn: sqlite3.Connection, ids: Sequence[str],
-               sources: Sequence[str | None], hashes: Sequence[str | None],
-               metadata: Sequence[dict[str, Any]], encoder_id: str,
-               embeddings: np.ndarray) -> np.ndarray:
+    def insert(
+        self,
+        conn: sqlite3.Connection,
+        ids: Sequence[str],
+        sources: Sequence[str | None],
+        hashes: Sequence[str | None],
+        metadata: Sequence[dict[str, Any]],
+        encoder_id: str,
+        embeddings: np.ndarray,
+    ) -> np.ndarray:
         """Insert rows (ids already unique) and return their row numbers."""
         start = self.high_water() + 1
         rows = np.arange(start, start + len(ids), dtype=np.int64)
@@ -303,13 +334,18 @@ class Catalog:
         conn.executemany(
             "INSERT INTO models (row, id, source, content_hash, metadata, encoder_id, embedding, "
             "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(int(r), i, s, h, to_json(m), encoder_id, to_blob(e), added)
-             for r, i, s, h, m, e in zip(rows, ids, sources, hashes, metadata, embeddings,
-                                         strict=True)])
+            [
+                (int(r), i, s, h, to_json(m), encoder_id, to_blob(e), added)
+                for r, i, s, h, m, e in zip(
+                    rows, ids, sources, hashes, metadata, embeddings, strict=True
+                )
+            ],
+        )
         return rows
 
     def delete_rows(self, conn: sqlite3.Connection, rows: Sequence[int]) -> None:
         version = self.state()[1] + 1  # the version this transaction commits as
         conn.executemany("DELETE FROM models WHERE row = ?", [(int(r),) for r in rows])
-        conn.executemany("INSERT OR REPLACE INTO tombstones VALUES (?, ?)",
-                         [(int(r), version) for r in rows])
+        conn.executemany(
+            "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", [(int(r), version) for r in rows]
+        )

@@ -25,7 +25,11 @@ from zoolens.index.filters import Condition, json_path
 log = logging.getLogger(__name__)
 
 _RANGE: dict[str, Callable[[Any, Any], Any]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 @dataclass
@@ -53,7 +57,9 @@ class Column:
         path = json_path(key)
         cur = catalog.conn.execute(
             "SELECT row, json_type(metadata, ?), json_extract(metadata, ?) FROM models "
-            "WHERE row > ? ORDER BY row", (path, path, after))
+            "WHERE row > ? ORDER BY row",
+            (path, path, after),
+        )
         rows, number, is_bool, codes = [], [], [], []
         vocab: dict[str, int] = {}
         for row, kind, value in cur:
@@ -61,15 +67,22 @@ class Column:
             numeric = kind in ("integer", "real", "true", "false")
             number.append(float(value) if numeric else np.nan)
             is_bool.append(kind in ("true", "false"))
-            codes.append(vocab.setdefault(value, len(vocab))
-                         if kind in ("text", "array", "object") else -1)
-        return cls(np.array(rows, dtype=np.int64), np.array(number, dtype=np.float64),
-                   np.array(is_bool, dtype=bool), np.array(codes, dtype=np.int64), vocab)
+            codes.append(
+                vocab.setdefault(value, len(vocab)) if kind in ("text", "array", "object") else -1
+            )
+        return cls(
+            np.array(rows, dtype=np.int64),
+            np.array(number, dtype=np.float64),
+            np.array(is_bool, dtype=bool),
+            np.array(codes, dtype=np.int64),
+            vocab,
+        )
 
     def extend(self, other: Column) -> None:
         """Append `other`'s rows (all above this column's), merging vocabularies."""
-        remap = np.array([self.vocab.setdefault(t, len(self.vocab)) for t in other.vocab] + [-1],
-                         dtype=np.int64)  # remap[-1] keeps -1
+        remap = np.array(
+            [self.vocab.setdefault(t, len(self.vocab)) for t in other.vocab] + [-1], dtype=np.int64
+        )  # remap[-1] keeps -1
         self.rows = np.concatenate([self.rows, other.rows])
         self.number = np.concatenate([self.number, other.number])
         self.is_bool = np.concatenate([self.is_bool, other.is_bool])

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # torch is imported only when an encoder is needed
 
 log = logging.getLogger(__name__)
 
+
 def is_encoder(obj: object) -> bool:
     return hasattr(obj, "encode") and hasattr(obj, "id") and not isinstance(obj, str)
 
@@ -57,11 +58,13 @@ def bind_encoder(catalog: Catalog, spec: Encoder | str | os.PathLike[str]) -> En
                     f"{catalog.dir}: this index holds embeddings of encoder {recorded}, not "
                     f"{enc.id}. Open it with encoder=None (no --encoder) to use its own, or "
                     "re-embed every model: ModelIndex.open(dir, encoder=None).reembed(new) / "
-                    "`zoolens index reembed --index DIR --encoder NEW`")
+                    "`zoolens index reembed --index DIR --encoder NEW`"
+                )
             log.info("%s: empty index switches encoder %s -> %s", catalog.dir, recorded, enc.id)
         if recorded != enc.id:
-            catalog.set_meta(conn, encoder_id=enc.id, encoder_source=encoder_source(spec),
-                             dim=enc.dim or None)
+            catalog.set_meta(
+                conn, encoder_id=enc.id, encoder_source=encoder_source(spec), dim=enc.dim or None
+            )
     save_encoder_copy(catalog.dir, enc)
     return enc
 
@@ -84,8 +87,10 @@ def load_recorded_encoder(catalog: Catalog) -> Encoder:
     meta = catalog.meta()
     recorded = meta.get("encoder_id")
     if recorded is None:
-        raise IndexStoreError(f"{catalog.dir}: no encoder recorded yet; open the index with "
-                              "encoder=NAME_OR_DIR (--encoder)")
+        raise IndexStoreError(
+            f"{catalog.dir}: no encoder recorded yet; open the index with "
+            "encoder=NAME_OR_DIR (--encoder)"
+        )
     with contextlib.suppress(ImportError):
         importlib.import_module("zoolens.nn")  # registers the built-in encoder classes
     copy = os.path.join(catalog.dir, "encoders", recorded)
@@ -103,4 +108,5 @@ def load_recorded_encoder(catalog: Catalog) -> Encoder:
         tried.append(f"{where} is now {enc.id}")
     raise EncoderMismatchError(
         f"{catalog.dir}: cannot load this index's encoder {recorded} ({'; '.join(tried)}); "
-        "open it with that encoder, or re-embed with another: `zoolens index reembed`")
+        "open it with that encoder, or re-embed with another: `zoolens index reembed`"
+    )

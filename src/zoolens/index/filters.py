@@ -46,8 +46,10 @@ def parse_where(exprs: Iterable[str]) -> list[Condition]:
     for expr in exprs:
         m = _SYNTAX.match(expr)
         if not m:
-            raise FilterError(f"cannot parse filter {expr!r}; expected KEY=VALUE or KEY>=VALUE "
-                              "(operators: = != < <= > >=)")
+            raise FilterError(
+                f"cannot parse filter {expr!r}; expected KEY=VALUE or KEY>=VALUE "
+                "(operators: = != < <= > >=)"
+            )
         key, op, raw = m.group(1), m.group(2), m.group(3)
         op = "=" if op == "==" else op
         value = coerce_value(raw)
@@ -94,14 +96,18 @@ def normalise_where(where: Mapping[str, Any] | Iterable[Condition] | None) -> li
 def _key_conditions(key: str, spec: Any) -> list[tuple[str, Any]]:
     if isinstance(spec, tuple) and len(spec) == 2 and spec[0] in OPS:
         return [spec]
-    if isinstance(spec, list) and spec and all(
-            isinstance(s, tuple) and len(s) == 2 and s[0] in OPS for s in spec):
+    if (
+        isinstance(spec, list)
+        and spec
+        and all(isinstance(s, tuple) and len(s) == 2 and s[0] in OPS for s in spec)
+    ):
         return list(spec)
     if isinstance(spec, (list, set, frozenset)):
         return [("in", list(spec))]
     if isinstance(spec, (dict, tuple)):
-        raise FilterError(f"filter on {key!r}: use a value, (op, value) or [(op, value), ...]; "
-                          f"got {spec!r}")
+        raise FilterError(
+            f"filter on {key!r}: use a value, (op, value) or [(op, value), ...]; got {spec!r}"
+        )
     return [("=", spec)]
 
 
@@ -112,8 +118,10 @@ def _check(key: str, op: str, value: Any) -> Condition:
     if op == "in" and not isinstance(value, (list, tuple, set, frozenset)):
         raise FilterError(f"filter on {key!r}: 'in' needs a list of values, got {value!r}")
     if op != "in" and not isinstance(value, (str, int, float, bool, type(None))):
-        raise FilterError(f"filter on {key!r}: {op} needs a string, number, boolean or None, "
-                          f"got {value!r} (use 'in' for a list)")
+        raise FilterError(
+            f"filter on {key!r}: {op} needs a string, number, boolean or None, "
+            f"got {value!r} (use 'in' for a list)"
+        )
     if op in ("<", "<=", ">", ">=") and not isinstance(value, (int, float, str)):
         raise FilterError(f"filter on {key!r}: {op} needs a number or a string, got {value!r}")
     return key, op, value
@@ -133,8 +141,9 @@ def to_sql(conditions: list[Condition], column: str = "metadata") -> tuple[str, 
     parts: list[str] = []
     params: list[Any] = []
     for key, op, value in conditions:
-        sql, p = _condition_sql(f"json_extract({column}, ?)", f"json_type({column}, ?)",
-                                json_path(key), op, value)
+        sql, p = _condition_sql(
+            f"json_extract({column}, ?)", f"json_type({column}, ?)", json_path(key), op, value
+        )
         parts.append(sql)
         params.extend(p)
     return (" AND ".join(f"({s})" for s in parts) or "1"), params

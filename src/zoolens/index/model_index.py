@@ -59,9 +59,16 @@ class ModelIndex(VectorSync):
         self._columns = MetadataColumns(catalog)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], encoder: Encoder | str | None = "default", *,
-             create: bool = True, kind: str | None = None, config: IndexConfig | None = None,
-             autosave: bool = True) -> ModelIndex:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        encoder: Encoder | str | None = "default",
+        *,
+        create: bool = True,
+        kind: str | None = None,
+        config: IndexConfig | None = None,
+        autosave: bool = True,
+    ) -> ModelIndex:
         """Open (or create) the index in directory `path`.
 
         Args:
@@ -125,10 +132,16 @@ class ModelIndex(VectorSync):
         return self._encoder
 
     # -- adding --------------------------------------------------------------------------
-    def add(self, items: Sequence[Item] | Item,
-            metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-            ids: Sequence[str] | None = None, *, batch_size: int = 64, progress: bool = True,
-            recursive: bool = False) -> AddReport:
+    def add(
+        self,
+        items: Sequence[Item] | Item,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        recursive: bool = False,
+    ) -> AddReport:
         """Embed and add models; each batch is committed on its own.
 
         Args:
@@ -150,8 +163,9 @@ class ModelIndex(VectorSync):
         self._after_write()
         return report
 
-    def add_zoo(self, zoo_dir: str | os.PathLike[str], *, batch_size: int = 64,
-                progress: bool = True) -> AddReport:
+    def add_zoo(
+        self, zoo_dir: str | os.PathLike[str], *, batch_size: int = 64, progress: bool = True
+    ) -> AddReport:
         """Add every model of a zoo directory; its manifest row becomes the metadata."""
         entries, failed = zoo_entries(os.fspath(zoo_dir))
         if failed and not entries:
@@ -161,11 +175,17 @@ class ModelIndex(VectorSync):
         self._after_write()
         return report
 
-    def add_embeddings(self, embeddings: np.ndarray, ids: Sequence[str], *,
-                       sources: Sequence[str | None] | None = None,
-                       metadata: Sequence[Mapping[str, Any]] | None = None,
-                       content_hashes: Sequence[str | None] | None = None,
-                       encoder_id: str | None = None, batch_size: int = 10_000) -> list[str]:
+    def add_embeddings(
+        self,
+        embeddings: np.ndarray,
+        ids: Sequence[str],
+        *,
+        sources: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+        content_hashes: Sequence[str | None] | None = None,
+        encoder_id: str | None = None,
+        batch_size: int = 10_000,
+    ) -> list[str]:
         """Add precomputed embeddings (rows are L2-normalised before storing).
 
         Args:
@@ -188,14 +208,27 @@ class ModelIndex(VectorSync):
         added: list[str] = []
         for s in range(0, n, batch_size):
             part = slice(s, s + batch_size)
-            got, _ = commit_batch(self, list(ids[part]), sources[part], hashes[part], metas[part],
-                                  vectors[part], enc_id)
+            got, _ = commit_batch(
+                self,
+                list(ids[part]),
+                sources[part],
+                hashes[part],
+                metas[part],
+                vectors[part],
+                enc_id,
+            )
             added.extend(got)
         self._after_write()
         return added
 
-    def reembed(self, encoder: Encoder | str | os.PathLike[str], *, batch_size: int = 64,
-                progress: bool = True, drop_missing: bool = False) -> AddReport:
+    def reembed(
+        self,
+        encoder: Encoder | str | os.PathLike[str],
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        drop_missing: bool = False,
+    ) -> AddReport:
         """Re-embed every model from its source file with `encoder`, which the index then uses.
 
         Atomic: the catalog switches in one transaction after every embedding is computed.
@@ -211,8 +244,7 @@ class ModelIndex(VectorSync):
             An `AddReport`: ``added`` lists the re-embedded ids, ``failed`` the dropped ones.
         """
         enc = resolve_encoder(encoder)
-        report = reembed_all(self, enc, encoder_source(encoder), batch_size, progress,
-                             drop_missing)
+        report = reembed_all(self, enc, encoder_source(encoder), batch_size, progress, drop_missing)
         self._encoder = enc
         save_encoder_copy(self.path, enc)
         self.reset_vectors()
@@ -230,8 +262,10 @@ class ModelIndex(VectorSync):
             found = self.catalog.existing("id", wanted, select="row")
             missing = [i for i in wanted if i not in found]
             if missing and not missing_ok:
-                raise IndexStoreError(f"{self.path}: no model with id {', '.join(missing[:5])}"
-                                      + (" …" if len(missing) > 5 else ""))
+                raise IndexStoreError(
+                    f"{self.path}: no model with id {', '.join(missing[:5])}"
+                    + (" …" if len(missing) > 5 else "")
+                )
             self.catalog.delete_rows(conn, list(found.values()))
         self._after_write()
         return list(found)
@@ -245,8 +279,9 @@ class ModelIndex(VectorSync):
             self.flush()
 
     # -- reading -------------------------------------------------------------------------
-    def search(self, query: Query, k: int = 10,
-               where: Where = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query: Query, k: int = 10, where: Where = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The k models most similar to each query, filtered by metadata before ranking.
 
         Args:
@@ -267,8 +302,7 @@ class ModelIndex(VectorSync):
             allowed = self._columns.select(conditions) if conditions else None
             scores, rows, names = self._search_rows(queries, k, allowed)
             if any(int(r) not in names for r in rows[rows >= 0]):
-                log.warning("%s: vector index out of step with the catalog; reconciling",
-                            self.path)
+                log.warning("%s: vector index out of step with the catalog; reconciling", self.path)
                 self.reset_vectors()
                 scores, rows, names = self._search_rows(queries, k, allowed)
         ids = np.full(rows.shape, NO_HIT, dtype=object)
@@ -276,15 +310,19 @@ class ModelIndex(VectorSync):
         ids[hit] = [names.get(int(r), NO_HIT) for r in rows[hit]]
         return scores, ids
 
-    def _search_rows(self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    def _search_rows(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         scores, rows = self.sync().search(queries, k, allowed)
         return scores, rows, self.catalog.ids_for_rows(np.unique(rows[rows >= 0]).tolist())
 
     def query_vectors(self, query: Query) -> np.ndarray:
         """``(n, d)`` unit query vectors for anything `search` accepts."""
-        if isinstance(query, (list, tuple)) and query and (
-                isinstance(query[0], (str, os.PathLike)) or is_model(query[0])):
+        if (
+            isinstance(query, (list, tuple))
+            and query
+            and (isinstance(query[0], (str, os.PathLike)) or is_model(query[0]))
+        ):
             return np.concatenate([self.query_vectors(q) for q in cast("Sequence[Item]", query)])
         if is_model(query):
             return self.encoder.encode([cast("Item", query)])
@@ -300,8 +338,9 @@ class ModelIndex(VectorSync):
         vectors = vectors[None] if vectors.ndim == 1 else vectors
         dim = self.dim
         if vectors.ndim != 2 or (dim and vectors.shape[1] != dim):
-            raise IndexStoreError(f"query of shape {vectors.shape}; this index holds "
-                                  f"{dim}-dimensional embeddings")
+            raise IndexStoreError(
+                f"query of shape {vectors.shape}; this index holds {dim}-dimensional embeddings"
+            )
         return unit_rows(vectors)
 
     def get(self, model_id: str, embedding: bool = False) -> dict[str, Any]:
@@ -325,9 +364,13 @@ class ModelIndex(VectorSync):
         with self.catalog.snapshot() as conn:
             cur = conn.execute(
                 "SELECT id, source, content_hash, metadata, added_at FROM models WHERE "
-                f"{sql} ORDER BY row" + (f" LIMIT {int(limit)}" if limit else ""), params)
-            return [{"id": i, "source": s, "content_hash": h, "metadata": json.loads(m),
-                     "added_at": a} for i, s, h, m, a in cur]
+                f"{sql} ORDER BY row" + (f" LIMIT {int(limit)}" if limit else ""),
+                params,
+            )
+            return [
+                {"id": i, "source": s, "content_hash": h, "metadata": json.loads(m), "added_at": a}
+                for i, s, h, m, a in cur
+            ]
 
     def ids(self) -> list[str]:
         """Every model id, in insertion order."""
@@ -346,11 +389,24 @@ class ModelIndex(VectorSync):
             meta = self.catalog.meta()
             count = self.catalog.count()
             epoch, version = self.catalog.state()
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(self.path)
-                   for f in fs if os.path.exists(os.path.join(d, f)))
-        return {"path": self.path, "count": count, "encoder": meta.get("encoder_id"),
-                "encoder_source": meta.get("encoder_source"), "dim": self.dim or None,
-                "kind": self.current_kind(count), "kind_setting": self.config.kind,
-                "vector_cache": self.cache_state(epoch, version), "size_bytes": size,
-                "schema_version": self.catalog.conn.execute("PRAGMA user_version").fetchone()[0],
-                "version": version, "epoch": epoch, "created_at": meta.get("created_at")}
+        size = sum(
+            os.path.getsize(os.path.join(d, f))
+            for d, _, fs in os.walk(self.path)
+            for f in fs
+            if os.path.exists(os.path.join(d, f))
+        )
+        return {
+            "path": self.path,
+            "count": count,
+            "encoder": meta.get("encoder_id"),
+            "encoder_source": meta.get("encoder_source"),
+            "dim": self.dim or None,
+            "kind": self.current_kind(count),
+            "kind_setting": self.config.kind,
+            "vector_cache": self.cache_state(epoch, version),
+            "size_bytes": size,
+            "schema_version": self.catalog.conn.execute("PRAGMA user_version").fetchone()[0],
+            "version": version,
+            "epoch": epoch,
+            "created_at": meta.get("created_at"),
+        }

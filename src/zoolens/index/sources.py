@@ -69,8 +69,12 @@ def default_id(item: Item) -> str:
     return base if os.path.isdir(path) else os.path.splitext(base)[0]
 
 
-def expand(items: Sequence[Item] | Item, metadata: Mapping[str, Any] | Sequence[Any] | None,
-           ids: Sequence[str] | None, recursive: bool) -> tuple[list[Entry], list[tuple[str, str]]]:
+def expand(
+    items: Sequence[Item] | Item,
+    metadata: Mapping[str, Any] | Sequence[Any] | None,
+    ids: Sequence[str] | None,
+    recursive: bool,
+) -> tuple[list[Entry], list[tuple[str, str]]]:
     """Turn what the user passed into entries, zoo dirs and (with `recursive`) folders expanded.
 
     Args:
@@ -95,8 +99,10 @@ def expand(items: Sequence[Item] | Item, metadata: Mapping[str, Any] | Sequence[
         failed.extend(bad)
         if ids is not None:
             if len(got) != 1:
-                raise ZoolensError(f"{_label(item)}: an explicit id needs a single model, "
-                                   f"this expands to {len(got)}")
+                raise ZoolensError(
+                    f"{_label(item)}: an explicit id needs a single model, "
+                    f"this expands to {len(got)}"
+                )
             got[0].id = str(ids[i])
         for e in got:
             e.metadata = {**e.metadata, **per_item[i]}
@@ -104,8 +110,9 @@ def expand(items: Sequence[Item] | Item, metadata: Mapping[str, Any] | Sequence[
     return entries, failed
 
 
-def _per_item_metadata(metadata: Mapping[str, Any] | Sequence[Any] | None,
-                       n: int) -> list[dict[str, Any]]:
+def _per_item_metadata(
+    metadata: Mapping[str, Any] | Sequence[Any] | None, n: int
+) -> list[dict[str, Any]]:
     if metadata is None:
         return [{} for _ in range(n)]
     if isinstance(metadata, Mapping):
@@ -128,8 +135,13 @@ def _expand_one(item: Item, recursive: bool) -> tuple[list[Entry], list[tuple[st
         return zoo_entries(path)
     if os.path.isdir(path) and not is_model_path(path):
         if not recursive:
-            return [], [(path, "a directory that is neither a zoolens net nor a zoo; pass "
-                               "recursive=True (--recursive) to add the models inside")]
+            return [], [
+                (
+                    path,
+                    "a directory that is neither a zoolens net nor a zoo; pass "
+                    "recursive=True (--recursive) to add the models inside",
+                )
+            ]
         return _walk(path)
     return [_path_entry(path)], []
 
@@ -153,8 +165,11 @@ def _walk(root: str) -> tuple[list[Entry], list[tuple[str, str]]]:
             elif is_model_path(sub):
                 entries.append(_path_entry(sub))
                 dirnames.remove(d)
-        entries.extend(_path_entry(os.path.join(dirpath, f)) for f in sorted(filenames)
-                       if f.lower().endswith(MODEL_EXTENSIONS))
+        entries.extend(
+            _path_entry(os.path.join(dirpath, f))
+            for f in sorted(filenames)
+            if f.lower().endswith(MODEL_EXTENSIONS)
+        )
     return entries, failed
 
 
@@ -173,8 +188,11 @@ def zoo_entries(zoo_dir: str) -> tuple[list[Entry], list[tuple[str, str]]]:
     for row in frame.to_dict(orient="records"):
         model_id = str(row.pop("id"))
         rel = row.pop("path", None)
-        path = os.path.join(zoo_dir, str(rel)) if isinstance(rel, str) and rel else \
-            os.path.join(zoo_dir, "models", model_id)
+        path = (
+            os.path.join(zoo_dir, str(rel))
+            if isinstance(rel, str) and rel
+            else os.path.join(zoo_dir, "models", model_id)
+        )
         entry = _path_entry(path, model_id)
         entry.metadata = row
         entries.append(entry)

@@ -56,8 +56,11 @@ class VectorSync:
     def configure_search(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
         """Change HNSW ``efSearch`` / IVF ``nprobe`` (recall against latency)."""
         with self.catalog.lock:
-            self.config = replace(self.config, ef_search=ef_search or self.config.ef_search,
-                                  ivf_nprobe=nprobe or self.config.ivf_nprobe)
+            self.config = replace(
+                self.config,
+                ef_search=ef_search or self.config.ef_search,
+                ivf_nprobe=nprobe or self.config.ivf_nprobe,
+            )
             if self._vectors is not None:
                 self._vectors.config = self.config
                 self._vectors._apply_search_params()
@@ -90,8 +93,9 @@ class VectorSync:
             try:
                 vectors = VectorIndex.load(found[0], dim, self.config)
             except (RuntimeError, ValueError, OSError) as e:
-                log.warning("vector cache %s unreadable (%s); rebuilding from the catalog",
-                            found[0], e)
+                log.warning(
+                    "vector cache %s unreadable (%s); rebuilding from the catalog", found[0], e
+                )
             else:
                 if vectors.kind == self.config.desired_kind(count, vectors.kind):
                     self._reconcile(vectors)

@@ -113,8 +113,9 @@ class VectorIndex:
             return faiss.IndexIDMap2(hnsw)
         nlist = self.config.ivf_nlist or int(4 * np.sqrt(max(n_train, 1)))
         nlist = max(1, min(nlist, n_train // 39))
-        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist,
-                                 faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFFlat(
+            faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT
+        )
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         return ivf
 
@@ -132,8 +133,13 @@ class VectorIndex:
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def build(cls, dim: int, kind: str, config: IndexConfig,
-              chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> VectorIndex:
+    def build(
+        cls,
+        dim: int,
+        kind: str,
+        config: IndexConfig,
+        chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    ) -> VectorIndex:
         """A new index over `chunks` of ``(rows, (n, dim) vectors)``."""
         vi = cls(dim, "flat" if kind == "ivf" else kind, config)
         if kind != "ivf":
@@ -153,8 +159,10 @@ class VectorIndex:
 
     def add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         if len(rows):
-            self.index_.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                     np.ascontiguousarray(rows, dtype=np.int64))
+            self.index_.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32),
+                np.ascontiguousarray(rows, dtype=np.int64),
+            )
 
     def remove(self, rows: np.ndarray) -> None:
         """Forget `rows`; HNSW only masks them (see `needs_rebuild`)."""
@@ -182,13 +190,17 @@ class VectorIndex:
         if isinstance(self.index_, faiss.IndexIDMap2):
             return np.sort(faiss.vector_to_array(self.index_.id_map).astype(np.int64))
         inv = self._inner().invlists
-        parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
-                 for i in range(inv.nlist) if inv.list_size(i)]
+        parts = [
+            faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
+            for i in range(inv.nlist)
+            if inv.list_size(i)
+        ]
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     # -- searching -----------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` inner products, optionally among `allowed` rows only.
 
         Args:
@@ -229,8 +241,9 @@ class VectorIndex:
         found = self.index_.search(queries, k, params=self._params(keep, 1.0))
         return found
 
-    def _search_selected(self, queries: np.ndarray, k: int,
-                         allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         share = len(allowed) / max(int(self.index_.ntotal), 1)
         scores, rows = self.index_.search(queries, k, params=self._params(sel, share))
@@ -241,15 +254,17 @@ class VectorIndex:
 
     def _params(self, sel: Any, share: float) -> Any:
         if self.kind == "hnsw":
-            ef = int(min(max(self.config.ef_search, self.config.ef_search / max(share, 1e-3)),
-                         4096))
+            ef = int(
+                min(max(self.config.ef_search, self.config.ef_search / max(share, 1e-3)), 4096)
+            )
             return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)  # type: ignore[attr-defined]
         if self.kind == "ivf":  # (the FAISS stubs lack the keyword constructors)
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.config.ivf_nprobe)  # type: ignore[call-arg]
         return faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
 
-    def _search_subset(self, queries: np.ndarray, k: int,
-                       allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact: score every allowed vector (FAISS' brute force, not numpy's BLAS, whose
         thread pool fights FAISS' OpenMP one on few cores)."""
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
@@ -295,8 +310,12 @@ def find_cache(directory: str, epoch: int, version: int) -> tuple[str, int] | No
     best: tuple[str, int] | None = None
     for path in glob.glob(os.path.join(directory, "vectors.e*.faiss")):
         m = _CACHE_RE.search(os.path.basename(path))
-        if m and int(m.group(1)) == epoch and int(m.group(2)) <= version and (
-                best is None or int(m.group(2)) > best[1]):
+        if (
+            m
+            and int(m.group(1)) == epoch
+            and int(m.group(2)) <= version
+            and (best is None or int(m.group(2)) > best[1])
+        ):
             best = (path, int(m.group(2)))
     return best
 

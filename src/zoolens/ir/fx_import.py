@@ -230,7 +230,7 @@ def _function_op(node: torch.fx.Node, src: Callable[[Any], str]) -> Op | None:
         if isinstance(const, (int, float)):
             return Op(name, "scale", (src(x),), name, attrs={"factor": float(const)})
     if t in _ACT_FUNCTIONS or (node.op == "call_method" and t in _ACT_METHODS):
-        fn = _ACT_FUNCTIONS.get(t) or _ACT_METHODS[str(t)]  # type: ignore[call-overload]
+        fn = _ACT_FUNCTIONS[t] if callable(t) and t in _ACT_FUNCTIONS else _ACT_METHODS[str(t)]
         return Op(name, "act", (src(node.args[0]),), name, attrs=_act_attrs(fn, None, _kw(node)))
     if t in (torch.flatten,) or (node.op == "call_method" and t in ("flatten", "view", "reshape")):
         return _reshape_op(node, src)

@@ -6,6 +6,7 @@ units (neurons or channels) that the symmetry and graph packages act on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,7 +84,8 @@ class Op:
 
     def run(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """Apply the op to its input values."""
-        return _RUNNERS[self.kind](self, xs)
+        runner: Callable[[Op, list[torch.Tensor]], torch.Tensor] = _RUNNERS[self.kind]
+        return runner(self, xs)
 
 
 def _run_dense(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:

@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -52,7 +52,8 @@ def as_model(item: Item) -> Net | TensorSet:
 def l2_normalise(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     norm = np.linalg.norm(z, axis=1, keepdims=True)
-    return (z / np.maximum(norm, 1e-12)).astype(np.float32)
+    out: np.ndarray = (z / np.maximum(norm, 1e-12)).astype(np.float32)
+    return out
 
 
 class Encoder(ABC):
@@ -81,7 +82,7 @@ class Encoder(ABC):
         """
         items = list(items)
         chunks = []
-        starts = range(0, len(items), batch_size)
+        starts: Iterable[int] = range(0, len(items), batch_size)
         if progress:
             from zoolens.progress import progress_bar
 

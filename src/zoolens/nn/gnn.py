@@ -53,15 +53,22 @@ class MessagePassing(nn.Module):
         self.norm_h, self.norm_e = nn.LayerNorm(d), nn.LayerNorm(de)
         self.act = nn.SiLU()
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
-                degree: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        h: torch.Tensor,
+        e: torch.Tensor,
+        edge_index: torch.Tensor,
+        degree: tuple[torch.Tensor, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst = edge_index
         n, d = h.shape
         hf, hb = self.node_proj(h).split(d, dim=1)  # (N, d) each
         ef, eb = self.edge_proj(e).split(d, dim=1)  # (E, d) each
         aggs = [h]
-        for m, at, deg in ((self.act(hf[src] + ef), dst, degree[1]),
-                           (self.act(hb[dst] + eb), src, degree[0])):
+        for m, at, deg in (
+            (self.act(hf[src] + ef), dst, degree[1]),
+            (self.act(hb[dst] + eb), src, degree[0]),
+        ):
             total = scatter(m, at, n, "sum")  # (N, d)
             aggs += [total, total / deg, scatter(m, at, n, "amax")]
         h = self.norm_h(h + self.update(torch.cat(aggs, dim=1)))
@@ -152,7 +159,8 @@ class NeuralGraphNet(nn.Module):
         valid = mask[..., None].to(out.dtype)
         mean = (out * valid).sum(1) / valid.sum(1).clamp_min(1.0)
         last = out[torch.arange(out.shape[0]), b.layers_per_graph - 1]  # the output layer
-        return self.head(torch.cat([mean, last], dim=1))
+        out_z: torch.Tensor = self.head(torch.cat([mean, last], dim=1))
+        return out_z
 
     def _pad(self, tokens: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g, longest = counts.numel(), int(counts.max())

@@ -23,8 +23,15 @@ from zoolens.nn.base import Encoder, register_encoder
 from zoolens.nn.gnn import mlp, symlog
 
 DEFAULTS: dict[str, Any] = {
-    "dim": 256, "hidden": 64, "edge_hidden": 16, "heads": 4, "readout_layers": 2,
-    "max_kernel": 9, "max_positions": 512, "chunk_edges": 1 << 18, "seed": 0,
+    "dim": 256,
+    "hidden": 64,
+    "edge_hidden": 16,
+    "heads": 4,
+    "readout_layers": 2,
+    "max_kernel": 9,
+    "max_positions": 512,
+    "chunk_edges": 1 << 18,
+    "seed": 0,
 }
 N_STATS = 7  # tensor-level features of a layer token, see `_tensor_stats`
 
@@ -79,9 +86,14 @@ class BipartiteGNN(nn.Module):
         self.norm_r, self.norm_c = nn.LayerNorm(h), nn.LayerNorm(h)
         self.token = mlp(4 * h + N_STATS, d, d)
 
-    def _sweep(self, w: torch.Tensor, scale: torch.Tensor, lin: nn.Linear,
-               row_add: torch.Tensor | None = None, col_add: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sweep(
+        self,
+        w: torch.Tensor,
+        scale: torch.Tensor,
+        lin: nn.Linear,
+        row_add: torch.Tensor | None = None,
+        col_add: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``silu(lin(x_ij) + row_add_i + col_add_j)`` averaged per row and per column.
 
         Shapes:
@@ -95,10 +107,10 @@ class BipartiteGNN(nn.Module):
         step = max(1, self.chunk_edges // max(b * c, 1))
         rows, col_sum = [], None
         for s in range(0, r, step):
-            x = w[:, s:s + step]  # (B, r', C, k)
+            x = w[:, s : s + step]  # (B, r', C, k)
             e = F.linear(torch.cat([symlog(x / scale), symlog(x)], dim=-1), weight, lin.bias)
             if row_add is not None and col_add is not None:
-                ra, ca = row_add[:, s:s + step, None], col_add[:, None]
+                ra, ca = row_add[:, s : s + step, None], col_add[:, None]
                 e = e.add_(ra).add_(ca) if inplace else e + ra + ca
             e = F.silu(e, inplace=inplace)  # (B, r', C, h)
             rows.append(e.mean(2))
@@ -121,7 +133,8 @@ class BipartiteGNN(nn.Module):
         c = self.norm_c(c + self.col_up(m_cols))  # (B, C, h)
         pooled = [r.mean(1), r.amax(1), c.mean(1), c.amax(1)]
         token: torch.Tensor = self.token(
-            torch.cat([*pooled, _tensor_stats(w, bias, self.k_max)], dim=1))  # (B, d)
+            torch.cat([*pooled, _tensor_stats(w, bias, self.k_max)], dim=1)
+        )  # (B, d)
         return token
 
 
@@ -141,15 +154,18 @@ class LayerwiseNet(nn.Module):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         d = int(config["hidden"])
-        self.gnn = BipartiteGNN(int(config["max_kernel"]), int(config["edge_hidden"]), d,
-                                int(config["chunk_edges"]))
+        self.gnn = BipartiteGNN(
+            int(config["max_kernel"]), int(config["edge_hidden"]), d, int(config["chunk_edges"])
+        )
         self.max_positions = int(config["max_positions"])
         self.position = nn.Embedding(self.max_positions, d)
         nn.init.normal_(self.position.weight, std=0.1)
-        layer = nn.TransformerEncoderLayer(d, int(config["heads"]), 2 * d, dropout=0.0,
-                                           batch_first=True, norm_first=True)
-        self.seq = nn.TransformerEncoder(layer, int(config["readout_layers"]),
-                                         enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            d, int(config["heads"]), 2 * d, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.seq = nn.TransformerEncoder(
+            layer, int(config["readout_layers"]), enable_nested_tensor=False
+        )
         self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, int(config["dim"])))
 
     def tokens(self, graphs: list[list[LayerGraph]]) -> torch.Tensor:
@@ -167,7 +183,7 @@ class LayerwiseNet(nn.Module):
             edges = same_shape[0][1].weight.shape[0] * same_shape[0][1].weight.shape[1]
             per_batch = max(1, self.gnn.chunk_edges // max(edges, 1))
             for s in range(0, len(same_shape), per_batch):
-                members = same_shape[s:s + per_batch]
+                members = same_shape[s : s + per_batch]
                 w = torch.stack([lg.weight for _, lg in members])  # (B, R, C, k)
                 biases = [lg.bias for _, lg in members if lg.bias is not None]
                 b = torch.stack(biases) if biases else None  # (B, R)
@@ -236,8 +252,10 @@ class LayerwiseEncoder(Encoder):
         graphs = tensors_to_layer_graphs(ts, int(self.config["max_kernel"]))
         if not graphs:
             src = ts.meta.get("source", "a model")
-            raise LoadError(f"{src}: no weight tensor with 2 or more dimensions; the "
-                            "layerwise encoder has nothing to embed")
+            raise LoadError(
+                f"{src}: no weight tensor with 2 or more dimensions; the "
+                "layerwise encoder has nothing to embed"
+            )
         return graphs
 
     def forward(self, models: list[Net | TensorSet]) -> torch.Tensor:

@@ -61,7 +61,8 @@ class NeuralGraphEncoder(Encoder):
 
     def forward(self, graphs: list[NeuralGraph]) -> torch.Tensor:
         """Differentiable embeddings ``(len(graphs), dim)`` (unnormalised), for training."""
-        return self.module(batch_graphs(graphs))
+        z: torch.Tensor = self.module(batch_graphs(graphs))
+        return z
 
     def train_forward(self, models: list[Net | TensorSet]) -> torch.Tensor:
         """Differentiable embeddings of loaded models (the training entry point)."""

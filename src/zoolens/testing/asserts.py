@@ -41,7 +41,7 @@ def assert_same_function(a: Net, b: Net, x: torch.Tensor, rtol: float = 1e-6) ->
 
 def cosine(u: np.ndarray, v: np.ndarray) -> float:
     u, v = np.asarray(u, np.float64).ravel(), np.asarray(v, np.float64).ravel()
-    return float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-300))
+    return float(u @ v) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-300)
 
 
 def assert_invariant(

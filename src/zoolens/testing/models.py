@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 FAMILIES = ("mlp", "cnn1d", "cnn2d", "cnn2d_bn", "resmlp_ln", "siren")
-_ACTS = {
+_ACTS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.1),
     "gelu": nn.GELU,
@@ -40,7 +42,8 @@ class ResBlock(nn.Module):
         self.act = _ACTS[act]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.fc2(self.act(self.fc1(self.norm(x))))
+        out: torch.Tensor = x + self.fc2(self.act(self.fc1(self.norm(x))))
+        return out
 
 
 def _ri(g: torch.Generator, lo: int, hi: int) -> int:

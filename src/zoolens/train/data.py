@@ -17,9 +17,10 @@ from zoolens.zoo import Zoo
 def group_labels(manifest: pd.DataFrame) -> np.ndarray:
     """Relevance group of each model: its task; an INR's task and digit."""
     inr = manifest["kind"].eq("inr")
-    return np.where(
+    groups: np.ndarray = np.where(
         inr, manifest["task"] + ":" + manifest["label"].astype(str), manifest["task"]
     ).astype(str)
+    return groups
 
 
 def quality_targets(manifest: pd.DataFrame) -> np.ndarray:
@@ -86,7 +87,7 @@ def graph_view(
         attr = attr * (torch.rand(attr.shape, generator=gen) >= p_drop).to(attr.dtype)
     if noise > 0:
         std = torch.zeros(attr.shape[0], 1)
-        for t in graph.edge_type.unique():
+        for t in torch.unique(graph.edge_type).tolist():
             sel = graph.edge_type == t
             std[sel] = attr[sel].std() if int(sel.sum()) > 1 else 0.0
         attr = attr + torch.randn(attr.shape, generator=gen) * noise * std * (attr != 0)

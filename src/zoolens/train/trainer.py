@@ -71,12 +71,21 @@ class Trainer:
         cfg, enc = self.cfg, self.encoder
         if isinstance(enc, NeuralGraphEncoder):
             graphs = [
-                graph_view(g, gen, cfg.drop_connect, cfg.noise) for g in batch for _ in range(2)
-            ]  # type: ignore[arg-type]
+                graph_view(g, gen, cfg.drop_connect, cfg.noise)
+                for g in batch
+                if isinstance(g, NeuralGraph)
+                for _ in range(2)
+            ]
             return enc.forward(graphs)
-        nets = [make_view(n, gen, cfg.drop_connect, cfg.noise) for n in batch for _ in range(2)]
+        nets = [
+            make_view(n, gen, cfg.drop_connect, cfg.noise)
+            for n in batch
+            if isinstance(n, Net)
+            for _ in range(2)
+        ]
         forward = getattr(enc, "train_forward", None) or getattr(enc, "forward")  # noqa: B009
-        return forward(nets)
+        z: torch.Tensor = forward(nets)
+        return z
 
     def step(
         self,
@@ -97,7 +106,7 @@ class Trainer:
         acc = accuracy_loss(pred, torch.as_tensor(np.repeat(targets, 2), dtype=torch.float32))
         loss = cfg.lam * con + (1 - cfg.lam) * acc
         self.opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         nn.utils.clip_grad_norm_(_module(self.encoder).parameters(), 5.0)
         self.opt.step()
         return {"loss": loss.item(), "contrastive": con.item(), "accuracy_mse": acc.item()}

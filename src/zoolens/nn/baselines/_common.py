@@ -40,7 +40,7 @@ def flatten_weights(model: Net | TensorSet, length: int) -> tuple[torch.Tensor, 
         if n >= length:
             break
         take = min(t.numel(), length - n)
-        out[n:n + take] = t.reshape(-1)[:take].to(torch.float64)
+        out[n : n + take] = t.reshape(-1)[:take].to(torch.float64)
         n += take
     return out, n
 
@@ -59,8 +59,10 @@ def load_models(items: Iterable[Item]) -> list[Net | TensorSet]:
 def require_net(model: Net | TensorSet, encoder: str) -> Net:
     """`model` as a Net, or a LoadError saying that `encoder` needs the wiring."""
     if not isinstance(model, Net):
-        raise LoadError(f"{source_of(model)}: the {encoder!r} encoder runs the network and "
-                        "needs its wiring; bare weights (a TensorSet) cannot be run")
+        raise LoadError(
+            f"{source_of(model)}: the {encoder!r} encoder runs the network and "
+            "needs its wiring; bare weights (a TensorSet) cannot be run"
+        )
     return model
 
 

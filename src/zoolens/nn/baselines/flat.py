@@ -86,8 +86,10 @@ class FlatPCA(Encoder):
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         if self.mean_ is None or self.components_ is None:
-            raise NotFittedError("flat-pca is not fitted: call FlatPCA(...).fit(models) on a "
-                                 "corpus first, or load a fitted one")
+            raise NotFittedError(
+                "flat-pca is not fitted: call FlatPCA(...).fit(models) on a "
+                "corpus first, or load a fitted one"
+            )
         x = flat_matrix(models, int(self.config["length"]))
         mean, comps = self.mean_.double().numpy(), self.components_.double().numpy()
         return pad_columns((x - mean) @ comps.T, self.dim)

@@ -14,7 +14,12 @@ from zoolens.nn.baselines._common import flatten_weights
 from zoolens.nn.gnn import symlog
 
 DEFAULTS: dict[str, Any] = {
-    "dim": 256, "chunk": 64, "max_chunks": 256, "hidden": 64, "heads": 4, "layers": 2,
+    "dim": 256,
+    "chunk": 64,
+    "max_chunks": 256,
+    "hidden": 64,
+    "heads": 4,
+    "layers": 2,
     "seed": 0,
 }
 
@@ -37,8 +42,9 @@ class FlatTransformerNet(nn.Module):
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         nn.init.normal_(self.position.weight, std=0.1)
         nn.init.normal_(self.cls, std=0.1)
-        layer = nn.TransformerEncoderLayer(d, int(config["heads"]), 2 * d, dropout=0.0,
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d, int(config["heads"]), 2 * d, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.seq = nn.TransformerEncoder(layer, int(config["layers"]), enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, int(config["dim"])))
 

@@ -23,8 +23,10 @@ def _shape(shape: Sequence[int]) -> str:
 
 def _name_tokens(name: str) -> list[str]:
     """A tensor or op name as tokens: its words and its digit-free pattern."""
-    return [f"name:{re.sub(r'[0-9]+', '#', name)}", *(f"word:{w.lower()}"
-                                                      for w in _WORD.findall(name))]
+    return [
+        f"name:{re.sub(r'[0-9]+', '#', name)}",
+        *(f"word:{w.lower()}" for w in _WORD.findall(name)),
+    ]
 
 
 def _meta_tokens(meta: dict[str, Any]) -> list[str]:
@@ -92,8 +94,9 @@ class Metadata(Encoder):
         from sklearn.feature_extraction.text import CountVectorizer
 
         texts = [metadata_text(m) for m in load_models(items)]
-        cv = CountVectorizer(token_pattern=_TOKEN, lowercase=False,
-                             max_features=int(self.config["max_features"]))
+        cv = CountVectorizer(
+            token_pattern=_TOKEN, lowercase=False, max_features=int(self.config["max_features"])
+        )
         counts = cv.fit_transform(texts)
         self.vocab_ = [str(t) for t in cv.get_feature_names_out()]
         df = np.asarray((counts > 0).sum(axis=0)).ravel()
@@ -102,8 +105,9 @@ class Metadata(Encoder):
         if v <= self.dim:
             self.components_ = to_tensor(np.eye(v))
         else:
-            svd = TruncatedSVD(self.dim, algorithm="randomized",
-                               random_state=int(self.config["seed"]))
+            svd = TruncatedSVD(
+                self.dim, algorithm="randomized", random_state=int(self.config["seed"])
+            )
             self.components_ = to_tensor(svd.fit(self._tfidf(texts)).components_)
         return self
 
@@ -121,8 +125,13 @@ class Metadata(Encoder):
         if self.vocab_ is None or self.components_ is None:
             from sklearn.feature_extraction.text import HashingVectorizer
 
-            hv = HashingVectorizer(n_features=self.dim, token_pattern=_TOKEN, lowercase=False,
-                                   alternate_sign=False, norm="l2")
+            hv = HashingVectorizer(
+                n_features=self.dim,
+                token_pattern=_TOKEN,
+                lowercase=False,
+                alternate_sign=False,
+                norm="l2",
+            )
             return np.asarray(hv.transform(texts).toarray(), dtype=np.float64)
         z = self._tfidf(texts) @ self.components_.double().numpy().T  # (n, k)
         return pad_columns(np.asarray(z), self.dim)
@@ -131,8 +140,11 @@ class Metadata(Encoder):
         if self.vocab_ is None or self.idf_ is None or self.components_ is None:
             return {}
         vocab = np.frombuffer("\n".join(self.vocab_).encode(), dtype=np.uint8).copy()
-        return {"vocab_": torch.from_numpy(vocab), "idf_": self.idf_,
-                "components_": self.components_}
+        return {
+            "vocab_": torch.from_numpy(vocab),
+            "idf_": self.idf_,
+            "components_": self.components_,
+        }
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if "vocab_" not in tensors:

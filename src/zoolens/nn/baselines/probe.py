@@ -36,8 +36,9 @@ class Probe(Encoder):
 
     def outputs(self, net: Net) -> torch.Tensor:
         """The net's outputs on the probes, ``(n_probes, *output_shape)``, float64."""
-        x = default_probes(net.input_shape, int(self.config["n_probes"]),
-                           seed=int(self.config["seed"]))
+        x = default_probes(
+            net.input_shape, int(self.config["n_probes"]), seed=int(self.config["seed"])
+        )
         p = next(net.parameters(), None)
         with torch.no_grad():
             y = net(x.to(p.dtype if p is not None else torch.float32))
@@ -48,5 +49,5 @@ class Probe(Encoder):
         out = np.zeros((len(models), dim))
         for i, m in enumerate(models):
             y = self.outputs(require_net(m, self.name)).reshape(-1).numpy()
-            out[i, :min(dim, y.size)] = y[:dim]
+            out[i, : min(dim, y.size)] = y[:dim]
         return out

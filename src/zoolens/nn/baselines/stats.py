@@ -13,8 +13,20 @@ from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import Encoder, Item, register_encoder
 from zoolens.nn.baselines._common import load_models, model_tensors, to_tensor
 
-STATS = ("mean", "std", "q0", "q25", "q50", "q75", "q100", "l1", "l2", "skew", "kurtosis",
-         "log_numel")
+STATS = (
+    "mean",
+    "std",
+    "q0",
+    "q25",
+    "q50",
+    "q75",
+    "q100",
+    "l1",
+    "l2",
+    "skew",
+    "kurtosis",
+    "log_numel",
+)
 N_GLOBAL = 2  # log(1 + number of tensors), log(1 + number of parameters)
 
 
