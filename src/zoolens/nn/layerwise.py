@@ -19,8 +19,9 @@ from torch import nn
 from zoolens.errors import LoadError
 from zoolens.graph import LayerGraph, tensors_to_layer_graphs
 from zoolens.ir import Net, TensorSet
-from zoolens.nn.base import Encoder, register_encoder
+from zoolens.nn.base import register_encoder
 from zoolens.nn.gnn import mlp, symlog
+from zoolens.nn.torch_encoder import TorchEncoder
 
 DEFAULTS: dict[str, Any] = {
     "dim": 256,
@@ -211,7 +212,7 @@ class LayerwiseNet(nn.Module):
 
 
 @register_encoder("layerwise")
-class LayerwiseEncoder(Encoder):
+class LayerwiseEncoder(TorchEncoder):
     """Embeds any checkpoint — Nets and bare TensorSets of any architecture — tensor by tensor.
 
     Each ≥2-D floating tensor, in file order, is a bipartite graph embedded by a
@@ -234,12 +235,10 @@ class LayerwiseEncoder(Encoder):
         config: overrides of `DEFAULTS`.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({**DEFAULTS, **(config or {})})
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(int(self.config["seed"]))  # fixed-seed init, then restore the RNG
-        self.module = LayerwiseNet(self.config).eval()
-        torch.random.set_rng_state(gen_state)
+    DEFAULTS = DEFAULTS
+
+    def build_module(self) -> nn.Module:
+        return LayerwiseNet(self.config)
 
     def layer_graphs(self, model: Net | TensorSet) -> list[LayerGraph]:
         """The model's non-empty ≥2-D tensors as bipartite graphs, in file order.
@@ -258,6 +257,9 @@ class LayerwiseEncoder(Encoder):
             )
         return graphs
 
+    def train_forward(self, models: list[Net | TensorSet]) -> torch.Tensor:
+        return self.forward(models)
+
     def forward(self, models: list[Net | TensorSet]) -> torch.Tensor:
         """Differentiable embeddings ``(len(models), dim)`` (unnormalised), for training.
 
@@ -266,14 +268,3 @@ class LayerwiseEncoder(Encoder):
         """
         z: torch.Tensor = self.module([self.layer_graphs(m) for m in models])
         return z
-
-    def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
-        self.module.eval()
-        with torch.no_grad():
-            return self.forward(models).double().numpy()
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self.module.state_dict())
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.module.load_state_dict(tensors)

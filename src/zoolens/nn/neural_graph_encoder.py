@@ -6,12 +6,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from zoolens.errors import LoadError
 from zoolens.graph import NeuralGraph, batch_graphs, default_probes, net_to_graph
 from zoolens.ir import Net, TensorSet
-from zoolens.nn.base import Encoder, register_encoder
+from zoolens.nn.base import register_encoder
 from zoolens.nn.gnn import NeuralGraphNet
+from zoolens.nn.torch_encoder import TorchEncoder
 
 DEFAULTS: dict[str, Any] = {
     "dim": 256,
@@ -27,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 @register_encoder("neural-graph")
-class NeuralGraphEncoder(Encoder):
+class NeuralGraphEncoder(TorchEncoder):
     """Exactly invariant to hidden-unit permutations (equivariant layers + invariant
     readout) and to scale/sign symmetries (the graph is built from `canonicalize(net)`).
 
@@ -35,12 +37,10 @@ class NeuralGraphEncoder(Encoder):
         config: overrides of `DEFAULTS`.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({**DEFAULTS, **(config or {})})
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(int(self.config["seed"]))  # fixed-seed init, then restore the RNG
-        self.module = NeuralGraphNet(self.config).eval()
-        torch.random.set_rng_state(gen_state)
+    DEFAULTS = DEFAULTS
+
+    def build_module(self) -> nn.Module:
+        return NeuralGraphNet(self.config)
 
     def graph(self, net: Net) -> NeuralGraph:
         n = int(self.config["n_probes"])
@@ -72,9 +72,3 @@ class NeuralGraphEncoder(Encoder):
         self.module.eval()
         with torch.no_grad():
             return self.forward(self.graphs(models)).double().numpy()
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self.module.state_dict())
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.module.load_state_dict(tensors)

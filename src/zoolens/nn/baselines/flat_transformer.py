@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from zoolens.ir import Net, TensorSet
-from zoolens.nn.base import Encoder, register_encoder
+from zoolens.nn.base import register_encoder
 from zoolens.nn.baselines._common import flatten_weights
 from zoolens.nn.gnn import symlog
+from zoolens.nn.torch_encoder import TorchEncoder
 
 DEFAULTS: dict[str, Any] = {
     "dim": 256,
@@ -61,7 +61,7 @@ class FlatTransformerNet(nn.Module):
 
 
 @register_encoder("flat-transformer")
-class FlatTransformer(Encoder):
+class FlatTransformer(TorchEncoder):
     """The seeds' sequence baseline: the weights, flattened in file order and cut into
     chunks of ``chunk`` values (at most ``max_chunks``; the rest is truncated), read by a
     Transformer. Not invariant to any weight symmetry. Untrained it is a fixed-seed
@@ -71,12 +71,10 @@ class FlatTransformer(Encoder):
         config: overrides of `DEFAULTS`.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({**DEFAULTS, **(config or {})})
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(int(self.config["seed"]))  # fixed-seed init, then restore the RNG
-        self.module = FlatTransformerNet(self.config).eval()
-        torch.random.set_rng_state(gen_state)
+    DEFAULTS = DEFAULTS
+
+    def build_module(self) -> nn.Module:
+        return FlatTransformerNet(self.config)
 
     def chunks(self, models: list[Net | TensorSet]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded chunk sequences and their mask.
@@ -95,18 +93,10 @@ class FlatTransformer(Encoder):
         mask = torch.arange(m)[None, :] < torch.tensor(counts)[:, None]
         return torch.stack(rows)[:, :m], mask
 
+    def train_forward(self, models: list[Net | TensorSet]) -> torch.Tensor:
+        return self.forward(models)
+
     def forward(self, models: list[Net | TensorSet]) -> torch.Tensor:
         """Differentiable embeddings ``(len(models), dim)`` (unnormalised), for training."""
         z: torch.Tensor = self.module(*self.chunks(models))
         return z
-
-    def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
-        self.module.eval()
-        with torch.no_grad():
-            return self.forward(models).double().numpy()
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self.module.state_dict())
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.module.load_state_dict(tensors)
