@@ -268,31 +268,23 @@ class Catalog:
         rec["metadata"] = json.loads(rec["metadata"])
         return rec
 
-    def ids_for_rows(self, rows: Sequence[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
-        for s in range(0, len(rows), _CHUNK):
-            part = [int(r) for r in rows[s : s + _CHUNK]]
+    def _pairs_where_in(self, select: str, column: str, values: Sequence[Any]) -> dict[Any, Any]:
+        """``{column: select}`` for rows whose `column` is in `values` (chunked IN queries)."""
+        out: dict[Any, Any] = {}
+        for s in range(0, len(values), _CHUNK):
+            part = list(values[s : s + _CHUNK])
             marks = ",".join("?" * len(part))
-            out.update(
-                self.conn.execute(
-                    f"SELECT row, id FROM models WHERE row IN ({marks})", part
-                ).fetchall()
-            )
+            sql = f"SELECT {column}, {select} FROM models WHERE {column} IN ({marks})"
+            out.update(self.conn.execute(sql, part).fetchall())
         return out
+
+    def ids_for_rows(self, rows: Sequence[int]) -> dict[int, str]:
+        return self._pairs_where_in("id", "row", [int(r) for r in rows])
 
     def existing(self, column: str, values: Sequence[str], select: str = "id") -> dict[str, Any]:
         """``{value: select}`` for the values of `column` (``id`` or ``content_hash``) present."""
         assert column in ("id", "content_hash") and select in ("id", "row")
-        out: dict[str, Any] = {}
-        for s in range(0, len(values), _CHUNK):
-            part = list(values[s : s + _CHUNK])
-            marks = ",".join("?" * len(part))
-            out.update(
-                self.conn.execute(
-                    f"SELECT {column}, {select} FROM models WHERE {column} IN ({marks})", part
-                ).fetchall()
-            )
-        return out
+        return self._pairs_where_in(select, column, values)
 
     # -- writes (inside `write`) ----------------------------------------------------------
     def unique_ids(self, wanted: Sequence[str]) -> list[str]:

@@ -20,6 +20,7 @@ from zoolens.ir._onnx_ops import KNOWN_OPS, Builder
 from zoolens.ir._onnx_patterns import rewrite
 from zoolens.ir.net import Net
 from zoolens.ir.tensorset import TensorSet
+from zoolens.ir.weights import file_size
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,7 @@ def import_onnx(path: str, strict: bool = False) -> Net | TensorSet:
 
 
 def _read_model(path: str) -> onnx.ModelProto:
-    try:
-        size = os.path.getsize(path)
-    except OSError as e:
-        raise LoadError(f"{path}: cannot read ({e.strerror})") from None
-    if size == 0:
-        raise LoadError(f"{path}: empty file (0 bytes), not an ONNX model")
+    file_size(path, ", not an ONNX model")
     try:
         model = onnx.load(path)
     except Exception as e:  # protobuf DecodeError, external-data errors, ...

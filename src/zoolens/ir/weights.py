@@ -77,7 +77,7 @@ def load_tensor_set(path: str | os.PathLike[str]) -> TensorSet:
             f"{path}: unknown weight file extension {ext!r} (expected "
             f"{', '.join(SAFETENSORS_EXTS + TORCH_EXTS)})"
         )
-    size = _size(path)
+    size = file_size(path)
     if ext in SAFETENSORS_EXTS:
         tensors, fmt = _read_safetensors(path, size), "safetensors"
     else:
@@ -89,13 +89,14 @@ def load_tensor_set(path: str | os.PathLike[str]) -> TensorSet:
     return ts
 
 
-def _size(path: str) -> int:
+def file_size(path: str, what: str = "") -> int:
+    """Size of `path` in bytes; `LoadError` naming the file if unreadable or empty."""
     try:
         size = os.path.getsize(path)
     except OSError as e:
         raise LoadError(f"{path}: cannot read ({e.strerror})") from None
     if size == 0:
-        raise LoadError(f"{path}: empty file (0 bytes)")
+        raise LoadError(f"{path}: empty file (0 bytes){what}")
     return size
 
 

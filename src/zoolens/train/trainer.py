@@ -14,11 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoolens.errors import ZoolensError
 from zoolens.eval import retrieval_metrics
 from zoolens.graph import NeuralGraph
-from zoolens.ir import Net
+from zoolens.ir import Net, TensorSet
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
 from zoolens.nn.load import _register_all
+from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.config import TrainConfig
 from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
 from zoolens.train.losses import accuracy_loss, supcon_loss
@@ -36,10 +38,14 @@ class TrainResult:
     best_map: float = float("nan")
 
 
+def _torch_encoder(enc: Encoder) -> TorchEncoder:
+    if not isinstance(enc, TorchEncoder):
+        raise ZoolensError(f"encoder {enc.name!r} has no trainable module")
+    return enc
+
+
 def _module(enc: Encoder) -> nn.Module:
-    mod = getattr(enc, "module", enc)
-    assert isinstance(mod, nn.Module), f"{enc.name} has no trainable module"
-    return mod
+    return _torch_encoder(enc).module
 
 
 def validation_map(enc: Encoder, split: ZooSplit) -> float:
@@ -64,6 +70,7 @@ class Trainer:
         self.epoch, self.best_map, self.best_epoch, self.stale = 0, -1.0, -1, 0
         self.history: list[dict[str, float]] = []
         self._graphs: list[NeuralGraph] | None = None
+        self._tb: Any = None
 
     # -- one step ------------------------------------------------------------------------
     def views(self, batch: list[Net] | list[NeuralGraph], gen: torch.Generator) -> torch.Tensor:
@@ -77,15 +84,13 @@ class Trainer:
                 for _ in range(2)
             ]
             return enc.forward(graphs)
-        nets = [
+        nets: list[Net | TensorSet] = [
             make_view(n, gen, cfg.drop_connect, cfg.noise)
             for n in batch
             if isinstance(n, Net)
             for _ in range(2)
         ]
-        forward = getattr(enc, "train_forward", None) or getattr(enc, "forward")  # noqa: B009
-        z: torch.Tensor = forward(nets)
-        return z
+        return _torch_encoder(enc).train_forward(nets)
 
     def step(
         self,
@@ -134,6 +139,8 @@ class Trainer:
             if (time.time() - start) / 60 > cfg.max_minutes:
                 log.warning("stopping: time budget of %.0f min reached", cfg.max_minutes)
                 break
+        if self._tb is not None:
+            self._tb.close()
         best = os.path.join(self.out, "best")
         enc = Encoder.load(best) if os.path.isdir(best) else self.encoder
         return TrainResult(enc, self.history, self.best_epoch, self.best_map)
@@ -192,7 +199,13 @@ class Trainer:
             if new:
                 w.writeheader()
             w.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
-        _tensorboard(self.out, row)
+        if self._tb is None:
+            self._tb = _tensorboard_writer(self.out)
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    self._tb.add_scalar(k, v, int(row["epoch"]))
+            self._tb.flush()
 
     def load_checkpoint(self) -> None:
         last = os.path.join(self.out, "last")
@@ -208,16 +221,13 @@ class Trainer:
         self.best_epoch, self.stale = int(state["best_epoch"]), int(state["stale"])
 
 
-def _tensorboard(out: str, row: dict[str, float]) -> None:
-    """Per-epoch scalars as TensorBoard events, when the tensorboard package is present."""
+def _tensorboard_writer(out: str) -> Any:
+    """One TensorBoard event writer for the run, or None without the tensorboard package."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        return
-    with SummaryWriter(os.path.join(out, "tb")) as w:
-        for k, v in row.items():
-            if k != "epoch":
-                w.add_scalar(k, v, int(row["epoch"]))
+        return None
+    return SummaryWriter(os.path.join(out, "tb"))
 
 
 def train_encoder(
