@@ -2,6 +2,7 @@
 
     python benchmarks/encode_speed.py            # all cases, a table
     python benchmarks/encode_speed.py --case mlp-2k   # one case, one JSON line
+    python benchmarks/encode_speed.py --threads 1     # torch intra-op threads (default: torch's)
 
 ``mlp-2k-lw`` is the same zoo through the LayerwiseEncoder, for comparison.
 
@@ -10,7 +11,8 @@ Targets (2 CPU cores, issue 4): ≥ 500 models/s batched for ≤ 10k-parameter m
 Peak memory is the process's maximum RSS (``ru_maxrss``), which includes torch itself;
 ``+MB`` is the growth during encoding over the peak before it. ``cpu s/model`` (user +
 system, all threads) is less sensitive than wall time to other processes on the machine;
-the load average is printed for that reason.
+the load average is printed for that reason. On a loaded machine, torch's default of one
+intra-op thread per core can be several times slower than ``--threads 1``.
 """
 
 from __future__ import annotations
@@ -101,9 +103,14 @@ def _bare_22m() -> Any:
     return TensorSet(t, {"source": "bare-22m"})
 
 
-def run_case(case: str) -> dict[str, Any]:
-    """Run one case in this process; returns figures as a dict."""
+def run_case(case: str, threads: int = 0) -> dict[str, Any]:
+    """Run one case in this process (`threads` > 0: that many torch intra-op threads)."""
+    import torch
+
     from zoolens.nn import LayerwiseEncoder, NeuralGraphEncoder
+
+    if threads > 0:
+        torch.set_num_threads(threads)
 
     if case == "mlp-2k":
         nets, enc, batch = _nets(_mlp, (16,), 1024, 0), NeuralGraphEncoder(), 256
@@ -144,18 +151,23 @@ def run_case(case: str) -> dict[str, Any]:
         "cpu_s_per_model": cpu / len(nets),
         "peak_rss_mb": _rss_mb(),
         "encode_rss_mb": _rss_mb() - rss0,
+        "threads": torch.get_num_threads(),
+        "load_avg_1min": os.getloadavg()[0],
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=CASES, help="run one case here and print JSON")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     args = ap.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case)))
+        print(json.dumps(run_case(args.case, args.threads)))
         return
     import torch
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
@@ -166,7 +178,10 @@ def main() -> None:
     )
     for case in CASES:
         r = subprocess.run(
-            [sys.executable, __file__, "--case", case], capture_output=True, text=True, check=False
+            [sys.executable, __file__, "--case", case, "--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if r.returncode != 0:
             print(f"{case:10} failed: {r.stderr.strip().splitlines()[-1:]}")

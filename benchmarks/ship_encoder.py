@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from zoolens.eval import retrieval_metrics
-from zoolens.nn import Encoder, load_encoder
-from zoolens.train.data import group_labels
+from zoolens.eval.bench_measure import subset_retrieval
+from zoolens.nn import Encoder, encoder_class, load_encoder
+from zoolens.train.data import group_labels, quality_targets
 from zoolens.zoo import Zoo
 
 BASELINES = ("raw-weights", "flat-pca", "weight-stats", "probe", "metadata", "layerwise")
@@ -31,38 +32,57 @@ def _nets(zoo: Zoo, df) -> list:
     return [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
 
 
-def _score(enc: Encoder, nets: list, labels: np.ndarray) -> dict[str, float]:
+def _score(enc: Encoder, nets: list, labels: np.ndarray, held: np.ndarray) -> dict:
+    """Leave-one-out retrieval over all test models, and scored on the held-out-task
+    queries only (their gallery is still every test model)."""
     t = time.time()
     z = enc.encode(nets, batch_size=64)
+    speed = len(nets) / (time.time() - t)
     m = retrieval_metrics(z, labels)
+    out = {"all": {k: m[k] for k in ("mAP", "P@1", "P@5", "MRR")} | {"models/s": speed}}
+    if held.any():
+        out["held-out tasks"] = subset_retrieval(z, labels, held)
+    return out
+
+
+def _quality(enc: Encoder, nets: list, target: np.ndarray) -> dict[str, float]:
+    """Quality predicted by the encoder's head vs the recorded one, on test models."""
+    from scipy.stats import kendalltau, spearmanr
+
+    ok = np.isfinite(target)
+    pred = enc.predict_quality([n for n, k in zip(nets, ok, strict=True) if k])  # type: ignore[attr-defined]
+    t = target[ok]
     return {
-        "mAP": m["mAP"],
-        "P@1": m["P@1"],
-        "P@5": m["P@5"],
-        "MRR": m["MRR"],
-        "models/s": len(nets) / (time.time() - t),
+        "n": int(ok.sum()),
+        "spearman": float(spearmanr(pred, t).statistic),
+        "kendall": float(kendalltau(pred, t).statistic),
+        "mae": float(np.abs(pred - t).mean()),
+        "r2": float(1 - ((pred - t) ** 2).sum() / ((t - t.mean()) ** 2).sum()),
     }
 
 
-def evaluate_all(zoo: Zoo, trained: dict[str, str], heldout_tasks: list[str]) -> dict:
+def evaluate_all(
+    zoo: Zoo, trained: dict[str, str], heldout_tasks: list[str], baselines: bool = True
+) -> dict:
     m = zoo.manifest
     test, train = m[m["split"] == "test"], m[m["split"] == "train"]
-    test_nets, train_nets = _nets(zoo, test), _nets(zoo, train)
+    test_nets = _nets(zoo, test)
     labels = group_labels(test.reset_index(drop=True))
     encoders: dict[str, Encoder] = {k: load_encoder(v) for k, v in trained.items()}
-    encoders["neural-graph (untrained)"] = load_encoder("neural-graph")
-    for name in BASELINES:
-        enc = load_encoder(name)
-        if hasattr(enc, "fit"):
-            enc.fit(train_nets)
-        encoders[name] = enc
-    held = test["task"].isin(heldout_tasks).to_numpy()
-    rows = {}
+    rows: dict = {}
     for name, enc in encoders.items():
-        rows[name] = {"all": _score(enc, test_nets, labels)}
-        if held.sum() > 1:
-            sub = [n for n, h in zip(test_nets, held, strict=True) if h]
-            rows[name]["held-out tasks"] = _score(enc, sub, labels[held])
+        rows[name] = _score(enc, test_nets, labels, test["task"].isin(heldout_tasks).to_numpy())
+        rows[name]["quality"] = _quality(enc, test_nets, quality_targets(test))
+    if not baselines:
+        return rows
+    train_nets = _nets(zoo, train)
+    others = {"neural-graph (untrained)": encoder_class("neural-graph")()}
+    for name in BASELINES:
+        others[name] = encoder_class(name)()
+        if hasattr(others[name], "fit"):
+            others[name].fit(train_nets)  # type: ignore[attr-defined]
+    for name, enc in others.items():
+        rows[name] = _score(enc, test_nets, labels, test["task"].isin(heldout_tasks).to_numpy())
     return rows
 
 
@@ -79,9 +99,11 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
         "",
         "Held-out retrieval on the zoo's **test split** (models never seen in training), "
         "leave-one-out, relevant = same task (INRs: same task and digit). "
-        f"'held-out tasks' = test models of tasks {args.heldout_tasks or '—'} "
-        f"retrieved among themselves, by the encoder of `{args.heldout_run or args.run}` "
-        "that never saw those tasks.",
+        f"'held-out tasks' = queries from the test models of tasks "
+        f"{args.heldout_tasks or '—'} only (gallery: every other test model), embedded for "
+        f"the trained encoder by `{args.heldout_run or args.run}`, which never saw those "
+        "tasks; the baselines' figure is the same subset of their own ranking (fitted ones "
+        "were fit on every task).",
         "",
         "| encoder | mAP | P@1 | P@5 | MRR | models/s | mAP held-out tasks |",
         "|---|---|---|---|---|---|---|",
@@ -92,6 +114,16 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
             f"| {name} | {a['mAP']:.3f} | {a['P@1']:.3f} | {a['P@5']:.3f} | "
             f"{a['MRR']:.3f} | {a['models/s']:.0f} | {h.get('mAP', float('nan')):.3f} |"
         )
+    for name, r in rows.items():
+        if "quality" in r:
+            q = r["quality"]
+            lines += [
+                "",
+                f"Quality predicted by {name}'s head (`predict_quality`) on the {q['n']} "
+                "test classifiers and regressors (accuracy; R² clipped to [0, 1]): "
+                f"Spearman {q['spearman']:.3f}, Kendall τ {q['kendall']:.3f}, "
+                f"MAE {q['mae']:.3f}, R² {q['r2']:.3f}.",
+            ]
     lines += [
         "",
         f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, "
@@ -122,7 +154,8 @@ def main() -> None:
     held = [t for t in args.heldout_tasks.split(",") if t]
     rows = evaluate_all(zoo, trained, held)
     if args.heldout_run:
-        extra = evaluate_all(zoo, {"h": os.path.join(args.heldout_run, "best")}, held)["h"]
+        h_run = {"h": os.path.join(args.heldout_run, "best")}
+        extra = evaluate_all(zoo, h_run, held, baselines=False)["h"]
         rows[f"{args.name} (trained)"]["held-out tasks"] = extra.get("held-out tasks", {})
     with open(os.path.join(args.run, "train_config.json")) as f:
         train_cfg = json.load(f)

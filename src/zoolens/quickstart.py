@@ -18,6 +18,7 @@ import torch
 
 from zoolens.index import ModelIndex
 from zoolens.ir import Net
+from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import cosine
 
@@ -168,8 +169,12 @@ def _show_fresh(console: Any, index: ModelIndex, zoo: Any) -> dict[str, object]:
             f"{s:.3f}",
         )
     console.print(table)
-    pred = predict_accuracy(index, zoo.manifest, query[0])
-    t2 = Table(title="(c) accuracy predicted from the embedding (ridge over the zoo)")
+    enc = index.encoder
+    if isinstance(enc, TorchEncoder) and enc.quality is not None:
+        pred, how = float(enc.predict_quality([net])[0]), "the encoder's trained quality head"
+    else:
+        pred, how = predict_accuracy(index, zoo.manifest, query[0]), "ridge over the zoo"
+    t2 = Table(title=f"(c) accuracy predicted from the embedding ({how})")
     t2.add_column("true test accuracy")
     t2.add_column("predicted")
     t2.add_row(f"{acc:.3f}", f"{pred:.3f}")

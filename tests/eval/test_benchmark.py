@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +334,31 @@ def test_grouped_retrieval_pools_queries_within_groups() -> None:
     assert out["n_queries"] == 8
     assert out["mAP"] == pytest.approx(np.mean([p["mAP"] for p in parts]))
     assert grouped_retrieval(emb[:1], labels[:1], groups[:1]) == {"n_queries": 0.0}
+
+
+def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: Path) -> None:
+    """The seed-0 run of the quick benchmark, given back as pretrained, scores the same."""
+    from zoolens.eval import BenchmarkConfig, run_benchmark
+
+    runs = report / "runs" / "neural-graph"
+    config = BenchmarkConfig(
+        zoo.path,
+        str(tmp_path / "p"),
+        encoders=("neural-graph",),
+        quick=True,
+        skip=("transfer", "figures"),
+        pretrained={"neural-graph": str(runs / "seed0")},
+        pretrained_heldout={"neural-graph": str(runs / "seed0-heldout")},
+    )
+    res = run_benchmark(config)["encoders"]["neural-graph"]
+    first = json.loads((report / "results.json").read_text())["encoders"]["neural-graph"]
+    assert not (tmp_path / "p" / "runs" / "neural-graph").exists()  # nothing was trained
+    for section in ("retrieval", "generalisation"):
+        key = "mAP" if section == "retrieval" else "unseen"
+        got, want = res[section][key], first[section][key]
+        got, want = (got["mAP"], want["mAP"]) if key == "unseen" else (got, want)
+        assert got["mean"] == pytest.approx(want["mean"], abs=1e-9), section
+    assert res["cost"]["train_seconds"]["mean"] > 0  # read from the run's metrics.csv
+    swapped = dict(config.pretrained_heldout, **{"neural-graph": str(runs / "seed0")})
+    with pytest.raises(ValueError, match="was trained on"):
+        run_benchmark(replace(config, out=str(tmp_path / "q"), pretrained_heldout=swapped))

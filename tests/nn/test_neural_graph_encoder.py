@@ -49,7 +49,13 @@ def _sensitivity_cases(net: Net, g: torch.Generator) -> dict[str, Net]:
     op = next(o for o in inputs_permuted.ops if o.kind in DENSE_KINDS)
     w = op.params["weight"]
     op.params["weight"] = w.index_select(1, torch.roll(torch.arange(w.shape[1]), 1))
+    outputs_swapped = net.clone()  # output units are fixed by every symmetry
+    op = [o for o in outputs_swapped.ops if o.kind in DENSE_KINDS][-1]
+    perm = torch.roll(torch.arange(op.params["weight"].shape[0]), 1)
+    op.params = {role: t.index_select(0, perm) for role, t in op.params.items()}
     cases = {"uncoupled": uncoupled, "inputs-permuted": inputs_permuted}
+    if perm.numel() > 1:
+        cases["outputs-swapped"] = outputs_swapped
     if other is not None:
         cases["other"] = other
     return cases
@@ -91,3 +97,35 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, gen: torch.Generator) -> No
         assert torch.equal(v, back.state_tensors()[k])
     nets = [random_net("mlp", gen) for _ in range(3)]
     assert (enc.encode(nets) == back.encode(nets)).all()
+
+
+def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.Generator) -> None:
+    import json
+
+    nets = [random_net("mlp", gen) for _ in range(3)]
+    enc = NeuralGraphEncoder({"hidden": 16, "seed": 3})
+    assert enc.quality is not None
+    with torch.no_grad():  # move the head off its initialisation
+        for p in enc.quality.parameters():
+            p.add_(0.1)
+    enc.save(str(tmp_path / "new"))
+    back = load_encoder(str(tmp_path / "new"))
+    assert isinstance(back, NeuralGraphEncoder)
+    q = enc.predict_quality(nets)
+    assert q.shape == (3,) and ((q > 0) & (q < 1)).all()
+    assert np.array_equal(q, back.predict_quality(nets))
+
+    # A save from before the quality head and the output readout: neither key in config.
+    old = NeuralGraphEncoder(
+        {"hidden": 16, "seed": 3, "quality_head": False, "output_readout": False}
+    )
+    old.save(str(tmp_path / "old"))
+    cfg_path = tmp_path / "old" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["config"]["quality_head"], cfg["config"]["output_readout"]
+    cfg_path.write_text(json.dumps(cfg))
+    back_old = load_encoder(str(tmp_path / "old"))
+    assert isinstance(back_old, NeuralGraphEncoder) and back_old.quality is None
+    assert (back_old.encode(nets) == old.encode(nets)).all()
+    with pytest.raises(ValueError, match="without a quality head"):
+        back_old.predict_quality(nets)

@@ -88,3 +88,29 @@ def test_training_improves_validation_retrieval(zoo_dir: str, tmp_path) -> None:
     before = validation_map(trainer.encoder, load_split(trainer.zoo, "val"))
     result = trainer.fit(progress=False)
     assert result.best_map > before
+
+
+def test_cli_passes_every_option_and_the_run_records_its_tasks(zoo_dir: str, tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from zoolens.cli import app
+
+    out = tmp_path / "run"
+    args = ["train", "--zoo", zoo_dir, "--out", str(out), "--epochs", "1", "--hidden", "16"]
+    result = CliRunner().invoke(app, [*args, "--exclude-tasks", "siren", "--tau", "0.07"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["exclude_tasks"] == ["siren"] and cfg["tau"] == 0.07
+    assert cfg["trained_on"]["tasks"] == ["cnn2d_bn", "mlp"]
+    assert "n_probes" not in cfg["encoder_config"]  # the encoder's own default applies
+
+
+def test_training_fits_the_quality_head_that_ships_with_the_encoder(zoo_dir: str, tmp_path) -> None:
+    result = train_encoder(zoo_dir, str(tmp_path / "run"), CFG, progress=False)
+    fresh = type(result.encoder)({**CFG.encoder_config, "seed": CFG.seed})
+    trained_head = {k: v for k, v in result.encoder.state_tensors().items() if "quality" in k}
+    assert trained_head, "the quality head is part of the saved state"
+    moved = [not torch.equal(v, fresh.state_tensors()[k]) for k, v in trained_head.items()]
+    assert all(moved)

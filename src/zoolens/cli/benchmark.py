@@ -19,6 +19,19 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+def _pairs(text: str, flag: str) -> dict[str, str]:
+    """``name=spec,name=spec`` → {name: spec}."""
+    out = {}
+    for item in _split(text):
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            from zoolens.cli.app import fail
+
+            raise fail(f"{flag}: expected NAME=RUN_DIR, got {item!r}")
+        out[name.strip()] = spec.strip()
+    return out
+
+
 @app.command()
 def benchmark(
     zoo: str = typer.Option(..., "--zoo", help="zoo directory (manifest.parquet + models/)"),
@@ -39,6 +52,15 @@ def benchmark(
     ),
     quick: bool = typer.Option(False, help="reduced run: 1 seed, 2 epochs, fewer models"),
     skip: str = typer.Option("", help="sections to skip: transfer,generalisation,figures"),
+    pretrained: str = typer.Option(
+        "",
+        help="NAME=RUN,...: measure these trained encoders as they are (a `zoolens train` "
+        "run, a saved encoder dir, or 'default' for the shipped one) instead of training",
+    ),
+    pretrained_heldout: str = typer.Option(
+        "",
+        help="NAME=RUN,...: their counterparts trained without the held-out tasks (generalisation)",
+    ),
     threads: int = typer.Option(
         1, help="torch/BLAS threads (0: library default); 1 is fastest on a busy machine"
     ),
@@ -64,6 +86,8 @@ def benchmark(
         command=shlex.join(["zoolens", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else "",
         plan=PlanSettings(max_eval_models=max_eval_models or None),
         max_train_models=max_train_models or None,
+        pretrained=_pairs(pretrained, "--pretrained"),
+        pretrained_heldout=_pairs(pretrained_heldout, "--pretrained-heldout"),
         threads=threads or None,
     )
     try:

@@ -22,7 +22,9 @@ def train(
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(1e-3),
     weight_decay: float = typer.Option(1e-4),
-    probes: int = typer.Option(0, help="probe inputs per node (neural-graph); 0 = none"),
+    probes: int = typer.Option(
+        -1, help="probe inputs per node (neural-graph); 0 = none; -1 = the encoder's default"
+    ),
     hidden: int = typer.Option(32, help="encoder width (node states)"),
     seed: int = typer.Option(0),
     patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
@@ -34,7 +36,7 @@ def train(
     from zoolens.train import TrainConfig, train_encoder
 
     enc_cfg: dict[str, object] = {"hidden": hidden}
-    if encoder == "neural-graph":
+    if encoder == "neural-graph" and probes >= 0:
         enc_cfg["n_probes"] = probes
     cfg = TrainConfig(
         encoder=encoder,
@@ -49,6 +51,7 @@ def train(
         seed=seed,
         patience=patience,
         max_minutes=max_minutes,
+        exclude_tasks=tuple(t.strip() for t in exclude_tasks.split(",") if t.strip()),
     )
     result = train_encoder(zoo, out, cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(

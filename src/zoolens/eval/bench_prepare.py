@@ -4,11 +4,15 @@
   directory's train split (early stopping on its val split), in a run directory that keeps
   ``metrics.csv`` for the training-curve figure;
 * learned baselines (`FITTED`) are fit on the train-split nets;
-* the others are used as constructed (fixed-seed, where they have a seed).
+* the others are used as constructed (fixed-seed, where they have a seed);
+* a *pretrained* encoder (`load_pretrained`: a training run, a saved encoder or a shipped
+  name) is used as it is — the benchmark then measures the very weights a user gets.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import os
 import shutil
@@ -17,8 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoolens.errors import LoadError
 from zoolens.ir import Net
-from zoolens.nn import Encoder, encoder_class
+from zoolens.nn import Encoder, encoder_class, load_encoder
+from zoolens.nn.load import shipped_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ class Prepared:
         history: per-epoch training metrics (trainable encoders).
         best_epoch: epoch of the kept checkpoint, as the trainer reports it; 0 when not
             trained.
+        trained_tasks: tasks its training learnt from, when known (None: unknown).
     """
 
     encoder: Encoder
@@ -63,6 +70,7 @@ class Prepared:
     run_dir: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
+    trained_tasks: tuple[str, ...] | None = None
 
 
 def check_encoder_names(names: Sequence[str]) -> list[str]:
@@ -138,3 +146,42 @@ def _train(name: str, seed: int, zoo_dir: str, run_dir: str, settings: TrainSett
 def encoder_size_bytes(encoder: Encoder) -> int:
     """Bytes of the encoder's learned state (its saved tensors)."""
     return sum(t.numel() * t.element_size() for t in encoder.state_tensors().values())
+
+
+def load_pretrained(spec: str) -> Prepared:
+    """An already trained encoder, used as it is.
+
+    Args:
+        spec: a training run directory (``best/`` or else ``last/``, ``metrics.csv``,
+            ``train_config.json``, as `zoolens train` writes it), a saved encoder
+            directory, or a shipped name (``default``). The training history and time
+            come from the ``metrics.csv`` beside the weights when there is one.
+
+    Raises:
+        zoolens.errors.LoadError: `spec` is none of these.
+    """
+    kept = [os.path.join(spec, d) for d in ("best", "last") if os.path.isdir(os.path.join(spec, d))]
+    run = spec if kept else None  # the trainer's choice: best if validation ever scored
+    weights = kept[0] if kept else (shipped_dir(spec) or spec)
+    if not os.path.isdir(weights):
+        raise LoadError(f"{spec}: not a training run, a saved encoder or a shipped encoder")
+    encoder = load_encoder(weights)
+    history = _read_history(os.path.join(run or weights, "metrics.csv"))
+    seconds = history[-1].get("seconds", 0.0) if history else 0.0
+    tasks: tuple[str, ...] | None = None
+    if run and os.path.exists(os.path.join(run, "train_config.json")):
+        with open(os.path.join(run, "train_config.json")) as f:
+            trained_on = json.load(f).get("trained_on", {})
+        tasks = tuple(trained_on["tasks"]) if "tasks" in trained_on else None
+    best = max(history, key=lambda r: r.get("val_mAP", 0.0)) if history else {}
+    return Prepared(encoder, seconds, run, history, int(best.get("epoch", 0)), tasks)
+
+
+def _read_history(path: str) -> list[dict[str, float]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]

@@ -43,8 +43,10 @@ from zoolens.eval.bench_measure import (
 from zoolens.eval.bench_output import FigureData, protocol_notes, write_outputs
 from zoolens.eval.bench_prepare import (
     ALL_ENCODERS,
+    Prepared,
     TrainSettings,
     check_encoder_names,
+    load_pretrained,
     prepare_encoder,
 )
 from zoolens.eval.bench_report import aggregate
@@ -75,6 +77,12 @@ class BenchmarkConfig:
     transfer: fine-tuning settings of the transfer experiment.
     max_train_models: cap on train-split models used for training and fitting (a seeded
         sample, with a quarter as many validation models); None uses them all.
+    pretrained: encoder name → trained encoder to measure as it is instead of training
+        one per seed (a `zoolens train` run directory, a saved encoder or ``default``);
+        see `zoolens.eval.bench_prepare.load_pretrained`.
+    pretrained_heldout: encoder name → its counterpart trained without the plan's
+        held-out tasks, for the generalisation test (a pretrained encoder without one
+        has no generalisation figures).
     threads: torch and BLAS threads during the run (restored after); None leaves them.
         Zoo models are small: on a shared or busy machine extra threads mostly contend
         (embedding was measured ~20x slower with 2 threads than with 1 under load).
@@ -93,6 +101,8 @@ class BenchmarkConfig:
     plan: PlanSettings = field(default_factory=PlanSettings)
     transfer: TransferSettings = field(default_factory=TransferSettings)
     max_train_models: int | None = None
+    pretrained: dict[str, str] = field(default_factory=dict)
+    pretrained_heldout: dict[str, str] = field(default_factory=dict)
     threads: int | None = 1
 
     def resolved(self) -> BenchmarkConfig:
@@ -137,6 +147,11 @@ class BenchmarkConfig:
         parts += [f"--skip {','.join(self.skip)}"] if self.skip else []
         parts += [f"--threads {self.threads or 0}"] if self.threads != 1 else []
         parts += [f"--max-train-models {self.max_train_models}"] if self.max_train_models else []
+        for flag, specs in (
+            ("--pretrained", self.pretrained),
+            ("--pretrained-heldout", self.pretrained_heldout),
+        ):
+            parts += [f"{flag} {','.join(f'{k}={v}' for k, v in specs.items())}"] if specs else []
         if self.plan.max_eval_models is not None:
             parts += [f"--max-eval-models {self.plan.max_eval_models}"]
         return " ".join(parts)
@@ -209,12 +224,25 @@ def _run_encoder(
 ) -> tuple[Metrics, EncoderMeasurement]:
     minutes = run.cfg.minutes_per_run(run.heldout_zoo is not None)
     settings = TrainSettings(run.cfg.epochs, minutes)
-    prepared = prepare_encoder(
-        name, seed, run.train_zoo, run.run_dir(name, seed), run.train_nets(run.train_zoo), settings
-    )
+    pretrained = run.cfg.pretrained.get(name)
+    if pretrained is not None:
+        prepared = load_pretrained(pretrained)
+    else:
+        prepared = prepare_encoder(
+            name,
+            seed,
+            run.train_zoo,
+            run.run_dir(name, seed),
+            run.train_nets(run.train_zoo),
+            settings,
+        )
     meas = EncoderMeasurement(prepared, data, transfer)
     metrics = meas.run()
-    if run.heldout_zoo is not None:
+    unseen: Prepared | None = None
+    if run.heldout_zoo is not None and pretrained is not None:
+        if name in run.cfg.pretrained_heldout:
+            unseen = load_pretrained(run.cfg.pretrained_heldout[name])
+    elif run.heldout_zoo is not None:
         unseen = prepare_encoder(
             name,
             seed,
@@ -223,6 +251,7 @@ def _run_encoder(
             run.train_nets(run.heldout_zoo),
             settings,
         )
+    if unseen is not None:
         metrics["generalisation"] = measure_generalisation(
             unseen.encoder, meas.test_embeddings(), data
         )
@@ -230,6 +259,19 @@ def _run_encoder(
         assert isinstance(cost, dict)
         cost["heldout_train_seconds"] = unseen.seconds
     return metrics, meas
+
+
+def _check_heldout(name: str, unseen: Prepared, tasks: list[str]) -> None:
+    """A pretrained held-out counterpart must not have learnt from the held-out tasks."""
+    if unseen.trained_tasks is None:
+        log.warning("benchmark: cannot check which tasks %s's held-out run learnt from", name)
+        return
+    seen = sorted(set(unseen.trained_tasks) & set(tasks))
+    if seen:
+        raise ValueError(
+            f"{name}: the held-out run was trained on {seen}, which the benchmark holds out "
+            f"({sorted(tasks)}); train it with --exclude-tasks {','.join(sorted(tasks))}"
+        )
 
 
 def _run_seed(run: _Run, seed: int, names: list[str], progress: bool) -> None:
@@ -272,6 +314,9 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = False) -> dict[str, 
     cfg = config.resolved()
     start = time.perf_counter()
     names = check_encoder_names(cfg.encoders)
+    unknown = (set(cfg.pretrained) | set(cfg.pretrained_heldout)) - set(names)
+    if unknown:
+        raise ValueError(f"pretrained encoder(s) {sorted(unknown)} are not among --encoders")
     os.makedirs(cfg.out, exist_ok=True)
     with _limit_threads(cfg.threads):
         results = _run(cfg, names, progress, start)
@@ -295,6 +340,8 @@ def _limit_threads(n: int | None) -> Iterator[None]:
 
 def _run(cfg: BenchmarkConfig, names: list[str], progress: bool, start: float) -> dict[str, Any]:
     run = _setup(cfg)
+    for name, spec in cfg.pretrained_heldout.items():
+        _check_heldout(name, load_pretrained(spec), run.plan.heldout_tasks)
     for seed in range(cfg.seeds):
         _run_seed(run, seed, names, progress)
     encoders = {n: aggregate(run.per_seed[n]) for n in names if n in run.per_seed}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,10 @@ F_ACT = 5
 F_POOL = F_ACT + len(ACTIVATIONS)  # maxpool, avgpool, gap flags
 NODE_FEATURES = F_POOL + 3
 _POOL_SLOT = {"maxpool": 0, "avgpool": 1, "gap": 2}
+#: `Net.arch_key` → the graph fields that depend only on the architecture, least recently
+#: used first; building a graph then only fills in weights and node features.
+_STRUCTURES: dict[str, dict[str, torch.Tensor]] = {}
+_MAX_STRUCTURES = 64
 
 
 def fit_to_kernel(v: torch.Tensor) -> torch.Tensor:
@@ -43,7 +48,11 @@ class _Units:
 
 
 class _Builder:
-    def __init__(self) -> None:
+    """Collects nodes and edges; with ``structure=False`` only their values (node features
+    and edge weights), for a net whose architecture's structure is cached."""
+
+    def __init__(self, structure: bool = True) -> None:
+        self.structure = structure
         self.x = torch.zeros((0, NODE_FEATURES), dtype=torch.float64)
         self.role: list[torch.Tensor] = []
         self.position: list[torch.Tensor] = []
@@ -61,19 +70,31 @@ class _Builder:
             feats[:, F_BIAS] = bias.to(torch.float64)
         ids = torch.arange(self.x.shape[0], self.x.shape[0] + n)
         self.x = torch.cat([self.x, feats])
-        self.role.append(torch.full((n,), role, dtype=torch.long))
-        self.position.append(
-            torch.arange(n) if role == ROLE_INPUT else torch.zeros(n, dtype=torch.long)
-        )
-        self.layer.append(torch.full((n,), self.n_layers, dtype=torch.long))
+        if self.structure:
+            self.role.append(torch.full((n,), role, dtype=torch.long))
+            self.position.append(
+                torch.arange(n) if role == ROLE_INPUT else torch.zeros(n, dtype=torch.long)
+            )
+            self.layer.append(torch.full((n,), self.n_layers, dtype=torch.long))
         self.n_layers += 1
         return ids
 
-    def connect(self, src: torch.Tensor, dst: torch.Tensor, attr: torch.Tensor, kind: str) -> None:
-        self.src.append(src)
-        self.dst.append(dst)
+    def connect(
+        self,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        attr: torch.Tensor,
+        kind: str,
+        all_pairs: bool = False,
+    ) -> None:
+        """Edges ``src[i] → dst[i]``, or every src → every dst (target-major) if `all_pairs`."""
         self.attr.append(fit_to_kernel(attr.to(torch.float64)))
-        self.etype.append(torch.full((src.numel(),), EDGE_TYPES.index(kind), dtype=torch.long))
+        if self.structure:
+            if all_pairs:
+                src, dst = src.repeat(dst.numel()), dst.repeat_interleave(src.numel())
+            self.src.append(src)
+            self.dst.append(dst)
+            self.etype.append(torch.full((src.numel(),), EDGE_TYPES.index(kind), dtype=torch.long))
 
 
 def _dense(b: _Builder, op: Op, inp: _Units) -> _Units:
@@ -87,7 +108,7 @@ def _dense(b: _Builder, op: Op, inp: _Units) -> _Units:
     else:
         kernels = w.reshape(n_out * n_in, -1)  # (out*in, k) or (out*in, kh*kw)
         kind = op.kind
-    b.connect(inp.nodes.repeat(n_out), out.repeat_interleave(n_in), kernels, kind)
+    b.connect(inp.nodes, out, kernels, kind, all_pairs=True)
     return _Units(out, fresh=True)
 
 
@@ -125,8 +146,8 @@ def _add(b: _Builder, op: Op, ins: list[_Units]) -> _Units:
     return _Units(out)
 
 
-def _walk(net: Net) -> tuple[_Builder, dict[str, _Units]]:
-    b = _Builder()
+def _walk(net: Net, structure: bool = True) -> tuple[_Builder, dict[str, _Units]]:
+    b = _Builder(structure)
     infos = net.value_infos()
     units = {net.input: _Units(b.new_layer(infos[net.input].units, ROLE_INPUT))}
     for op in net.ops:
@@ -175,25 +196,39 @@ def net_to_graph(
         The `NeuralGraph`; float32 features.
     """
     net = canonicalize(net) if canonical else net
-    b, units = _walk(net)
+    key = net.arch_key()
+    structure = _STRUCTURES.pop(key, None)  # put back below, as the most recently used
+    b, units = _walk(net, structure is None)
     out = units[net.output]
     if out.block != 1:
         raise UnsupportedOpError("the network's output is a flattened conv value")
-    role, position = torch.cat(b.role), torch.cat(b.position)
-    role[out.nodes] = ROLE_OUTPUT
-    position[out.nodes] = torch.arange(out.nodes.numel())
+    if structure is None:
+        structure = _structure(b, out.nodes)
+        if len(_STRUCTURES) >= _MAX_STRUCTURES:
+            _STRUCTURES.pop(next(iter(_STRUCTURES)))
+    _STRUCTURES[key] = structure
     graph = NeuralGraph(
         x=b.x.float(),
-        edge_index=torch.stack([torch.cat(b.src), torch.cat(b.dst)]),
         edge_attr=torch.cat(b.attr).float(),
-        edge_type=torch.cat(b.etype),
-        role=role,
-        position=position,
-        layer=torch.cat(b.layer),
+        **{name: t.clone() for name, t in structure.items()},
     )
     if probes is not None:
         graph.probes = probe_features(net, units, probes, graph.num_nodes)
     return graph
+
+
+def _structure(b: _Builder, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The `NeuralGraph` fields that depend only on the architecture."""
+    role, position = torch.cat(b.role), torch.cat(b.position)
+    role[outputs] = ROLE_OUTPUT
+    position[outputs] = torch.arange(outputs.numel())
+    return {
+        "edge_index": torch.stack([torch.cat(b.src), torch.cat(b.dst)]),
+        "edge_type": torch.cat(b.etype),
+        "role": role,
+        "position": position,
+        "layer": torch.cat(b.layer),
+    }
 
 
 def probe_features(
@@ -201,7 +236,10 @@ def probe_features(
 ) -> torch.Tensor:
     """Each node's activation on each probe input (later values overwrite earlier ones)."""
     p = next(net.parameters())
-    env = {net.input: probes.to(p.dtype)}
+    x = probes.to(p.dtype)
+    if x.dim() == 4:  # the same values; pooling is far faster on this layout
+        x = x.contiguous(memory_format=torch.channels_last)
+    env = {net.input: x}
     with torch.no_grad():
         for op in net.ops:
             env[op.output] = op.run([env[v] for v in op.inputs])
@@ -217,5 +255,10 @@ def probe_features(
 
 def default_probes(input_shape: tuple[int, ...], n: int = 16, seed: int = 0) -> torch.Tensor:
     """Standard-normal probe inputs, the same for every net with this input shape."""
+    return _probes(tuple(input_shape), n, seed).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _probes(input_shape: tuple[int, ...], n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn((n, *input_shape), generator=g, dtype=torch.float64)

@@ -64,6 +64,9 @@ class Encoder(ABC):
     """
 
     name: ClassVar[str] = "encoder"
+    #: Values of hyper-parameters added after an encoder was first saved: a saved config
+    #: without the key predates it, so it gets the value that reproduces the old model.
+    OLD_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
@@ -147,6 +150,7 @@ class Encoder(ABC):
                 f"{cfg_path}: encoder format_version {cfg['format_version']} is newer "
                 "than this zoolens reads; upgrade zoolens"
             )
-        enc = encoder_class(cfg["class"])(cfg["config"])
+        cls = encoder_class(cfg["class"])
+        enc = cls({**cls.OLD_DEFAULTS, **cfg["config"]})
         enc.load_state_tensors(tensors)
         return enc

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zoolens.graph import EDGE_TYPES, KERNEL, NODE_FEATURES, GraphBatch
+from zoolens.nn.edge_runs import Chunk, chunks, degrees
 
 MAX_POSITION = 1024  # input/output units beyond this share the last position embedding
 MAX_LAYERS = 64
@@ -76,15 +78,28 @@ class MessagePassing(nn.Module):
         e = self.norm_e(e + self.edge_out(self.act(hs[src] + hd[dst] + self.edge_self(e))))
         return h, e
 
-
-def _degrees(
-    edge_index: torch.Tensor, n: int, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Out- and in-degree of every node, ``(N, 1)`` each, at least 1."""
-    ones = torch.ones(edge_index.shape[1], dtype=dtype)
-    out_deg = torch.zeros(n, dtype=dtype).index_add_(0, edge_index[0], ones)
-    in_deg = torch.zeros(n, dtype=dtype).index_add_(0, edge_index[1], ones)
-    return out_deg.clamp_min(1)[:, None], in_deg.clamp_min(1)[:, None]
+    def forward_chunk(
+        self, h: torch.Tensor, e: torch.Tensor, c: Chunk
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` without autograd, reusing `c`'s index structures; `e` (in `c`'s edge
+        order) is overwritten. The same function up to float rounding (``self.act`` is SiLU),
+        with fewer and in-place passes over the ``(E, ·)`` tensors."""
+        d, de = h.shape[1], e.shape[1]
+        hf, hb = (p.contiguous() for p in self.node_proj(h).split(d, dim=1))  # (N, d) each
+        w = self.edge_proj.weight
+        wf, wb = w[:d], w[d:]  # (d, de) each
+        m = hf.index_select(0, c.src).addmm_(e, wf.t())  # (E, d)
+        sum_f, max_f = c.fwd.reduce(F.silu(m, inplace=True))
+        m = hb.index_select(0, c.dst_b).addmm_(e.index_select(0, c.order_b), wb.t())
+        sum_b, max_b = c.bwd.reduce(F.silu(m, inplace=True))
+        out_deg, in_deg = c.degree
+        aggs = [h, sum_f, sum_f / in_deg, max_f, sum_b, sum_b / out_deg, max_b]
+        h = self.norm_h(h + self.update(torch.cat(aggs, dim=1)))
+        hs, hd = (p.contiguous() for p in self.edge_node_proj(h).split(de, dim=1))
+        u = (hs + self.edge_self.bias).index_select(0, c.src)  # (E, de)
+        u.add_(hd.index_select(0, c.dst)).addmm_(e, self.edge_self.weight.t())
+        e = e.addmm_(F.silu(u, inplace=True), self.edge_out.weight.t()).add_(self.edge_out.bias)
+        return h, self.norm_e(e)
 
 
 class NeuralGraphNet(nn.Module):
@@ -93,7 +108,10 @@ class NeuralGraphNet(nn.Module):
     Args:
         config: ``hidden`` (node/edge width), ``layers`` (message-passing steps),
             ``dim`` (output), ``heads``, ``readout_layers``, ``readout`` ("transformer" or
-            "gru"), ``n_probes`` (0 = no probe features).
+            "gru"), ``n_probes`` (0 = no probe features), ``output_readout`` (also pool
+            the output nodes one by one — each with its position and its probe values — so
+            the readout sees *which* output computes what, as the probe baseline does;
+            output units are fixed by every symmetry, so this keeps invariance).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -117,30 +135,55 @@ class NeuralGraphNet(nn.Module):
             self.seq = nn.TransformerEncoder(
                 layer, int(config["readout_layers"]), enable_nested_tensor=False
             )
-        self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, int(config["dim"])))
+        n_probes = int(config["n_probes"])
+        self.output_readout = bool(config.get("output_readout", False))
+        head_in = 2 * d
+        if self.output_readout:
+            self.out_read = mlp(d + n_probes, 2 * d, 2 * d)
+            head_in += 2 * d
+        self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, int(config["dim"])))
         for m in self.modules():  # structural embeddings must not drown the weights' signal
             if isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.1)
 
     def embed_nodes(self, b: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Initial node and edge states, ``(N, d)`` and ``(E, de)``."""
+        return self.embed_node_states(b), self.embed_edges(b)
+
+    def embed_node_states(self, b: GraphBatch) -> torch.Tensor:
         feats = b.x if b.probes is None else torch.cat([b.x, b.probes], dim=1)
         pos = b.position.clamp_max(MAX_POSITION - 1)
-        h = (
+        h: torch.Tensor = (
             self.node_in(symlog(feats))
             + self.role(b.role)
             + self.layer_pos(b.layer.clamp_max(MAX_LAYERS - 1))
         )
         h = h + torch.where((b.role == 0)[:, None], self.in_pos(pos), 0.0)
         h = h + torch.where((b.role == 2)[:, None], self.out_pos(pos), 0.0)
-        e = self.edge_in(symlog(b.edge_attr)) + self.edge_type(b.edge_type)
-        return h, e
+        return h
+
+    def embed_edges(self, b: GraphBatch, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Initial edge states ``(E, de)``, of the edges `ids` only if given."""
+        attr, kind = b.edge_attr, b.edge_type
+        if ids is not None:
+            attr, kind = attr.index_select(0, ids), kind.index_select(0, ids)
+        e: torch.Tensor = self.edge_in(symlog(attr)) + self.edge_type(kind)
+        return e
 
     def forward(self, b: GraphBatch) -> torch.Tensor:
         """Returns unnormalised embeddings ``(num_graphs, dim)``."""
-        h, e = self.embed_nodes(b)
-        degree = _degrees(b.edge_index, h.shape[0], h.dtype)
-        for layer in self.mp:
-            h, e = layer(h, e, b.edge_index, degree)
+        if torch.is_grad_enabled():
+            h, e = self.embed_nodes(b)
+            degree = degrees(b.edge_index, h.shape[0], h.dtype)
+            for layer in self.mp:
+                h, e = layer(h, e, b.edge_index, degree)
+        else:  # the same, chunk by chunk, reusing index structures
+            h = self.embed_node_states(b)
+            for nodes, edges, c in chunks(b, h.dtype):
+                hc, e = h[nodes], self.embed_edges(b, c.order + edges.start)
+                for layer in self.mp:
+                    hc, e = cast(MessagePassing, layer).forward_chunk(hc, e, c)
+                h[nodes] = hc
         n_tokens = int(b.layers_per_graph.sum())
         tokens = self.token(
             torch.cat(
@@ -159,8 +202,18 @@ class NeuralGraphNet(nn.Module):
         valid = mask[..., None].to(out.dtype)
         mean = (out * valid).sum(1) / valid.sum(1).clamp_min(1.0)
         last = out[torch.arange(out.shape[0]), b.layers_per_graph - 1]  # the output layer
-        out_z: torch.Tensor = self.head(torch.cat([mean, last], dim=1))
+        parts = [mean, last]
+        if self.output_readout:
+            parts.append(self._read_outputs(h, b))
+        out_z: torch.Tensor = self.head(torch.cat(parts, dim=1))
         return out_z
+
+    def _read_outputs(self, h: torch.Tensor, b: GraphBatch) -> torch.Tensor:
+        """Sum over each graph's output nodes of MLP(state + position, probe values)."""
+        outs = b.role == 2
+        state = h[outs] + self.out_pos(b.position[outs].clamp_max(MAX_POSITION - 1))
+        feats = [state] if b.probes is None else [state, symlog(b.probes[outs])]
+        return scatter(self.out_read(torch.cat(feats, dim=1)), b.batch[outs], b.num_graphs, "sum")
 
     def _pad(self, tokens: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g, longest = counts.numel(), int(counts.max())

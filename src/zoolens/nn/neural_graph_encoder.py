@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "readout_layers": 2,
     "readout": "transformer",
     "n_probes": 16,
+    "output_readout": True,
     "seed": 0,
 }
 
@@ -38,6 +42,10 @@ class NeuralGraphEncoder(TorchEncoder):
     """
 
     DEFAULTS = DEFAULTS
+    OLD_DEFAULTS: ClassVar[dict[str, Any]] = {
+        **TorchEncoder.OLD_DEFAULTS,
+        "output_readout": False,
+    }
 
     def build_module(self) -> nn.Module:
         return NeuralGraphNet(self.config)
@@ -69,6 +77,34 @@ class NeuralGraphEncoder(TorchEncoder):
         return self.forward(self.graphs(models))
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
+        """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`)."""
         self.module.eval()
-        with torch.no_grad():
+        with _one_thread(), torch.no_grad():
             return self.forward(self.graphs(models)).double().numpy()
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_SAVED = [0, 0]  # callers inside `_one_thread`, torch's thread count before them
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops single-threaded, then restore the thread count (nesting and concurrent
+    callers are fine).
+
+    Embedding issues thousands of mid-sized ops; with one intra-op thread per core and
+    other processes on the cores, every op waits for a descheduled thread: measured 4–15×
+    slower than one thread on a busy 2-core machine (mlp-2k, cnn-50k, cnn-1m).
+    """
+    with _THREADS_LOCK:
+        if _THREADS_SAVED[0] == 0:
+            _THREADS_SAVED[1] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_SAVED[0] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_SAVED[0] -= 1
+            if _THREADS_SAVED[0] == 0:
+                torch.set_num_threads(_THREADS_SAVED[1])

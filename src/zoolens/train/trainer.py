@@ -63,14 +63,22 @@ class Trainer:
         self.zoo, self.out, self.cfg = Zoo.open(zoo_dir), out, config
         _register_all()
         self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
-        self.head = nn.Sequential(nn.Linear(self.encoder.dim, 64), nn.SiLU(), nn.Linear(64, 1))
-        params = list(_module(self.encoder).parameters()) + list(self.head.parameters())
+        params = _torch_encoder(self.encoder).parameters()  # the quality head's included
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(config.epochs, 1))
         self.epoch, self.best_map, self.best_epoch, self.stale = 0, -1.0, -1, 0
         self.history: list[dict[str, float]] = []
         self._graphs: list[NeuralGraph] | None = None
         self._tb: Any = None
+
+    def trained_on(self) -> dict[str, Any]:
+        """The zoo and the tasks this run learns from (train and validation splits)."""
+        m = self.zoo.manifest
+        used = m["split"].isin(["train", "val"]) & ~m["task"].isin(list(self.cfg.exclude_tasks))
+        return {
+            "zoo": os.path.abspath(self.zoo.path),
+            "tasks": sorted(m.loc[used, "task"].unique()),
+        }
 
     # -- one step ------------------------------------------------------------------------
     def views(self, batch: list[Net] | list[NeuralGraph], gen: torch.Generator) -> torch.Tensor:
@@ -107,12 +115,12 @@ class Trainer:
             codes = np.arange(len(batch))
         labels = torch.as_tensor(np.repeat(codes, 2))
         con = supcon_loss(z, labels, cfg.tau)
-        pred = torch.sigmoid(self.head(z)[:, 0])
+        pred = torch.sigmoid(_torch_encoder(self.encoder).quality_logits(z))
         acc = accuracy_loss(pred, torch.as_tensor(np.repeat(targets, 2), dtype=torch.float32))
         loss = cfg.lam * con + (1 - cfg.lam) * acc
         self.opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(_module(self.encoder).parameters(), 5.0)
+        nn.utils.clip_grad_norm_(_torch_encoder(self.encoder).parameters(), 5.0)
         self.opt.step()
         return {"loss": loss.item(), "contrastive": con.item(), "accuracy_mse": acc.item()}
 
@@ -183,7 +191,6 @@ class Trainer:
         state = {
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
-            "head": self.head.state_dict(),
             "epoch": self.epoch,
             "best_map": self.best_map,
             "best_epoch": self.best_epoch,
@@ -191,7 +198,7 @@ class Trainer:
         }
         torch.save(state, os.path.join(last, "trainer_state.pt"))
         with open(os.path.join(self.out, "train_config.json"), "w") as f:
-            json.dump(self.cfg.to_dict(), f, indent=1)
+            json.dump({**self.cfg.to_dict(), "trained_on": self.trained_on()}, f, indent=1)
         path = os.path.join(self.out, "metrics.csv")
         new = not os.path.exists(path)
         with open(path, "a", newline="") as f:
@@ -216,7 +223,6 @@ class Trainer:
         state = torch.load(os.path.join(last, "trainer_state.pt"), weights_only=True)
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
-        self.head.load_state_dict(state["head"])
         self.epoch, self.best_map = int(state["epoch"]), float(state["best_map"])
         self.best_epoch, self.stale = int(state["best_epoch"]), int(state["stale"])
 
