@@ -350,7 +350,9 @@ def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: 
         pretrained={"neural-graph": str(runs / "seed0")},
         pretrained_heldout={"neural-graph": str(runs / "seed0-heldout")},
     )
-    res = run_benchmark(config)["encoders"]["neural-graph"]
+    full = run_benchmark(config)
+    res = full["encoders"]["neural-graph"]
+    assert any("neural-graph is pretrained" in note for note in full["notes"])
     first = json.loads((report / "results.json").read_text())["encoders"]["neural-graph"]
     assert not (tmp_path / "p" / "runs" / "neural-graph").exists()  # nothing was trained
     for section in ("retrieval", "generalisation"):

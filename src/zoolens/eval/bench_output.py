@@ -94,6 +94,17 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         "Seeds change encoder initialisation, training batches and views, symmetry actions, "
         "transfer picks and fine-tuning batches, and cross-validation folds.",
     ]
+    for name, spec in p.get("pretrained", {}).items():
+        held = p.get("pretrained_heldout", {}).get(name)
+        notes.append(
+            f"{name} is pretrained, measured as it is on every seed (seeds then vary only "
+            f"views, actions, transfer picks and folds): `{spec}`"
+            + (
+                f"; its counterpart trained without the held-out tasks: `{held}`."
+                if held
+                else "; it has no held-out-task counterpart, so no generalisation figures."
+            )
+        )
     if importlib.util.find_spec("umap") is None:
         notes.append("UMAP maps are not drawn: the optional umap-learn package is missing.")
     if quick:

@@ -369,6 +369,8 @@ def _protocol(cfg: BenchmarkConfig, plan: BenchPlan) -> dict[str, Any]:
         "max_minutes_per_encoder": cfg.max_minutes,
         "max_train_models": cfg.max_train_models,
         "threads": cfg.threads,
+        "pretrained": dict(cfg.pretrained),
+        "pretrained_heldout": dict(cfg.pretrained_heldout),
         "quick": cfg.quick,
         "skipped": list(cfg.skip),
     }
