@@ -17,10 +17,13 @@ from zoolens.testing import FAMILIES, cosine, random_net
 SMALL = {"hidden": 32, "edge_hidden": 8, "dim": 64}
 
 
-@pytest.fixture(scope="module")
-def encoder() -> LayerwiseEncoder:
-    enc = load_encoder("layerwise")  # fixed-seed, untrained
+@pytest.fixture(scope="module", params=["untrained", "shipped"])
+def encoder(request: pytest.FixtureRequest) -> LayerwiseEncoder:
+    """The fixed-seed untrained encoder, and the trained one the package ships."""
+    enc = LayerwiseEncoder() if request.param == "untrained" else load_encoder("layerwise")
     assert isinstance(enc, LayerwiseEncoder)
+    if request.param == "shipped":
+        assert enc.id != LayerwiseEncoder().id, "the package ships trained weights"
     return enc
 
 

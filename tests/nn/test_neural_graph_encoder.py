@@ -14,10 +14,13 @@ from zoolens.testing import FAMILIES, assert_invariant, cosine, random_net
 CASES = [(f, s) for f in FAMILIES for s in range(3)]
 
 
-@pytest.fixture(scope="module")
-def encoder() -> NeuralGraphEncoder:
-    enc = load_encoder("neural-graph")  # fixed-seed, untrained
+@pytest.fixture(scope="module", params=["untrained", "shipped"])
+def encoder(request: pytest.FixtureRequest) -> NeuralGraphEncoder:
+    """The fixed-seed untrained encoder, and the trained one the package ships."""
+    enc = NeuralGraphEncoder() if request.param == "untrained" else load_encoder("neural-graph")
     assert isinstance(enc, NeuralGraphEncoder)
+    if request.param == "shipped":
+        assert enc.id != NeuralGraphEncoder().id, "the package ships trained weights"
     return enc
 
 
