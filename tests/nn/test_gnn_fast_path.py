@@ -1,5 +1,6 @@
-"""NeuralGraphNet's no-grad path (chunked, run-sorted reductions) against the straightforward
-one it replaces for embedding: the same function, in float64, on every family."""
+"""NeuralGraphNet's message passing (chunks of whole graphs, edges in runs per node, blocks
+of runs; custom backward passes) against a slow, obvious reference built from scatters:
+the same function and the same gradients, in float64, on every family."""
 
 from __future__ import annotations
 
@@ -7,15 +8,63 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import zoolens.nn.edge_runs as edge_runs
 from zoolens.graph import GraphBatch, batch_graphs, default_probes, net_to_graph
 from zoolens.nn import NeuralGraphEncoder
-from zoolens.nn.edge_runs import _runs
-from zoolens.nn.gnn import NeuralGraphNet, scatter
+from zoolens.nn.edge_runs import _chunk, _runs, degrees
+from zoolens.nn.gnn import MessagePassing, NeuralGraphNet, scatter
 from zoolens.testing import FAMILIES, random_net
 
+CONFIGS = [None, {"readout": "gru", "n_probes": 16, "seed": 3}]
 
+
+# -- the reference --------------------------------------------------------------------------
+def reference_layer(
+    layer: MessagePassing,
+    h: torch.Tensor,
+    e: torch.Tensor,
+    edge_index: torch.Tensor,
+    degree: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`MessagePassing` on a whole batch with scatters and plain autograd."""
+    src, dst = edge_index
+    n, d = h.shape
+    hf, hb = layer.node_proj(h).split(d, dim=1)  # (N, d) each
+    ef, eb = layer.edge_proj(e).split(d, dim=1)  # (E, d) each
+    aggs = [h]
+    for m, at, deg in (
+        (layer.act(hf[src] + ef), dst, degree[1]),
+        (layer.act(hb[dst] + eb), src, degree[0]),
+    ):
+        total = scatter(m, at, n, "sum")  # (N, d)
+        aggs += [total, total / deg, scatter(m, at, n, "amax")]
+    h = layer.norm_h(h + layer.update(torch.cat(aggs, dim=1)))
+    hs, hd = layer.edge_node_proj(h).split(e.shape[1], dim=1)  # (N, de) each
+    e = layer.norm_e(e + layer.edge_out(layer.act(hs[src] + hd[dst] + layer.edge_self(e))))
+    return h, e
+
+
+def reference_embeddings(module: NeuralGraphNet, b: GraphBatch) -> torch.Tensor:
+    """`module(b)` with its node states from `reference_layer`s."""
+
+    def node_states(b: GraphBatch) -> torch.Tensor:
+        h, e = module.embed_nodes(b)
+        degree = degrees(b.edge_index, h.shape[0], h.dtype)
+        for layer in module.mp:
+            assert isinstance(layer, MessagePassing)
+            h, e = reference_layer(layer, h, e, b.edge_index, degree)
+        return h
+
+    module.node_states = node_states  # type: ignore[method-assign]
+    try:
+        return module(b)
+    finally:
+        del module.node_states
+
+
+# -- helpers --------------------------------------------------------------------------------
 def _batch(seeds: range, copies: int = 1) -> GraphBatch:
     """Every family at every seed, each `copies` times in a row, as one float64 batch."""
     graphs = []
@@ -40,41 +89,131 @@ def _net(config: dict[str, object] | None = None) -> NeuralGraphNet:
     return module.double().eval()
 
 
-def _both_paths(module: NeuralGraphNet, b: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.enable_grad():
-        reference = module(b).detach()  # the plain path: autograd needs it
-    with torch.no_grad():
-        fast = module(b)
-    return reference, fast
+def _output_and_grads(
+    module: NeuralGraphNet, b: GraphBatch, reference: bool = False
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Embeddings and the gradients of a fixed random projection of them."""
+    module.zero_grad(set_to_none=True)
+    z = reference_embeddings(module, b) if reference else module(b)
+    weights = torch.randn(z.shape, generator=torch.Generator().manual_seed(7), dtype=z.dtype)
+    (z * weights).sum().backward()
+    grads = {k: p.grad for k, p in module.named_parameters() if p.grad is not None}
+    return z.detach(), grads
 
 
-def test_runs_reduce_like_scatter() -> None:
+def _assert_same_grads(grads: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert grads.keys() == expected.keys()
+    for k, g in expected.items():  # relative to the parameter's largest gradient
+        torch.testing.assert_close(grads[k], g, rtol=1e-8, atol=1e-8 * float(g.abs().max()))
+
+
+# -- the runs -------------------------------------------------------------------------------
+def test_runs_sum_like_scatter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge_runs, "BLOCK_EDGES", 7)  # blocks of a few runs, or of one
     g = torch.Generator().manual_seed(0)
     n = 40
     index = torch.randint(0, n - 5, (300,), generator=g)  # the last nodes get no edges
     m = torch.randn(300, 8, generator=g, dtype=torch.float64)
     order, runs = _runs(index, n)
-    total, top = runs.reduce(m[order])
-    torch.testing.assert_close(total, scatter(m, index, n, "sum"), rtol=1e-12, atol=1e-12)
-    assert torch.equal(top, scatter(m, index, n, "amax"))
-    assert torch.equal(total[n - 5 :], torch.zeros(5, 8, dtype=torch.float64))
+    expected = scatter(m, index, n, "sum")
+    torch.testing.assert_close(runs.sum(m[order]), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(runs.sum(m, order), expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(expected[n - 5 :], torch.zeros(5, 8, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("chunk_edges", [1 << 14, 300])
-@pytest.mark.parametrize("config", [None, {"readout": "gru", "n_probes": 16, "seed": 3}])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("block_edges", [1 << 13, 5])
+def test_messages_match_scatter_with_ties(
+    monkeypatch: pytest.MonkeyPatch, reverse: bool, block_edges: int
+) -> None:
+    """Sum and max of the messages and their gradients, with exact ties of the max (edges
+    given twice): a tie shares the max's gradient equally, as ``scatter_reduce`` does."""
+    monkeypatch.setattr(edge_runs, "BLOCK_EDGES", block_edges)
+    g = torch.Generator().manual_seed(1)
+    n, d, de = 30, 6, 4
+    edge_index = torch.randint(0, n - 3, (2, 150), generator=g)
+    edge_index = torch.cat([edge_index, edge_index[:, :40]], dim=1)  # 40 edges twice
+    x, w = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((n, d), (d, de)))
+    e = torch.randn(150, de, generator=g, dtype=torch.float64)
+    e = torch.cat([e, e[:40]])
+    c = _chunk(edge_index, n, torch.float64)
+    inputs = [t.requires_grad_() for t in (x, e, w)]
+    src, dst = edge_index[:, c.order]  # fwd order
+    at, other = (src, dst) if reverse else (dst, src)
+    m = F.silu(x[other] + e[c.order] @ w.t())  # (E, d)
+    expected = (scatter(m, at, n, "sum"), scatter(m, at, n, "amax"))
+    assert int((m == expected[1][at]).sum()) > at.unique().numel() * d  # there are ties
+    got = c.messages(x, e[c.order], w, reverse=reverse)
+    weights = [torch.randn(n, d, generator=g, dtype=torch.float64) for _ in range(2)]
+    for out, ref in zip(got, expected, strict=True):
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grads, ref_grads = (
+        torch.autograd.grad(sum((o * v).sum() for o, v in zip(outs, weights, strict=True)), inputs)
+        for outs in (got, expected)
+    )
+    for gr, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(gr, ref, rtol=1e-12, atol=1e-12)
+
+
+# -- the whole network ----------------------------------------------------------------------
+@pytest.mark.parametrize(("chunk_edges", "block_edges"), [(1 << 14, 1 << 13), (300, 20)])
+@pytest.mark.parametrize("config", CONFIGS)
 def test_no_grad_path_matches_reference(
-    monkeypatch: pytest.MonkeyPatch, chunk_edges: int, config: dict[str, object] | None
+    monkeypatch: pytest.MonkeyPatch,
+    chunk_edges: int,
+    block_edges: int,
+    config: dict[str, object] | None,
 ) -> None:
     """Small chunks split the batch many times and reuse one chunk's index structures for
     the repeated graphs; the default puts many graphs into one chunk."""
     monkeypatch.setattr(edge_runs, "CHUNK_EDGES", chunk_edges)
-    reference, fast = _both_paths(_net(config), _batch(range(3), copies=3))
+    monkeypatch.setattr(edge_runs, "BLOCK_EDGES", block_edges)
+    module, b = _net(config), _batch(range(3), copies=3)
+    with torch.no_grad():
+        fast, reference = module(b), reference_embeddings(module, b)
     torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("chunk_edges", "block_edges"), [(1 << 14, 1 << 13), (300, 20)])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_grad_path_matches_reference(
+    monkeypatch: pytest.MonkeyPatch,
+    chunk_edges: int,
+    block_edges: int,
+    config: dict[str, object] | None,
+) -> None:
+    """Embeddings and the gradients of every parameter, on a batch mixing all families."""
+    monkeypatch.setattr(edge_runs, "CHUNK_EDGES", chunk_edges)
+    monkeypatch.setattr(edge_runs, "BLOCK_EDGES", block_edges)
+    module, b = _net(config), _batch(range(2), copies=2)
+    z, grads = _output_and_grads(module, b)
+    z_ref, ref_grads = _output_and_grads(module, b, reference=True)
+    torch.testing.assert_close(z, z_ref, rtol=1e-10, atol=1e-10)
+    _assert_same_grads(grads, ref_grads)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_grad_path_matches_reference_per_family(
+    monkeypatch: pytest.MonkeyPatch, family: str
+) -> None:
+    """One family at a time, in chunks of one graph split into blocks of a few runs."""
+    monkeypatch.setattr(edge_runs, "CHUNK_EDGES", 1)
+    monkeypatch.setattr(edge_runs, "BLOCK_EDGES", 16)
+    nets = [random_net(family, torch.Generator().manual_seed(s)) for s in range(2)]
+    b = batch_graphs([net_to_graph(n, probes=default_probes(n.input_shape, 16)) for n in nets])
+    b = dataclasses.replace(
+        b, x=b.x.double(), edge_attr=b.edge_attr.double(), probes=b.probes.double()
+    )
+    module = _net({"n_probes": 16})
+    z, grads = _output_and_grads(module, b)
+    z_ref, ref_grads = _output_and_grads(module, b, reference=True)
+    torch.testing.assert_close(z, z_ref, rtol=1e-10, atol=1e-10)
+    _assert_same_grads(grads, ref_grads)
 
 
 def test_nodes_out_of_graph_order_fall_back_to_one_chunk() -> None:
     """A batch whose nodes are not stored graph by graph: the same union of graphs, so the
-    same embeddings, from both paths."""
+    same embeddings and gradients."""
     b = _batch(range(2))
     perm = torch.randperm(b.x.shape[0], generator=torch.Generator().manual_seed(1))
     where = torch.empty_like(perm)
@@ -86,13 +225,15 @@ def test_nodes_out_of_graph_order_fall_back_to_one_chunk() -> None:
         edge_index=where[b.edge_index],
     )
     module = _net()
-    with torch.no_grad():
-        expected = module(b)
-    for out in _both_paths(module, shuffled):
-        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    z, grads = _output_and_grads(module, b)
+    for reference in (False, True):
+        z_shuffled, grads_shuffled = _output_and_grads(module, shuffled, reference)
+        torch.testing.assert_close(z_shuffled, z, rtol=1e-10, atol=1e-10)
+        _assert_same_grads(grads_shuffled, grads)
 
 
 def test_training_path_stays_differentiable() -> None:
+    """Every parameter of a layer gets a gradient through the custom backward passes."""
     encoder = NeuralGraphEncoder()
     g = torch.Generator().manual_seed(5)
     nets = [random_net(f, g) for f in FAMILIES]

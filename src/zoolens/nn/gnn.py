@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from zoolens.graph import EDGE_TYPES, KERNEL, NODE_FEATURES, GraphBatch
-from zoolens.nn.edge_runs import Chunk, chunks, degrees
+from zoolens.nn.edge_runs import Chunk, chunks
 
 MAX_POSITION = 1024  # input/output units beyond this share the last position embedding
 MAX_LAYERS = 64
@@ -39,9 +38,11 @@ class MessagePassing(nn.Module):
     ``O(E · d · de)``: a message is ``act(P h_src + Q e)`` — the node part computed once per
     node and gathered — and its output map is applied after aggregation, per node (it
     commutes with sum and mean; for max it is a different but equally invariant function).
+    The per-edge work (gathers, messages, their sum and max) runs on a `Chunk` of whole
+    graphs, with and without autograd (`zoolens.nn.edge_runs`); ``act`` is SiLU there.
 
     Shapes:
-        h: ``(N, d)``; e: ``(E, de)``; edge_index: ``(2, E)``.
+        h: ``(N, d)``; e: ``(E, de)``, edges in the chunk's order.
     """
 
     def __init__(self, d: int, de: int) -> None:
@@ -56,50 +57,24 @@ class MessagePassing(nn.Module):
         self.act = nn.SiLU()
 
     def forward(
-        self,
-        h: torch.Tensor,
-        e: torch.Tensor,
-        edge_index: torch.Tensor,
-        degree: tuple[torch.Tensor, torch.Tensor],
+        self, h: torch.Tensor, e: torch.Tensor, c: Chunk, update_edges: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        src, dst = edge_index
-        n, d = h.shape
-        hf, hb = self.node_proj(h).split(d, dim=1)  # (N, d) each
-        ef, eb = self.edge_proj(e).split(d, dim=1)  # (E, d) each
-        aggs = [h]
-        for m, at, deg in (
-            (self.act(hf[src] + ef), dst, degree[1]),
-            (self.act(hb[dst] + eb), src, degree[0]),
-        ):
-            total = scatter(m, at, n, "sum")  # (N, d)
-            aggs += [total, total / deg, scatter(m, at, n, "amax")]
-        h = self.norm_h(h + self.update(torch.cat(aggs, dim=1)))
-        hs, hd = self.edge_node_proj(h).split(e.shape[1], dim=1)  # (N, de) each
-        e = self.norm_e(e + self.edge_out(self.act(hs[src] + hd[dst] + self.edge_self(e))))
-        return h, e
-
-    def forward_chunk(
-        self, h: torch.Tensor, e: torch.Tensor, c: Chunk
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`forward` without autograd, reusing `c`'s index structures; `e` (in `c`'s edge
-        order) is overwritten. The same function up to float rounding (``self.act`` is SiLU),
-        with fewer and in-place passes over the ``(E, ·)`` tensors."""
+        """New node and edge states of the graphs of chunk `c`; the edge states are
+        returned as they are unless `update_edges` (the last layer's are never read)."""
         d, de = h.shape[1], e.shape[1]
-        hf, hb = (p.contiguous() for p in self.node_proj(h).split(d, dim=1))  # (N, d) each
-        w = self.edge_proj.weight
-        wf, wb = w[:d], w[d:]  # (d, de) each
-        m = hf.index_select(0, c.src).addmm_(e, wf.t())  # (E, d)
-        sum_f, max_f = c.fwd.reduce(F.silu(m, inplace=True))
-        m = hb.index_select(0, c.dst_b).addmm_(e.index_select(0, c.order_b), wb.t())
-        sum_b, max_b = c.bwd.reduce(F.silu(m, inplace=True))
+        hf, hb = self.node_proj(h).split(d, dim=1)  # (N, d) each
+        w = self.edge_proj.weight  # (2d, de): forward, backward
+        sum_f, max_f = c.messages(hf, e, w[:d])
+        sum_b, max_b = c.messages(hb, e, w[d:], reverse=True)
         out_deg, in_deg = c.degree
         aggs = [h, sum_f, sum_f / in_deg, max_f, sum_b, sum_b / out_deg, max_b]
         h = self.norm_h(h + self.update(torch.cat(aggs, dim=1)))
-        hs, hd = (p.contiguous() for p in self.edge_node_proj(h).split(de, dim=1))
-        u = (hs + self.edge_self.bias).index_select(0, c.src)  # (E, de)
-        u.add_(hd.index_select(0, c.dst)).addmm_(e, self.edge_self.weight.t())
-        e = e.addmm_(F.silu(u, inplace=True), self.edge_out.weight.t()).add_(self.edge_out.bias)
-        return h, self.norm_e(e)
+        if not update_edges:
+            return h, e
+        hs, hd = self.edge_node_proj(h).split(de, dim=1)  # (N, de) each
+        u = c.edge_inputs(hs + self.edge_self.bias, hd, e, self.edge_self.weight)  # (E, de)
+        e = self.norm_e(e + self.edge_out(self.act(u)))
+        return h, e
 
 
 class NeuralGraphNet(nn.Module):
@@ -172,18 +147,7 @@ class NeuralGraphNet(nn.Module):
 
     def forward(self, b: GraphBatch) -> torch.Tensor:
         """Returns unnormalised embeddings ``(num_graphs, dim)``."""
-        if torch.is_grad_enabled():
-            h, e = self.embed_nodes(b)
-            degree = degrees(b.edge_index, h.shape[0], h.dtype)
-            for layer in self.mp:
-                h, e = layer(h, e, b.edge_index, degree)
-        else:  # the same, chunk by chunk, reusing index structures
-            h = self.embed_node_states(b)
-            for nodes, edges, c in chunks(b, h.dtype):
-                hc, e = h[nodes], self.embed_edges(b, c.order + edges.start)
-                for layer in self.mp:
-                    hc, e = cast(MessagePassing, layer).forward_chunk(hc, e, c)
-                h[nodes] = hc
+        h = self.node_states(b)
         n_tokens = int(b.layers_per_graph.sum())
         tokens = self.token(
             torch.cat(
@@ -207,6 +171,20 @@ class NeuralGraphNet(nn.Module):
             parts.append(self._read_outputs(h, b))
         out_z: torch.Tensor = self.head(torch.cat(parts, dim=1))
         return out_z
+
+    def node_states(self, b: GraphBatch) -> torch.Tensor:
+        """Node states after message passing, ``(N, d)``: chunk by chunk of whole graphs,
+        each chunk's index structures shared by all layers (`zoolens.nn.edge_runs`)."""
+        h = self.embed_node_states(b)
+        parts = list(chunks(b, h.dtype))
+        per_chunk = torch.split(h, [nodes.stop - nodes.start for nodes, _, _ in parts])
+        out = []
+        for hc, (_, edges, c) in zip(per_chunk, parts, strict=True):
+            e = self.embed_edges(b, c.order + edges.start)
+            for i, layer in enumerate(self.mp):
+                hc, e = layer(hc, e, c, update_edges=i < len(self.mp) - 1)
+            out.append(hc)
+        return torch.cat(out)
 
     def _read_outputs(self, h: torch.Tensor, b: GraphBatch) -> torch.Tensor:
         """Sum over each graph's output nodes of MLP(state + position, probe values)."""
