@@ -50,7 +50,7 @@ def reference_embeddings(module: NeuralGraphNet, b: GraphBatch) -> torch.Tensor:
     """`module(b)` with its node states from `reference_layer`s."""
 
     def node_states(b: GraphBatch) -> torch.Tensor:
-        h, e = module.embed_nodes(b)
+        h, e = module.embed_node_states(b), module.embed_edges(b)
         degree = degrees(b.edge_index, h.shape[0], h.dtype)
         for layer in module.mp:
             assert isinstance(layer, MessagePassing)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from zoolens.jsonable import jsonable
+
 #: Seed 000's Tables 3–6, numbers only. Its encoders map to ours as in `PUBLISHED_PEERS`.
 PUBLISHED: dict[str, Any] = {
     "source": "seed paper 000, Tables 3–6; measured on its own zoo of 94 public models",
@@ -83,17 +85,8 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def json_safe(obj: Any) -> Any:
-    """`obj` with NaN / infinite floats replaced by None and numpy scalars by Python ones."""
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+#: NaN / infinite floats → None, numpy scalars → Python ones (kept under this name here).
+json_safe = jsonable
 
 
 # -- formatting -------------------------------------------------------------------------------

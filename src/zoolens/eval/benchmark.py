@@ -175,6 +175,13 @@ class _Run:
     failures: dict[str, str] = field(default_factory=dict)
     figures: FigureData = field(default_factory=FigureData)
     _train_nets: dict[str, list[Net]] = field(default_factory=dict)
+    _pretrained: dict[str, Prepared] = field(default_factory=dict)
+
+    def pretrained(self, spec: str) -> Prepared:
+        """The pretrained encoder at `spec` (loaded once, reused by every seed)."""
+        if spec not in self._pretrained:
+            self._pretrained[spec] = load_pretrained(spec)
+        return self._pretrained[spec]
 
     def train_nets(self, zoo_dir: str) -> list[Net]:
         """Train-split nets of the zoo at `zoo_dir` (loaded once)."""
@@ -226,7 +233,7 @@ def _run_encoder(
     settings = TrainSettings(run.cfg.epochs, minutes)
     pretrained = run.cfg.pretrained.get(name)
     if pretrained is not None:
-        prepared = load_pretrained(pretrained)
+        prepared = run.pretrained(pretrained)
     else:
         prepared = prepare_encoder(
             name,
@@ -241,7 +248,7 @@ def _run_encoder(
     unseen: Prepared | None = None
     if run.heldout_zoo is not None and pretrained is not None:
         if name in run.cfg.pretrained_heldout:
-            unseen = load_pretrained(run.cfg.pretrained_heldout[name])
+            unseen = run.pretrained(run.cfg.pretrained_heldout[name])
     elif run.heldout_zoo is not None:
         unseen = prepare_encoder(
             name,
@@ -341,7 +348,7 @@ def _limit_threads(n: int | None) -> Iterator[None]:
 def _run(cfg: BenchmarkConfig, names: list[str], progress: bool, start: float) -> dict[str, Any]:
     run = _setup(cfg)
     for name, spec in cfg.pretrained_heldout.items():
-        _check_heldout(name, load_pretrained(spec), run.plan.heldout_tasks)
+        _check_heldout(name, run.pretrained(spec), run.plan.heldout_tasks)
     for seed in range(cfg.seeds):
         _run_seed(run, seed, names, progress)
     encoders = {n: aggregate(run.per_seed[n]) for n in names if n in run.per_seed}

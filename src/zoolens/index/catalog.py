@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from zoolens.errors import IndexError as IndexStoreError
+from zoolens.jsonable import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +55,6 @@ CREATE TABLE tombstones (row INTEGER PRIMARY KEY, version INTEGER NOT NULL);
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-serialisable copy of a metadata value (numpy scalars, NaN → None, dates → ISO)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (ImportError, TypeError, ValueError):
-        pass
-    return str(value)
 
 
 def to_json(metadata: dict[str, Any]) -> str:

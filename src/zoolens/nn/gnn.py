@@ -121,10 +121,6 @@ class NeuralGraphNet(nn.Module):
             if isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.1)
 
-    def embed_nodes(self, b: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Initial node and edge states, ``(N, d)`` and ``(E, de)``."""
-        return self.embed_node_states(b), self.embed_edges(b)
-
     def embed_node_states(self, b: GraphBatch) -> torch.Tensor:
         feats = b.x if b.probes is None else torch.cat([b.x, b.probes], dim=1)
         pos = b.position.clamp_max(MAX_POSITION - 1)
