@@ -18,6 +18,7 @@ from zoolens.eval.bench_data import (
     capped_training_mask,
     lineage_roots,
     make_plan,
+    pick_heldout,
     write_subzoo,
 )
 from zoolens.eval.bench_measure import make_views, subset_retrieval
@@ -220,6 +221,20 @@ def test_quick_run_is_one_seed(report: Path) -> None:
     assert (report / "runs" / "neural-graph" / "seed0-heldout" / "metrics.csv").exists()
 
 
+def test_generalisation_counterpart_never_saw_the_held_out_tasks_and_family(report: Path) -> None:
+    res = json.loads((report / "results.json").read_text())
+    held_tasks, held_families = (res["protocol"][k] for k in ("heldout_tasks", "heldout_families"))
+    assert len(held_tasks) == 1 and len(held_families) == 1
+    run = report / "runs" / "neural-graph" / "seed0-heldout" / "train_config.json"
+    trained_on = json.loads(run.read_text())["trained_on"]
+    assert not set(trained_on["tasks"]) & set(held_tasks)
+    assert not set(trained_on["families"]) & set(held_families)
+    assert trained_on["families"], "the counterpart still learnt from the other families"
+    generalisation = res["encoders"]["neural-graph"]["generalisation"]
+    for what in ("tasks", "families"):  # the synthetic zoo has 3 test models per task
+        assert generalisation[what]["unseen"]["n_queries"]["mean"] > 0, what
+
+
 # -- parts ----------------------------------------------------------------------------------------
 def test_aggregate_mean_and_sample_std() -> None:
     runs = [{"a": {"x": 1.0}, "b": 2.0}, {"a": {"x": 3.0}, "b": float("nan")}]
@@ -256,6 +271,8 @@ def test_plan_and_subzoo(zoo: Zoo, tmp_path: Path) -> None:
     plan = make_plan(zoo.manifest, PlanSettings(n_heldout_tasks=2, n_queries=1, max_pool=5))
     assert len(plan.test_ids) == 11 and len(plan.inr_ids) == 6
     assert len(plan.heldout_tasks) == 2
+    assert plan.heldout_families == ["mlp"]  # 5 test models (with the child) to resmlp's 4
+    assert pick_heldout(zoo.manifest, "family", 5) == ["mlp"]  # never every family
     task = next(iter(plan.transfer_queries))
     pool_tasks = set(zoo.manifest.set_index("id").loc[plan.transfer_pool[task], "task"])
     assert task not in pool_tasks and len(plan.transfer_pool[task]) == 5
@@ -355,11 +372,11 @@ def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: 
     assert any("neural-graph is pretrained" in note for note in full["notes"])
     first = json.loads((report / "results.json").read_text())["encoders"]["neural-graph"]
     assert not (tmp_path / "p" / "runs" / "neural-graph").exists()  # nothing was trained
-    for section in ("retrieval", "generalisation"):
-        key = "mAP" if section == "retrieval" else "unseen"
-        got, want = res[section][key], first[section][key]
-        got, want = (got["mAP"], want["mAP"]) if key == "unseen" else (got, want)
-        assert got["mean"] == pytest.approx(want["mean"], abs=1e-9), section
+    for path in ("retrieval", "generalisation.tasks.unseen", "generalisation.families.unseen"):
+        got, want = res, first
+        for key in path.split("."):
+            got, want = got[key], want[key]
+        assert got["mAP"]["mean"] == pytest.approx(want["mAP"]["mean"], abs=1e-9), path
     assert res["cost"]["train_seconds"]["mean"] > 0  # read from the run's metrics.csv
     swapped = dict(config.pretrained_heldout, **{"neural-graph": str(runs / "seed0")})
     with pytest.raises(ValueError, match="was trained on"):

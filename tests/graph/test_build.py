@@ -131,6 +131,28 @@ def test_probe_features_permute_with_nodes(family: str, seed: int) -> None:
         assert _match_rows(rows_a, rows_b) <= 1e-4 * scale, layer
 
 
+def test_probe_kinds() -> None:
+    """Sobol probes fill [-1, 1]^d evenly; normal ones are the draws of the encoders saved
+    before the option existed (seeded standard normals); both repeat exactly."""
+    sobol = default_probes((2,), 64)
+    assert sobol.shape == (64, 2) and sobol.abs().max() <= 1
+    assert torch.equal(sobol, default_probes((2,), 64))
+    cells = torch.histogramdd(sobol, bins=[4, 4], range=[-1.0, 1.0, -1.0, 1.0]).hist
+    assert cells.min() == cells.max() == 4  # 64 points, 4 in each of 16 cells
+    uniform = torch.rand((64, 2), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = torch.histogramdd(uniform.double(), bins=[4, 4], range=[-1.0, 1.0, -1.0, 1.0]).hist
+    assert plain.max() - plain.min() > cells.max() - cells.min()  # the check can fail
+    normal = default_probes((1, 3, 3), 5, seed=2, kind="normal")
+    want = torch.randn(
+        (5, 1, 3, 3), generator=torch.Generator().manual_seed(2), dtype=torch.float64
+    )
+    assert torch.equal(normal, want)
+    big = default_probes((30_000,), 2)  # past Sobol's dimensions: plain uniform draws
+    assert big.shape == (2, 30_000) and big.abs().max() <= 1 and big.std() > 0.5
+    with pytest.raises(ValueError, match="probe kind"):
+        default_probes((2,), 4, kind="grid")
+
+
 def test_batching_offsets() -> None:
     g = torch.Generator().manual_seed(8)
     graphs = [net_to_graph(random_net(f, g)) for f in ("mlp", "cnn2d_bn", "resmlp_ln")]

@@ -15,9 +15,10 @@ from zoolens.graph import GraphBatch, batch_graphs, default_probes, net_to_graph
 from zoolens.nn import NeuralGraphEncoder
 from zoolens.nn.edge_runs import _chunk, _runs, degrees
 from zoolens.nn.gnn import MessagePassing, NeuralGraphNet, scatter
+from zoolens.nn.neural_graph_encoder import DEFAULTS
 from zoolens.testing import FAMILIES, random_net
 
-CONFIGS = [None, {"readout": "gru", "n_probes": 16, "seed": 3}]
+CONFIGS = [None, {"readout": "gru", "seed": 3}]
 
 
 # -- the reference --------------------------------------------------------------------------
@@ -64,6 +65,9 @@ def reference_embeddings(module: NeuralGraphNet, b: GraphBatch) -> torch.Tensor:
         del module.node_states
 
 
+N_PROBES = int(DEFAULTS["n_probes"])  # graphs of the default module
+
+
 # -- helpers --------------------------------------------------------------------------------
 def _batch(seeds: range, copies: int = 1) -> GraphBatch:
     """Every family at every seed, each `copies` times in a row, as one float64 batch."""
@@ -71,7 +75,7 @@ def _batch(seeds: range, copies: int = 1) -> GraphBatch:
     for family in FAMILIES:
         for s in seeds:
             net = random_net(family, torch.Generator().manual_seed(s))
-            graph = net_to_graph(net, probes=default_probes(net.input_shape, 16))
+            graph = net_to_graph(net, probes=default_probes(net.input_shape, N_PROBES))
             graphs += [graph] * copies
     b = batch_graphs(graphs)
     floats = {f.name: getattr(b, f.name) for f in dataclasses.fields(b)}
@@ -200,11 +204,11 @@ def test_grad_path_matches_reference_per_family(
     monkeypatch.setattr(edge_runs, "CHUNK_EDGES", 1)
     monkeypatch.setattr(edge_runs, "BLOCK_EDGES", 16)
     nets = [random_net(family, torch.Generator().manual_seed(s)) for s in range(2)]
-    b = batch_graphs([net_to_graph(n, probes=default_probes(n.input_shape, 16)) for n in nets])
+    b = batch_graphs([net_to_graph(n, probes=default_probes(n.input_shape, 8)) for n in nets])
     b = dataclasses.replace(
         b, x=b.x.double(), edge_attr=b.edge_attr.double(), probes=b.probes.double()
     )
-    module = _net({"n_probes": 16})
+    module = _net({"n_probes": 8})
     z, grads = _output_and_grads(module, b)
     z_ref, ref_grads = _output_and_grads(module, b, reference=True)
     torch.testing.assert_close(z, z_ref, rtol=1e-10, atol=1e-10)

@@ -118,14 +118,22 @@ def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.G
     assert q.shape == (3,) and ((q > 0) & (q < 1)).all()
     assert np.array_equal(q, back.predict_quality(nets))
 
-    # A save from before the quality head and the output readout: neither key in config.
+    # A save from before the quality head, the output readout and the probe kinds: none
+    # of these keys in config.
     old = NeuralGraphEncoder(
-        {"hidden": 16, "seed": 3, "quality_head": False, "output_readout": False}
+        {
+            "hidden": 16,
+            "seed": 3,
+            "quality_head": False,
+            "output_readout": False,
+            "probes": "normal",
+        }
     )
     old.save(str(tmp_path / "old"))
     cfg_path = tmp_path / "old" / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    del cfg["config"]["quality_head"], cfg["config"]["output_readout"]
+    for key in ("quality_head", "output_readout", "probes"):
+        del cfg["config"][key]
     cfg_path.write_text(json.dumps(cfg))
     back_old = load_encoder(str(tmp_path / "old"))
     assert isinstance(back_old, NeuralGraphEncoder) and back_old.quality is None

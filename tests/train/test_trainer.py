@@ -99,11 +99,13 @@ def test_cli_passes_every_option_and_the_run_records_its_tasks(zoo_dir: str, tmp
 
     out = tmp_path / "run"
     args = ["train", "--zoo", zoo_dir, "--out", str(out), "--epochs", "1", "--hidden", "16"]
-    result = CliRunner().invoke(app, [*args, "--exclude-tasks", "siren", "--tau", "0.07"])
+    held = ["--exclude-tasks", "siren", "--exclude-families", "mlp"]
+    result = CliRunner().invoke(app, [*args, *held, "--tau", "0.07"])
     assert result.exit_code == 0, result.output
     cfg = json.loads((out / "train_config.json").read_text())
     assert cfg["exclude_tasks"] == ["siren"] and cfg["tau"] == 0.07
-    assert cfg["trained_on"]["tasks"] == ["cnn2d_bn", "mlp"]
+    assert cfg["exclude_families"] == ["mlp"]
+    assert cfg["trained_on"]["tasks"] == cfg["trained_on"]["families"] == ["cnn2d_bn"]
     assert "n_probes" not in cfg["encoder_config"]  # the encoder's own default applies
 
 

@@ -31,6 +31,9 @@ def train(
     max_minutes: float = typer.Option(30.0, help="wall-clock budget"),
     resume: bool = typer.Option(False, help="continue from OUT/last"),
     exclude_tasks: str = typer.Option("", help="comma-separated tasks kept out of training"),
+    exclude_families: str = typer.Option(
+        "", help="comma-separated architecture families kept out of training"
+    ),
 ) -> None:
     """Train an encoder; the best one (by validation mAP) is written to OUT/best."""
     from zoolens.train import TrainConfig, train_encoder
@@ -51,7 +54,8 @@ def train(
         seed=seed,
         patience=patience,
         max_minutes=max_minutes,
-        exclude_tasks=tuple(t.strip() for t in exclude_tasks.split(",") if t.strip()),
+        exclude_tasks=_names(exclude_tasks),
+        exclude_families=_names(exclude_families),
     )
     result = train_encoder(zoo, out, cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(
@@ -63,3 +67,8 @@ def train(
             }
         )
     )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """The non-empty names of a comma-separated list."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())

@@ -28,6 +28,7 @@ class PlanSettings:
         max_eval_models: cap on held-out (test-split) models measured; None for all.
         max_inrs: cap on INRs (train + test split) for INR classification.
         n_heldout_tasks: tasks removed from encoder training for the generalisation test.
+        n_heldout_families: architecture families removed from it as well.
         n_transfer_tasks: classification tasks used for transfer by fine-tuning.
         n_queries: held-out query models per transfer task.
         max_pool: cap on candidate models per transfer task.
@@ -36,6 +37,7 @@ class PlanSettings:
     max_eval_models: int | None = None
     max_inrs: int = 1000
     n_heldout_tasks: int = 3
+    n_heldout_families: int = 1
     n_transfer_tasks: int = 2
     n_queries: int = 2
     max_pool: int = 200
@@ -51,6 +53,7 @@ class BenchPlan:
         heldout_tasks: tasks removed from training for the generalisation test.
         transfer_queries: transfer task → held-out query models of that task.
         transfer_pool: transfer task → candidates (other tasks, same input shape).
+        heldout_families: architecture families removed from training as well.
     """
 
     test_ids: list[str]
@@ -58,6 +61,7 @@ class BenchPlan:
     heldout_tasks: list[str]
     transfer_queries: dict[str, list[str]] = field(default_factory=dict)
     transfer_pool: dict[str, list[str]] = field(default_factory=dict)
+    heldout_families: list[str] = field(default_factory=list)
 
     @property
     def embed_ids(self) -> list[str]:
@@ -72,6 +76,7 @@ class BenchPlan:
             "n_test_models": len(self.test_ids),
             "n_inrs": len(self.inr_ids),
             "heldout_tasks": self.heldout_tasks,
+            "heldout_families": self.heldout_families,
             "transfer_tasks": list(self.transfer_queries),
             "transfer_queries": self.transfer_queries,
             "transfer_pool_sizes": {t: len(p) for t, p in self.transfer_pool.items()},
@@ -108,16 +113,16 @@ def _sample(ids: list[str], cap: int | None, seed: int = PLAN_SEED) -> list[str]
     return [ids[i] for i in keep]
 
 
-def pick_heldout_tasks(manifest: pd.DataFrame, n: int) -> list[str]:
-    """Up to `n` non-INR tasks with at least 2 test models (so retrieval can score them),
-    most test models first, ties by name; never every task of the zoo.
+def pick_heldout(manifest: pd.DataFrame, column: str, n: int) -> list[str]:
+    """Up to `n` values of `column` ("task" or "family") among non-INR models with at least
+    2 test models each (so retrieval can score them), most test models first, ties by name;
+    never every non-INR value of the zoo.
     """
-    test = manifest[(manifest["split"] == "test") & (manifest["kind"] != "inr")]
-    counts = test.groupby("task").size()
+    models = manifest[manifest["kind"] != "inr"]
+    counts = models[models["split"] == "test"].groupby(column).size()
     counts = counts[counts >= 2]
     ranked = sorted(counts.index, key=lambda t: (-int(counts[t]), str(t)))
-    n_tasks = manifest.loc[manifest["kind"] != "inr", "task"].nunique()
-    return [str(t) for t in ranked[: max(0, min(n, n_tasks - 1))]]
+    return [str(t) for t in ranked[: max(0, min(n, models[column].nunique() - 1))]]
 
 
 def _pool(manifest: pd.DataFrame, task: str) -> list[str]:
@@ -166,8 +171,9 @@ def make_plan(manifest: pd.DataFrame, settings: PlanSettings) -> BenchPlan:
     queries, pool = pick_transfer(
         manifest, settings.n_transfer_tasks, settings.n_queries, settings.max_pool
     )
-    heldout = pick_heldout_tasks(manifest, settings.n_heldout_tasks)
-    return BenchPlan(test_ids, inr_ids, heldout, queries, pool)
+    tasks = pick_heldout(manifest, "task", settings.n_heldout_tasks)
+    families = pick_heldout(manifest, "family", settings.n_heldout_families)
+    return BenchPlan(test_ids, inr_ids, tasks, queries, pool, families)
 
 
 def write_subzoo(zoo: Zoo, keep: np.ndarray | pd.Series, out: str) -> str:

@@ -72,7 +72,8 @@ RADAR_AXES = [
     ("acc. R² (ridge)", "accuracy_prediction.ridge.R2", False),
     ("INR acc.", "inr.logistic_acc", False),
     ("transfer acc@100", "transfer.acc@100", False),
-    ("mAP unseen", "generalisation.unseen.mAP", False),
+    ("mAP unseen tasks", "generalisation.tasks.unseen.mAP", False),
+    ("mAP unseen families", "generalisation.families.unseen.mAP", False),
 ]
 
 
@@ -113,7 +114,7 @@ def project_2d(emb: np.ndarray, method: str, seed: int = 0) -> np.ndarray | None
             import umap
         except ImportError:
             return None
-        reducer = umap.UMAP(n_neighbors=min(15, n - 1), random_state=seed)
+        reducer = umap.UMAP(n_neighbors=min(15, n - 1), random_state=seed, n_jobs=1)
         return np.asarray(reducer.fit_transform(emb))
     from sklearn.manifold import TSNE
 

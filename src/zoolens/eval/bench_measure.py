@@ -249,23 +249,33 @@ class EncoderMeasurement:
 
 
 def measure_generalisation(unseen: Encoder, seen_test_emb: np.ndarray, data: SeedData) -> Metrics:
-    """Retrieval (task relevance) scored on queries of the tasks held out of training.
+    """Retrieval (task relevance) scored on queries of the tasks, and separately of the
+    architecture families, held out of training.
 
     Args:
-        unseen: the encoder trained (or fit) without the held-out tasks.
+        unseen: the encoder trained (or fit) without the held-out tasks and families.
         seen_test_emb: (n_test, d) embeddings of the held-out models by the encoder
-            trained on every task, for the same queries.
-        data: the seed's data; ``data.plan.heldout_tasks`` names the held-out tasks.
+            trained on everything, for the same queries.
+        data: the seed's data; ``data.plan.heldout_tasks`` and ``heldout_families`` name
+            what was held out.
 
     Returns:
-        ``{"unseen": metrics, "seen": metrics}`` over the same queries and gallery.
+        ``{"tasks": {"unseen": metrics, "seen": metrics}, "families": {...}}`` over the
+        same queries and gallery (all held-out models); a key only when something of its
+        kind was held out.
     """
     test = data.plan.test_ids
-    tasks = data.manifest.loc[test, "task"].to_numpy(str)
-    queries = np.isin(tasks, data.plan.heldout_tasks)
     labels = data.labels(test, "task")
     emb = unseen.encode([data.nets[i] for i in test], batch_size=data.batch_size)
-    return {
-        "unseen": subset_retrieval(emb, labels, queries),
-        "seen": subset_retrieval(seen_test_emb, labels, queries),
-    }
+    out: Metrics = {}
+    for key, column, held in (
+        ("tasks", "task", data.plan.heldout_tasks),
+        ("families", "family", data.plan.heldout_families),
+    ):
+        if held:
+            queries = np.isin(data.manifest.loc[test, column].to_numpy(str), held)
+            out[key] = {
+                "unseen": subset_retrieval(emb, labels, queries),
+                "seen": subset_retrieval(seen_test_emb, labels, queries),
+            }
+    return out

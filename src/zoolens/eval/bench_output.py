@@ -80,9 +80,11 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         "INR classification: logistic regression (standardised) fit on train-split INR "
         f"embeddings, accuracy on test-split INRs ({p['n_inrs']} INRs in all); kNN (k = 5, "
         "cosine) beside it.",
-        f"Generalisation: held-out tasks {p['heldout_tasks'] or 'none'} are removed from "
-        "training (every model of theirs); retrieval is among all held-out models, scored on "
-        "queries of those tasks; 'seen' is the encoder trained on every task, same queries.",
+        f"Generalisation: held-out tasks {p['heldout_tasks'] or 'none'} and architecture "
+        f"families {p.get('heldout_families') or 'none'} are removed from training (every "
+        "model of theirs) of one counterpart per encoder; retrieval (relevant = same task) is "
+        "among all held-out models, scored on the queries of those tasks, and separately of "
+        "those families; 'seen' is the encoder trained on everything, same queries.",
         "Retrieval among same-shape models: a query's gallery is the held-out models with its "
         "input shape and output count, where shapes and names cannot reveal the task.",
         "Cost: train_seconds is training or fitting wall time; throughput is models embedded "
@@ -100,7 +102,7 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
             f"{name} is pretrained, measured as it is on every seed (seeds then vary only "
             f"views, actions, transfer picks and folds): `{spec}`"
             + (
-                f"; its counterpart trained without the held-out tasks: `{held}`."
+                f"; its counterpart trained without the held-out tasks and families: `{held}`."
                 if held
                 else "; it has no held-out-task counterpart, so no generalisation figures."
             )

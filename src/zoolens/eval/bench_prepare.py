@@ -63,6 +63,7 @@ class Prepared:
         best_epoch: epoch of the kept checkpoint, as the trainer reports it; 0 when not
             trained.
         trained_tasks: tasks its training learnt from, when known (None: unknown).
+        trained_families: architecture families it learnt from, when known.
     """
 
     encoder: Encoder
@@ -71,6 +72,7 @@ class Prepared:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     trained_tasks: tuple[str, ...] | None = None
+    trained_families: tuple[str, ...] | None = None
 
 
 def check_encoder_names(names: Sequence[str]) -> list[str]:
@@ -168,13 +170,16 @@ def load_pretrained(spec: str) -> Prepared:
     encoder = load_encoder(weights)
     history = _read_history(os.path.join(run or weights, "metrics.csv"))
     seconds = history[-1].get("seconds", 0.0) if history else 0.0
-    tasks: tuple[str, ...] | None = None
+    trained_on: dict[str, list[str]] = {}
     if run and os.path.exists(os.path.join(run, "train_config.json")):
         with open(os.path.join(run, "train_config.json")) as f:
             trained_on = json.load(f).get("trained_on", {})
-        tasks = tuple(trained_on["tasks"]) if "tasks" in trained_on else None
+    tasks, families = (
+        tuple(trained_on[k]) if k in trained_on else None for k in ("tasks", "families")
+    )
     best = max(history, key=lambda r: r.get("val_mAP", 0.0)) if history else {}
-    return Prepared(encoder, seconds, run, history, int(best.get("epoch", 0)), tasks)
+    epoch = int(best.get("epoch", 0))
+    return Prepared(encoder, seconds, run, history, epoch, tasks, families)
 
 
 def _read_history(path: str) -> list[dict[str, float]]:

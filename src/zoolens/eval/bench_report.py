@@ -148,7 +148,8 @@ HEADLINE = [
     ("Kendall τ (ridge)", "accuracy_prediction.ridge.kendall_tau"),
     ("transfer gain vs random @100", "transfer.gain_vs_random@100"),
     ("INR acc.", "inr.logistic_acc"),
-    ("mAP unseen tasks", "generalisation.unseen.mAP"),
+    ("mAP unseen tasks", "generalisation.tasks.unseen.mAP"),
+    ("mAP unseen families", "generalisation.families.unseen.mAP"),
 ]
 
 
@@ -280,18 +281,21 @@ def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple
             "INR classification (digit from embedding; fit on train-split INRs)",
             metric_table(encoders, _cols("inr", ["logistic_acc", "knn_acc", "n_test"])),
         ),
-        (
-            "Generalisation — retrieval on tasks held out of encoder training",
-            metric_table(
-                encoders,
-                [
-                    *_cols("generalisation.unseen", ["P@1", "mAP", "MRR"]),
-                    ("seen P@1", "generalisation.seen.P@1"),
-                    ("seen mAP", "generalisation.seen.mAP"),
-                    ("queries", "generalisation.unseen.n_queries"),
-                ],
-            ),
-        ),
+        *[
+            (
+                f"Generalisation — retrieval on {what} held out of encoder training",
+                metric_table(
+                    encoders,
+                    [
+                        *_cols(f"generalisation.{what}.unseen", ["P@1", "mAP", "MRR"]),
+                        ("seen P@1", f"generalisation.{what}.seen.P@1"),
+                        ("seen mAP", f"generalisation.{what}.seen.mAP"),
+                        ("queries", f"generalisation.{what}.unseen.n_queries"),
+                    ],
+                ),
+            )
+            for what in ("tasks", "families")
+        ],
         (
             "Cost",
             metric_table(

@@ -52,6 +52,7 @@ from zoolens.eval.bench_prepare import (
 from zoolens.eval.bench_report import aggregate
 from zoolens.eval.bench_transfer import TransferRunner, TransferSettings
 from zoolens.ir import Net
+from zoolens.train.data import kept
 from zoolens.zoo import Zoo
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class BenchmarkConfig:
         one per seed (a `zoolens train` run directory, a saved encoder or ``default``);
         see `zoolens.eval.bench_prepare.load_pretrained`.
     pretrained_heldout: encoder name → its counterpart trained without the plan's
-        held-out tasks, for the generalisation test (a pretrained encoder without one
+        held-out tasks and families, for the generalisation test (a pretrained encoder without one
         has no generalisation figures).
     threads: torch and BLAS threads during the run (restored after); None leaves them.
         Zoo models are small: on a shared or busy machine extra threads mostly contend
@@ -205,8 +206,9 @@ def _setup(cfg: BenchmarkConfig) -> _Run:
         base = capped_training_mask(zoo.manifest, cfg.max_train_models)
         train_zoo = write_subzoo(zoo, base, os.path.join(runs, "zoo-train"))
     heldout_zoo = None
-    if plan.heldout_tasks and "generalisation" not in cfg.skip:
-        keep = base & ~zoo.manifest["task"].isin(plan.heldout_tasks).to_numpy()
+    if (plan.heldout_tasks or plan.heldout_families) and "generalisation" not in cfg.skip:
+        held_out = kept(zoo.manifest, plan.heldout_tasks, plan.heldout_families)
+        keep = base & held_out.to_numpy()
         heldout_zoo = write_subzoo(zoo, keep, os.path.join(runs, "zoo-heldout"))
     nets = {i: zoo.load(i).to(torch.float32) for i in plan.embed_ids}
     return _Run(cfg, zoo, plan, nets, train_zoo, heldout_zoo)
@@ -214,13 +216,13 @@ def _setup(cfg: BenchmarkConfig) -> _Run:
 
 def _seed_data(run: _Run, seed: int) -> SeedData:
     test_nets = [run.nets[i] for i in run.plan.test_ids]
-    views, kept = make_views(test_nets, seed)
+    views, viewed = make_views(test_nets, seed)
     return SeedData(
         manifest=run.zoo.manifest.set_index("id", drop=False),
         plan=run.plan,
         nets=run.nets,
         views=views,
-        view_ids=[run.plan.test_ids[i] for i in kept],
+        view_ids=[run.plan.test_ids[i] for i in viewed],
         batch_size=run.cfg.batch_size,
         seed=seed,
     )
@@ -268,17 +270,24 @@ def _run_encoder(
     return metrics, meas
 
 
-def _check_heldout(name: str, unseen: Prepared, tasks: list[str]) -> None:
-    """A pretrained held-out counterpart must not have learnt from the held-out tasks."""
-    if unseen.trained_tasks is None:
-        log.warning("benchmark: cannot check which tasks %s's held-out run learnt from", name)
-        return
-    seen = sorted(set(unseen.trained_tasks) & set(tasks))
-    if seen:
-        raise ValueError(
-            f"{name}: the held-out run was trained on {seen}, which the benchmark holds out "
-            f"({sorted(tasks)}); train it with --exclude-tasks {','.join(sorted(tasks))}"
-        )
+def _check_heldout(name: str, unseen: Prepared, plan: BenchPlan) -> None:
+    """A pretrained held-out counterpart must not have learnt from the held-out tasks or
+    families."""
+    for what, learnt, held in (
+        ("tasks", unseen.trained_tasks, plan.heldout_tasks),
+        ("families", unseen.trained_families, plan.heldout_families),
+    ):
+        if not held:
+            continue
+        if learnt is None:
+            log.warning("benchmark: cannot check which %s %s's held-out run learnt", what, name)
+            continue
+        seen = sorted(set(learnt) & set(held))
+        if seen:
+            raise ValueError(
+                f"{name}: the held-out run was trained on {what} {seen}, which the benchmark "
+                f"holds out; train it with --exclude-{what} {','.join(sorted(held))}"
+            )
 
 
 def _run_seed(run: _Run, seed: int, names: list[str], progress: bool) -> None:
@@ -348,7 +357,7 @@ def _limit_threads(n: int | None) -> Iterator[None]:
 def _run(cfg: BenchmarkConfig, names: list[str], progress: bool, start: float) -> dict[str, Any]:
     run = _setup(cfg)
     for name, spec in cfg.pretrained_heldout.items():
-        _check_heldout(name, run.pretrained(spec), run.plan.heldout_tasks)
+        _check_heldout(name, run.pretrained(spec), run.plan)
     for seed in range(cfg.seeds):
         _run_seed(run, seed, names, progress)
     encoders = {n: aggregate(run.per_seed[n]) for n in names if n in run.per_seed}

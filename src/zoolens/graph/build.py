@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -253,12 +254,37 @@ def probe_features(
     return feats.float()
 
 
-def default_probes(input_shape: tuple[int, ...], n: int = 16, seed: int = 0) -> torch.Tensor:
-    """Standard-normal probe inputs, the same for every net with this input shape."""
-    return _probes(tuple(input_shape), n, seed).clone()
+PROBE_KINDS = ("sobol", "normal")
+
+
+def default_probes(
+    input_shape: tuple[int, ...], n: int = 16, seed: int = 0, kind: str = "sobol"
+) -> torch.Tensor:
+    """Probe inputs ``(n, *input_shape)``, float64, the same for every net with this input
+    shape.
+
+    ``kind="sobol"`` spreads them evenly over the box [-1, 1]^d (scrambled Sobol points; plain
+    uniform ones past torch's 21,201 Sobol dimensions): it covers the coordinate domain of an
+    INR, where a handful of Gaussian points would mostly land off the image, and the
+    standardised range of tabular inputs. ``kind="normal"``: standard-normal draws (the
+    encoders saved before the option existed).
+    """
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"probe kind {kind!r}; expected one of {', '.join(PROBE_KINDS)}")
+    return _probes(tuple(input_shape), n, seed, kind).clone()
 
 
 @functools.lru_cache(maxsize=16)
-def _probes(input_shape: tuple[int, ...], n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn((n, *input_shape), generator=g, dtype=torch.float64)
+def _probes(input_shape: tuple[int, ...], n: int, seed: int, kind: str) -> torch.Tensor:
+    d = math.prod(input_shape)
+    if kind == "normal":
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn((n, *input_shape), generator=g, dtype=torch.float64)
+    if d <= torch.quasirandom.SobolEngine.MAXDIM:
+        engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed)  # type: ignore[no-untyped-call]
+        unit = engine.draw(n, dtype=torch.float64)
+    else:
+        unit = torch.rand(
+            (n, d), generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+        )
+    return (2 * unit - 1).reshape(n, *input_shape)

@@ -26,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "heads": 4,
     "readout_layers": 2,
     "readout": "transformer",
-    "n_probes": 16,
+    "n_probes": 64,
+    "probes": "sobol",
     "output_readout": True,
     "seed": 0,
 }
@@ -45,6 +46,7 @@ class NeuralGraphEncoder(TorchEncoder):
     OLD_DEFAULTS: ClassVar[dict[str, Any]] = {
         **TorchEncoder.OLD_DEFAULTS,
         "output_readout": False,
+        "probes": "normal",
     }
 
     def build_module(self) -> nn.Module:
@@ -52,7 +54,8 @@ class NeuralGraphEncoder(TorchEncoder):
 
     def graph(self, net: Net) -> NeuralGraph:
         n = int(self.config["n_probes"])
-        probes = default_probes(net.input_shape, n) if n else None
+        kind = str(self.config["probes"])
+        probes = default_probes(net.input_shape, n, kind=kind) if n else None
         return net_to_graph(net, canonical=True, probes=probes)
 
     def graphs(self, models: list[Net | TensorSet]) -> list[NeuralGraph]:

@@ -36,6 +36,7 @@ class TrainConfig:
     patience: int = 5
     max_minutes: float = 30.0
     exclude_tasks: tuple[str, ...] = ()
+    exclude_families: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -40,11 +41,27 @@ class ZooSplit:
     ids: list[str]
 
 
-def load_split(zoo: Zoo, split: str | list[str], exclude_tasks: tuple[str, ...] = ()) -> ZooSplit:
-    """Models of `split` (one or several), minus those of `exclude_tasks`."""
+def kept(
+    manifest: pd.DataFrame, exclude_tasks: Sequence[str] = (), exclude_families: Sequence[str] = ()
+) -> pd.Series:
+    """True for the rows of `manifest` whose task and family are both not excluded."""
+    return ~manifest["task"].isin(list(exclude_tasks)) & ~manifest["family"].isin(
+        list(exclude_families)
+    )
+
+
+def load_split(
+    zoo: Zoo,
+    split: str | list[str],
+    exclude_tasks: Sequence[str] = (),
+    exclude_families: Sequence[str] = (),
+) -> ZooSplit:
+    """Models of `split` (one or several), minus those of `exclude_tasks` and of
+    `exclude_families`."""
     splits = [split] if isinstance(split, str) else split
     m = zoo.manifest
-    df = m[m["split"].isin(splits) & ~m["task"].isin(list(exclude_tasks))].reset_index(drop=True)
+    df = m[m["split"].isin(splits) & kept(m, exclude_tasks, exclude_families)]
+    df = df.reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
     return ZooSplit(nets, group_labels(df), quality_targets(df), [str(i) for i in df["id"]])
 

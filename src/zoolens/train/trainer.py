@@ -22,7 +22,14 @@ from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
 from zoolens.nn.load import _register_all
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.config import TrainConfig
-from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
+from zoolens.train.data import (
+    ZooSplit,
+    graph_view,
+    kept,
+    load_split,
+    make_view,
+    sample_batches,
+)
 from zoolens.train.losses import accuracy_loss, supcon_loss
 from zoolens.zoo import Zoo
 
@@ -72,12 +79,14 @@ class Trainer:
         self._tb: Any = None
 
     def trained_on(self) -> dict[str, Any]:
-        """The zoo and the tasks this run learns from (train and validation splits)."""
+        """The zoo, tasks and families this run learns from (train and validation splits)."""
         m = self.zoo.manifest
-        used = m["split"].isin(["train", "val"]) & ~m["task"].isin(list(self.cfg.exclude_tasks))
+        cfg = self.cfg
+        used = m["split"].isin(["train", "val"]) & kept(m, cfg.exclude_tasks, cfg.exclude_families)
         return {
             "zoo": os.path.abspath(self.zoo.path),
             "tasks": sorted(m.loc[used, "task"].unique()),
+            "families": sorted(m.loc[used, "family"].unique()),
         }
 
     # -- one step ------------------------------------------------------------------------
@@ -130,9 +139,9 @@ class Trainer:
         os.makedirs(self.out, exist_ok=True)
         if resume:
             self.load_checkpoint()
-        held_out = tuple(cfg.exclude_tasks)
-        train = load_split(self.zoo, "train", held_out)
-        val = load_split(self.zoo, "val", held_out)
+        held_out = (cfg.exclude_tasks, cfg.exclude_families)
+        train = load_split(self.zoo, "train", *held_out)
+        val = load_split(self.zoo, "val", *held_out)
         start = time.time()
         while self.epoch < cfg.epochs and self.stale < cfg.patience:
             row = self.run_epoch(train, progress)

@@ -15,9 +15,9 @@ from zoolens.nn.baselines._common import require_net
 
 @register_encoder("probe")
 class Probe(Encoder):
-    """Outputs of the Net on ``n_probes`` fixed standard-normal inputs in its own input
-    shape (`zoolens.graph.default_probes`), flattened probe-major and zero-padded or
-    truncated to ``dim``.
+    """Outputs of the Net on ``n_probes`` fixed probe inputs in its own input shape
+    (`zoolens.graph.default_probes`: evenly spread over [-1, 1]^d by default), flattened
+    probe-major and zero-padded or truncated to ``dim``.
 
     Exactly invariant to every weight symmetry (it only sees the function), but only
     meaningful across nets that share an input space *and* an output layout: two nets
@@ -25,19 +25,25 @@ class Probe(Encoder):
     compared slot by slot anyway. Needs the wiring: TensorSets are rejected.
 
     Args:
-        config: ``dim`` (default 256), ``n_probes`` (default 16), ``seed`` (of the probes).
+        config: ``dim`` (default 1024), ``n_probes`` (default 64), ``probes`` (their kind,
+            "sobol" or "normal"), ``seed`` (of the probes).
 
     Shapes:
         embeddings: ``(n, dim)``; slot ``p · n_out + j`` is output j on probe p.
     """
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({"dim": 256, "n_probes": 16, "seed": 0, **(config or {})})
+        super().__init__(
+            {"dim": 1024, "n_probes": 64, "probes": "sobol", "seed": 0, **(config or {})}
+        )
 
     def outputs(self, net: Net) -> torch.Tensor:
         """The net's outputs on the probes, ``(n_probes, *output_shape)``, float64."""
         x = default_probes(
-            net.input_shape, int(self.config["n_probes"]), seed=int(self.config["seed"])
+            net.input_shape,
+            int(self.config["n_probes"]),
+            seed=int(self.config["seed"]),
+            kind=str(self.config["probes"]),
         )
         p = next(net.parameters(), None)
         with torch.no_grad():
