@@ -1,7 +1,8 @@
 """Evaluate a trained encoder against every baseline on held-out models and ship it.
 
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
-        [--heldout-tasks a,b,c] [--name neural-graph] [--command "zoolens train ..."]
+        [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
+        [--command "zoolens train ..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
@@ -32,16 +33,17 @@ def _nets(zoo: Zoo, df) -> list:
     return [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
 
 
-def _score(enc: Encoder, nets: list, labels: np.ndarray, held: np.ndarray) -> dict:
-    """Leave-one-out retrieval over all test models, and scored on the held-out-task
-    queries only (their gallery is still every test model)."""
+def _score(enc: Encoder, nets: list, labels: np.ndarray, subsets: dict[str, np.ndarray]) -> dict:
+    """Leave-one-out retrieval over all test models, and scored on the queries of each
+    subset only (their gallery is still every test model)."""
     t = time.time()
     z = enc.encode(nets, batch_size=64)
     speed = len(nets) / (time.time() - t)
     m = retrieval_metrics(z, labels)
     out = {"all": {k: m[k] for k in ("mAP", "P@1", "P@5", "MRR")} | {"models/s": speed}}
-    if held.any():
-        out["held-out tasks"] = subset_retrieval(z, labels, held)
+    for name, queries in subsets.items():
+        if queries.any():
+            out[name] = subset_retrieval(z, labels, queries)
     return out
 
 
@@ -61,20 +63,44 @@ def _quality(enc: Encoder, nets: list, target: np.ndarray) -> dict[str, float]:
     }
 
 
+def subsets(test, heldout_tasks: list[str], heldout_families: list[str]) -> dict[str, np.ndarray]:
+    """Query subsets of the card's columns: INRs, the other models, held-out tasks, family."""
+    inr = test["kind"].eq("inr").to_numpy()
+    return {
+        "INRs": inr,
+        "non-INR": ~inr,
+        "held-out tasks": test["task"].isin(heldout_tasks).to_numpy(),
+        "held-out families": test["family"].isin(heldout_families).to_numpy(),
+    }
+
+
+HELD = ("held-out tasks", "held-out families")
+
+
 def evaluate_all(
-    zoo: Zoo, trained: dict[str, str], heldout_tasks: list[str], baselines: bool = True
+    zoo: Zoo,
+    trained: tuple[str, str],
+    heldout_run: str,
+    heldout_tasks: list[str],
+    heldout_families: list[str],
 ) -> dict:
+    """The trained encoder (name, saved dir) and every baseline on the test split. The
+    trained encoder's held-out columns come from its counterpart `heldout_run`, trained
+    without those tasks and families (without one, the columns are left out)."""
     m = zoo.manifest
     test, train = m[m["split"] == "test"], m[m["split"] == "train"]
     test_nets = _nets(zoo, test)
     labels = group_labels(test.reset_index(drop=True))
-    encoders: dict[str, Encoder] = {k: load_encoder(v) for k, v in trained.items()}
-    rows: dict = {}
-    for name, enc in encoders.items():
-        rows[name] = _score(enc, test_nets, labels, test["task"].isin(heldout_tasks).to_numpy())
-        rows[name]["quality"] = _quality(enc, test_nets, quality_targets(test))
-    if not baselines:
-        return rows
+    queries = subsets(test, heldout_tasks, heldout_families)
+    own = {k: v for k, v in queries.items() if k not in HELD}
+    name, path = trained
+    enc = load_encoder(path)
+    rows: dict = {name: _score(enc, test_nets, labels, own)}
+    rows[name]["quality"] = _quality(enc, test_nets, quality_targets(test))
+    if heldout_run:
+        held = {k: queries[k] for k in HELD}
+        unseen = _score(load_encoder(heldout_run), test_nets, labels, held)
+        rows[name] |= {k: v for k, v in unseen.items() if k != "all"}
     train_nets = _nets(zoo, train)
     others = {"neural-graph (untrained)": encoder_class("neural-graph")()}
     for name in BASELINES:
@@ -82,7 +108,7 @@ def evaluate_all(
         if hasattr(others[name], "fit"):
             others[name].fit(train_nets)  # type: ignore[attr-defined]
     for name, enc in others.items():
-        rows[name] = _score(enc, test_nets, labels, test["task"].isin(heldout_tasks).to_numpy())
+        rows[name] = _score(enc, test_nets, labels, queries)
     return rows
 
 
@@ -98,21 +124,27 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
         f"Training config: `{json.dumps(train_cfg)}`",
         "",
         "Held-out retrieval on the zoo's **test split** (models never seen in training), "
-        "leave-one-out, relevant = same task (INRs: same task and digit). "
+        "leave-one-out, relevant = same task (INRs: same task and digit). The INR and "
+        "non-INR columns score the queries of each kind (gallery: every other test model). "
         f"'held-out tasks' = queries from the test models of tasks "
-        f"{args.heldout_tasks or '—'} only (gallery: every other test model), embedded for "
-        f"the trained encoder by `{args.heldout_run or args.run}`, which never saw those "
-        "tasks; the baselines' figure is the same subset of their own ranking (fitted ones "
-        "were fit on every task).",
+        f"{args.heldout_tasks or '—'}, 'held-out family' = those of the family "
+        f"{args.heldout_families or '—'} (same gallery), embedded for the trained encoder "
+        f"by `{args.heldout_run or '—'}`, which never saw those tasks or that family; the "
+        "baselines' figure is the same subset of their own ranking (fitted ones were fit on "
+        "everything).",
         "",
-        "| encoder | mAP | P@1 | P@5 | MRR | models/s | mAP held-out tasks |",
-        "|---|---|---|---|---|---|---|",
+        "| encoder | mAP | P@1 | P@5 | MRR | mAP INRs | mAP non-INR | mAP held-out tasks "
+        "| mAP held-out family | models/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
-        a, h = r["all"], r.get("held-out tasks", {})
+        a = r["all"]
+        sub = " | ".join(
+            f"{r.get(k, {}).get('mAP', float('nan')):.3f}" for k in ("INRs", "non-INR", *HELD)
+        )
         lines.append(
             f"| {name} | {a['mAP']:.3f} | {a['P@1']:.3f} | {a['P@5']:.3f} | "
-            f"{a['MRR']:.3f} | {a['models/s']:.0f} | {h.get('mAP', float('nan')):.3f} |"
+            f"{a['MRR']:.3f} | {sub} | {a['models/s']:.0f} |"
         )
     for name, r in rows.items():
         if "quality" in r:
@@ -131,6 +163,7 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
         f"--zoo {args.zoo} --run {args.run}"
         + (
             f" --heldout-run {args.heldout_run} --heldout-tasks {args.heldout_tasks}"
+            f" --heldout-families {args.heldout_families}"
             if args.heldout_run
             else ""
         )
@@ -145,18 +178,18 @@ def main() -> None:
     ap.add_argument("--run", required=True)
     ap.add_argument("--heldout-run", default="")
     ap.add_argument("--heldout-tasks", default="")
+    ap.add_argument("--heldout-families", default="")
     ap.add_argument("--name", default="neural-graph")
     ap.add_argument("--command", default="")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
     zoo = Zoo.open(args.zoo)
-    trained = {f"{args.name} (trained)": os.path.join(args.run, "best")}
-    held = [t for t in args.heldout_tasks.split(",") if t]
-    rows = evaluate_all(zoo, trained, held)
-    if args.heldout_run:
-        h_run = {"h": os.path.join(args.heldout_run, "best")}
-        extra = evaluate_all(zoo, h_run, held, baselines=False)["h"]
-        rows[f"{args.name} (trained)"]["held-out tasks"] = extra.get("held-out tasks", {})
+    trained = (f"{args.name} (trained)", os.path.join(args.run, "best"))
+    heldout = os.path.join(args.heldout_run, "best") if args.heldout_run else ""
+    tasks, families = (
+        [t for t in v.split(",") if t] for v in (args.heldout_tasks, args.heldout_families)
+    )
+    rows = evaluate_all(zoo, trained, heldout, tasks, families)
     with open(os.path.join(args.run, "train_config.json")) as f:
         train_cfg = json.load(f)
     out = os.path.join(args.dest, args.name)

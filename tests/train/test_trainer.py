@@ -70,6 +70,32 @@ def test_train_writes_checkpoints_and_metrics(zoo_dir: str, tmp_path) -> None:
     assert_invariant(trained, random_net("cnn2d_bn", g, dtype=torch.float32), g)
 
 
+def test_time_budget_stops_before_an_epoch_that_would_overrun(
+    zoo_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each epoch takes 60 s of a fake clock; a 1.5 min budget fits one epoch, and the
+    second is not started (it would end at 2 min)."""
+    import types
+
+    import zoolens.train.trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    run_epoch = Trainer.run_epoch
+
+    def one_minute_epoch(self: Trainer, *args: object, **kwargs: object) -> dict[str, float]:
+        clock[0] += 60.0
+        return run_epoch(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Trainer, "run_epoch", one_minute_epoch)
+    tight = TrainConfig(**{**CFG.to_dict(), "epochs": 3, "max_minutes": 1.5})
+    result = train_encoder(zoo_dir, str(tmp_path / "run"), tight, progress=False)
+    assert [h["epoch"] for h in result.history] == [1.0]
+    roomy = TrainConfig(**{**CFG.to_dict(), "epochs": 3, "max_minutes": 2.5})
+    result = train_encoder(zoo_dir, str(tmp_path / "run2"), roomy, progress=False)
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0]
+
+
 def test_resume_continues_from_the_last_epoch(zoo_dir: str, tmp_path) -> None:
     out = str(tmp_path / "run")
     train_encoder(zoo_dir, out, CFG, progress=False)

@@ -144,6 +144,7 @@ class Trainer:
         val = load_split(self.zoo, "val", *held_out)
         start = time.time()
         while self.epoch < cfg.epochs and self.stale < cfg.patience:
+            epoch_start = time.time()
             row = self.run_epoch(train, progress)
             row["val_mAP"] = validation_map(self.encoder, val)
             row["seconds"] = time.time() - start
@@ -153,8 +154,9 @@ class Trainer:
             self.track_best(row["val_mAP"])
             self.save_checkpoint(row)
             log.info("epoch %d: %s", self.epoch, row)
-            if (time.time() - start) / 60 > cfg.max_minutes:
-                log.warning("stopping: time budget of %.0f min reached", cfg.max_minutes)
+            now = time.time()
+            if (now - start + (now - epoch_start)) / 60 > cfg.max_minutes:  # next would overrun
+                log.warning("stopping: another epoch would pass %.0f min", cfg.max_minutes)
                 break
         if self._tb is not None:
             self._tb.close()
