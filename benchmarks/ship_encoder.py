@@ -23,6 +23,7 @@ import torch
 from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, encoder_class, load_encoder
+from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
 from zoolens.zoo import Zoo
 
@@ -104,9 +105,10 @@ def evaluate_all(
     train_nets = _nets(zoo, train)
     others = {"neural-graph (untrained)": encoder_class("neural-graph")()}
     for name in BASELINES:
-        others[name] = encoder_class(name)()
-        if hasattr(others[name], "fit"):
-            others[name].fit(train_nets)  # type: ignore[attr-defined]
+        enc = encoder_class(name)()
+        if hasattr(enc, "fit"):
+            enc.fit(train_nets)
+        others[f"{name} (untrained)" if isinstance(enc, TorchEncoder) else name] = enc
     for name, enc in others.items():
         rows[name] = _score(enc, test_nets, labels, queries)
     return rows
