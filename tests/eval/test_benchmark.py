@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -381,3 +382,12 @@ def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: 
     swapped = dict(config.pretrained_heldout, **{"neural-graph": str(runs / "seed0")})
     with pytest.raises(ValueError, match="was trained on"):
         run_benchmark(replace(config, out=str(tmp_path / "q"), pretrained_heldout=swapped))
+    old = tmp_path / "old-run"  # a counterpart from before --exclude-families existed
+    shutil.copytree(runs / "seed0-heldout", old)
+    train_config = json.loads((old / "train_config.json").read_text())
+    del train_config["trained_on"]["families"]
+    (old / "train_config.json").write_text(json.dumps(train_config))
+    with pytest.raises(ValueError, match="predates --exclude-families"):
+        run_benchmark(
+            replace(config, out=str(tmp_path / "r"), pretrained_heldout={"neural-graph": str(old)})
+        )

@@ -279,6 +279,11 @@ def _check_heldout(name: str, unseen: Prepared, plan: BenchPlan) -> None:
     ):
         if not held:
             continue
+        if learnt is None and what == "families" and unseen.trained_tasks is not None:
+            raise ValueError(  # it records its tasks: a run from before --exclude-families
+                f"{name}: the held-out run learnt every family (it predates "
+                f"--exclude-families); retrain it with --exclude-families {','.join(held)}"
+            )
         if learnt is None:
             log.warning("benchmark: cannot check which %s %s's held-out run learnt", what, name)
             continue
