@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from zoolens.zoo import COLUMNS, Zoo
-from zoolens.zoo.manifest import assign_split, complete_row, parse_shape, rows_to_frame, shape_str
+from zoolens.zoo.manifest import (
+    assign_split,
+    complete_row,
+    kept,
+    parse_shape,
+    rows_to_frame,
+    shape_str,
+)
 
 
 def test_columns_and_dtypes(micro_zoo: Zoo) -> None:
@@ -52,3 +59,11 @@ def test_rows_are_completed_and_unknown_columns_refused() -> None:
 def test_shape_strings_round_trip() -> None:
     assert shape_str((1, 8, 8)) == "1x8x8" and parse_shape("1x8x8") == (1, 8, 8)
     assert parse_shape(shape_str((16,))) == (16,)
+
+
+def test_kept_drops_rows_of_excluded_tasks_or_families() -> None:
+    m = pd.DataFrame({"task": ["a", "a", "b", "c"], "family": ["mlp", "cnn", "mlp", "cnn"]})
+    assert kept(m).tolist() == [True] * 4
+    assert kept(m, ["a"]).tolist() == [False, False, True, True]
+    assert kept(m, exclude_families=["cnn"]).tolist() == [True, False, True, False]
+    assert kept(m, ["b"], ["cnn"]).tolist() == [True, False, False, False]

@@ -52,8 +52,8 @@ from zoolens.eval.bench_prepare import (
 from zoolens.eval.bench_report import aggregate
 from zoolens.eval.bench_transfer import TransferRunner, TransferSettings
 from zoolens.ir import Net
-from zoolens.train.data import kept
 from zoolens.zoo import Zoo
+from zoolens.zoo.manifest import kept
 
 log = logging.getLogger(__name__)
 SECTIONS = ("transfer", "generalisation", "figures")

@@ -13,6 +13,7 @@ from zoolens.graph import NeuralGraph
 from zoolens.ir import Net
 from zoolens.symmetry import drop_connect, random_exact_action, weight_noise
 from zoolens.zoo import Zoo
+from zoolens.zoo.manifest import kept
 
 
 def group_labels(manifest: pd.DataFrame) -> np.ndarray:
@@ -39,15 +40,6 @@ class ZooSplit:
     groups: np.ndarray
     targets: np.ndarray
     ids: list[str]
-
-
-def kept(
-    manifest: pd.DataFrame, exclude_tasks: Sequence[str] = (), exclude_families: Sequence[str] = ()
-) -> pd.Series:
-    """True for the rows of `manifest` whose task and family are both not excluded."""
-    return ~manifest["task"].isin(list(exclude_tasks)) & ~manifest["family"].isin(
-        list(exclude_families)
-    )
 
 
 def load_split(

@@ -22,16 +22,10 @@ from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
 from zoolens.nn.load import _register_all
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.config import TrainConfig
-from zoolens.train.data import (
-    ZooSplit,
-    graph_view,
-    kept,
-    load_split,
-    make_view,
-    sample_batches,
-)
+from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
 from zoolens.train.losses import accuracy_loss, supcon_loss
 from zoolens.zoo import Zoo
+from zoolens.zoo.manifest import kept
 
 log = logging.getLogger(__name__)
 METRIC_FIELDS = ["epoch", "loss", "contrastive", "accuracy_mse", "val_mAP", "seconds"]

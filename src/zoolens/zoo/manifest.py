@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -140,3 +141,12 @@ def shape_str(shape: tuple[int, ...]) -> str:
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"1x8x8"`` → ``(1, 8, 8)``."""
     return tuple(int(s) for s in str(text).split("x") if s)
+
+
+def kept(
+    manifest: pd.DataFrame, exclude_tasks: Sequence[str] = (), exclude_families: Sequence[str] = ()
+) -> pd.Series:
+    """True for the rows of `manifest` whose task and family are both not excluded."""
+    return ~manifest["task"].isin(list(exclude_tasks)) & ~manifest["family"].isin(
+        list(exclude_families)
+    )
