@@ -1,0 +1,82 @@
+"""Which probe inputs tell tasks apart? Retrieval by raw probe outputs, per probe design.
+
+    python benchmarks/probe_kinds.py --zoo ZOO
+
+Each test-split net of the zoo is run on fixed probe inputs of its own input shape; its
+outputs, flattened and zero-padded, are the embedding (the `probe` baseline's recipe, with
+no truncation). Leave-one-out mAP, relevant = same task (INRs: same digit), over all test
+models and over the queries of INRs, of the other models, and of image-shaped inputs
+(rank >= 3). Designs: standard-normal draws (the encoders' old default), scrambled Sobol
+points in [-1, 1]^d (the current default), and "smooth" probes for image-shaped inputs —
+Sobol points on a 3 x 3 grid per channel, bilinearly upsampled — Sobol elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zoolens.eval import retrieval_metrics
+from zoolens.eval.bench_measure import subset_retrieval
+from zoolens.graph import default_probes
+from zoolens.train.data import group_labels
+from zoolens.zoo import Zoo
+
+Probes = Callable[[tuple[int, ...], int], torch.Tensor]
+
+
+def smooth(shape: tuple[int, ...], n: int, low: int = 3) -> torch.Tensor:
+    """Sobol points on a low x low grid per channel, upsampled to the image (rank 3 only)."""
+    if len(shape) != 3:
+        return default_probes(shape, n)
+    c, h, w = shape
+    engine = torch.quasirandom.SobolEngine(c * low * low, scramble=True, seed=0)  # type: ignore[no-untyped-call]
+    grid = (2 * engine.draw(n, dtype=torch.float64) - 1).reshape(n, c, low, low)
+    return F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
+
+
+DESIGNS: dict[str, Probes] = {
+    "normal": lambda s, n: default_probes(s, n, kind="normal"),
+    "sobol": lambda s, n: default_probes(s, n),
+    "smooth images, sobol elsewhere": smooth,
+}
+
+
+def embed(nets: list, probes: Probes, n: int) -> np.ndarray:
+    outs = []
+    for net in nets:
+        with torch.no_grad():
+            outs.append(net(probes(tuple(net.input_shape), n)).reshape(-1).numpy())
+    width = max(len(y) for y in outs)
+    return np.stack([np.pad(y, (0, width - len(y))) for y in outs])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--zoo", required=True)
+    ap.add_argument("--n", default="16,64", help="probe counts to try")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    zoo = Zoo.open(args.zoo)
+    test = zoo.manifest[zoo.manifest["split"] == "test"].reset_index(drop=True)
+    nets = [zoo.load(str(i)).to(torch.float64) for i in test["id"]]
+    labels = group_labels(test)
+    inr = test["kind"].eq("inr").to_numpy()
+    image = np.array([len(net.input_shape) == 3 for net in nets])
+    subsets = {"INRs": inr, "non-INR": ~inr, "image inputs": image}
+    print(f"{len(nets)} test models; mAP (relevant = same task; INRs: same digit)")
+    print(f"{'probes':34s} {'n':>3s} {'all':>6s} " + " ".join(f"{k:>12s}" for k in subsets))
+    for name, probes in DESIGNS.items():
+        for n in (int(v) for v in args.n.split(",")):
+            z = embed(nets, probes, n)
+            row = [retrieval_metrics(z, labels)["mAP"]]
+            row += [subset_retrieval(z, labels, q)["mAP"] for q in subsets.values()]
+            print(f"{name:34s} {n:3d} {row[0]:6.3f} " + " ".join(f"{v:12.3f}" for v in row[1:]))
+
+
+if __name__ == "__main__":
+    main()
