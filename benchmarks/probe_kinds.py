@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
@@ -29,20 +28,10 @@ from zoolens.zoo import Zoo
 Probes = Callable[[tuple[int, ...], int], torch.Tensor]
 
 
-def smooth(shape: tuple[int, ...], n: int, low: int = 3) -> torch.Tensor:
-    """Sobol points on a low x low grid per channel, upsampled to the image (rank 3 only)."""
-    if len(shape) != 3:
-        return default_probes(shape, n)
-    c, h, w = shape
-    engine = torch.quasirandom.SobolEngine(c * low * low, scramble=True, seed=0)  # type: ignore[no-untyped-call]
-    grid = (2 * engine.draw(n, dtype=torch.float64) - 1).reshape(n, c, low, low)
-    return F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
-
-
 DESIGNS: dict[str, Probes] = {
     "normal": lambda s, n: default_probes(s, n, kind="normal"),
     "sobol": lambda s, n: default_probes(s, n),
-    "smooth images, sobol elsewhere": smooth,
+    "smooth images, sobol elsewhere": lambda s, n: default_probes(s, n, kind="smooth"),
 }
 
 

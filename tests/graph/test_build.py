@@ -149,6 +149,12 @@ def test_probe_kinds() -> None:
     assert torch.equal(normal, want)
     big = default_probes((30_000,), 2)  # past Sobol's dimensions: plain uniform draws
     assert big.shape == (2, 30_000) and big.abs().max() <= 1 and big.std() > 0.5
+    image = default_probes((2, 8, 8), 16, kind="smooth")
+    assert image.shape == (16, 2, 8, 8) and image.abs().max() <= 1
+    step = image.diff(dim=-1).abs().max()  # at most 2 per grid cell of 3.5 pixels
+    independent = default_probes((2, 8, 8), 16).diff(dim=-1).abs().max()
+    assert step <= 4 / 7 + 1e-12 < independent
+    assert torch.equal(default_probes((5,), 8, kind="smooth"), default_probes((5,), 8))
     with pytest.raises(ValueError, match="probe kind"):
         default_probes((2,), 4, kind="grid")
 

@@ -25,6 +25,9 @@ def train(
     probes: int = typer.Option(
         -1, help="probe inputs per node (neural-graph); 0 = none; -1 = the encoder's default"
     ),
+    probe_kind: str = typer.Option(
+        "", help="probe inputs: sobol, smooth or normal (neural-graph); empty = the default"
+    ),
     hidden: int = typer.Option(32, help="encoder width (node states)"),
     seed: int = typer.Option(0),
     patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
@@ -41,6 +44,8 @@ def train(
     enc_cfg: dict[str, object] = {"hidden": hidden}
     if encoder == "neural-graph" and probes >= 0:
         enc_cfg["n_probes"] = probes
+    if encoder == "neural-graph" and probe_kind:
+        enc_cfg["probes"] = probe_kind
     cfg = TrainConfig(
         encoder=encoder,
         encoder_config=enc_cfg,

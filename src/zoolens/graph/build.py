@@ -254,7 +254,8 @@ def probe_features(
     return feats.float()
 
 
-PROBE_KINDS = ("sobol", "normal")
+PROBE_KINDS = ("sobol", "smooth", "normal")
+SMOOTH_GRID = 3  # "smooth" image probes: Sobol values on this grid per channel, upsampled
 
 
 def default_probes(
@@ -266,8 +267,11 @@ def default_probes(
     ``kind="sobol"`` spreads them evenly over the box [-1, 1]^d (scrambled Sobol points; plain
     uniform ones past torch's 21,201 Sobol dimensions): it covers the coordinate domain of an
     INR, where a handful of Gaussian points would mostly land off the image, and the
-    standardised range of tabular inputs. ``kind="normal"``: standard-normal draws (the
-    encoders saved before the option existed).
+    standardised range of tabular inputs. ``kind="smooth"``: the same for inputs that are not
+    images; for image-shaped ones ``(C, H, W)``, Sobol values on a 3 x 3 grid per channel,
+    bilinearly upsampled — spatially smooth probes, to which a net trained on natural
+    images answers differently from one trained on pixel-shuffled ones.
+    ``kind="normal"``: standard-normal draws (the encoders saved before the option existed).
     """
     if kind not in PROBE_KINDS:
         raise ValueError(f"probe kind {kind!r}; expected one of {', '.join(PROBE_KINDS)}")
@@ -276,6 +280,10 @@ def default_probes(
 
 @functools.lru_cache(maxsize=16)
 def _probes(input_shape: tuple[int, ...], n: int, seed: int, kind: str) -> torch.Tensor:
+    if kind == "smooth" and len(input_shape) == 3 and min(input_shape[1:]) > SMOOTH_GRID:
+        c, h, w = input_shape
+        grid = _probes((c, SMOOTH_GRID, SMOOTH_GRID), n, seed, "sobol")
+        return F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
     d = math.prod(input_shape)
     if kind == "normal":
         g = torch.Generator().manual_seed(seed)
