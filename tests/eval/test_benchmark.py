@@ -354,6 +354,13 @@ def test_grouped_retrieval_pools_queries_within_groups() -> None:
     assert grouped_retrieval(emb[:1], labels[:1], groups[:1]) == {"n_queries": 0.0}
 
 
+def test_seed_spec_cycles_through_the_runs() -> None:
+    from zoolens.eval.benchmark import seed_spec
+
+    assert [seed_spec("a+b", s) for s in range(4)] == ["a", "b", "a", "b"]
+    assert [seed_spec("a", s) for s in range(2)] == ["a", "a"]
+
+
 def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: Path) -> None:
     """The seed-0 run of the quick benchmark, given back as pretrained, scores the same."""
     from zoolens.eval import BenchmarkConfig, run_benchmark
@@ -379,7 +386,7 @@ def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: 
             got, want = got[key], want[key]
         assert got["mAP"]["mean"] == pytest.approx(want["mAP"]["mean"], abs=1e-9), path
     assert res["cost"]["train_seconds"]["mean"] > 0  # read from the run's metrics.csv
-    swapped = dict(config.pretrained_heldout, **{"neural-graph": str(runs / "seed0")})
+    swapped = {"neural-graph": f"{runs / 'seed0-heldout'}+{runs / 'seed0'}"}  # the 2nd saw all
     with pytest.raises(ValueError, match="was trained on"):
         run_benchmark(replace(config, out=str(tmp_path / "q"), pretrained_heldout=swapped))
     old = tmp_path / "old-run"  # a counterpart from before --exclude-families existed

@@ -55,7 +55,8 @@ def benchmark(
     pretrained: str = typer.Option(
         "",
         help="NAME=RUN,...: measure these trained encoders as they are (a `zoolens train` "
-        "run, a saved encoder dir, or 'default' for the shipped one) instead of training",
+        "run, a saved encoder dir, or 'default' for the shipped one) instead of training; "
+        "NAME=RUN_A+RUN_B: seed i measures run i mod 2 (training variance in the spread)",
     ),
     pretrained_heldout: str = typer.Option(
         "",

@@ -98,9 +98,15 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
     ]
     for name, spec in p.get("pretrained", {}).items():
         held = p.get("pretrained_heldout", {}).get(name)
+        runs = spec.split("+")
         notes.append(
-            f"{name} is pretrained, measured as it is on every seed (seeds then vary only "
-            f"views, actions, transfer picks and folds): `{spec}`"
+            (
+                f"{name} is pretrained, measured as it is on every seed (seeds then vary only "
+                f"views, actions, transfer picks and folds): `{spec}`"
+                if len(runs) == 1
+                else f"{name} is pretrained: seed i measures the (i mod {len(runs)})-th of "
+                f"{len(runs)} training runs, so its spread includes training variance: `{spec}`"
+            )
             + (
                 f"; its counterpart trained without the held-out tasks and families: `{held}`."
                 if held

@@ -80,10 +80,12 @@ class BenchmarkConfig:
         sample, with a quarter as many validation models); None uses them all.
     pretrained: encoder name → trained encoder to measure as it is instead of training
         one per seed (a `zoolens train` run directory, a saved encoder or ``default``);
-        see `zoolens.eval.bench_prepare.load_pretrained`.
+        see `zoolens.eval.bench_prepare.load_pretrained`. Several joined by ``+`` (runs of
+        different training seeds): seed i measures the (i mod n)-th, so the spread over
+        seeds includes training variance.
     pretrained_heldout: encoder name → its counterpart trained without the plan's
-        held-out tasks and families, for the generalisation test (a pretrained encoder without one
-        has no generalisation figures).
+        held-out tasks and families, for the generalisation test (a pretrained encoder
+        without one has no generalisation figures); several joined by ``+`` as above.
     threads: torch and BLAS threads during the run (restored after); None leaves them.
         Zoo models are small: on a shared or busy machine extra threads mostly contend
         (embedding was measured ~20x slower with 2 threads than with 1 under load).
@@ -162,6 +164,15 @@ class BenchmarkConfig:
         return self.max_minutes / (self.seeds * (2 if heldout else 1))
 
 
+RUN_SEP = "+"
+
+
+def seed_spec(spec: str, seed: int) -> str:
+    """The run a ``RUN_A+RUN_B+...`` spec gives to `seed`: the (seed mod n)-th."""
+    runs = spec.split(RUN_SEP)
+    return runs[seed % len(runs)]
+
+
 @dataclass
 class _Run:
     """State of one benchmark run across seeds."""
@@ -178,11 +189,12 @@ class _Run:
     _train_nets: dict[str, list[Net]] = field(default_factory=dict)
     _pretrained: dict[str, Prepared] = field(default_factory=dict)
 
-    def pretrained(self, spec: str) -> Prepared:
-        """The pretrained encoder at `spec` (loaded once, reused by every seed)."""
-        if spec not in self._pretrained:
-            self._pretrained[spec] = load_pretrained(spec)
-        return self._pretrained[spec]
+    def pretrained(self, spec: str, seed: int = 0) -> Prepared:
+        """The pretrained encoder `spec` names for `seed` (each loaded once)."""
+        path = seed_spec(spec, seed)
+        if path not in self._pretrained:
+            self._pretrained[path] = load_pretrained(path)
+        return self._pretrained[path]
 
     def train_nets(self, zoo_dir: str) -> list[Net]:
         """Train-split nets of the zoo at `zoo_dir` (loaded once)."""
@@ -235,7 +247,7 @@ def _run_encoder(
     settings = TrainSettings(run.cfg.epochs, minutes)
     pretrained = run.cfg.pretrained.get(name)
     if pretrained is not None:
-        prepared = run.pretrained(pretrained)
+        prepared = run.pretrained(pretrained, seed)
     else:
         prepared = prepare_encoder(
             name,
@@ -250,7 +262,7 @@ def _run_encoder(
     unseen: Prepared | None = None
     if run.heldout_zoo is not None and pretrained is not None:
         if name in run.cfg.pretrained_heldout:
-            unseen = run.pretrained(run.cfg.pretrained_heldout[name])
+            unseen = run.pretrained(run.cfg.pretrained_heldout[name], seed)
     elif run.heldout_zoo is not None:
         unseen = prepare_encoder(
             name,
@@ -362,7 +374,8 @@ def _limit_threads(n: int | None) -> Iterator[None]:
 def _run(cfg: BenchmarkConfig, names: list[str], progress: bool, start: float) -> dict[str, Any]:
     run = _setup(cfg)
     for name, spec in cfg.pretrained_heldout.items():
-        _check_heldout(name, run.pretrained(spec), run.plan)
+        for seed in range(len(spec.split(RUN_SEP))):
+            _check_heldout(name, run.pretrained(spec, seed), run.plan)
     for seed in range(cfg.seeds):
         _run_seed(run, seed, names, progress)
     encoders = {n: aggregate(run.per_seed[n]) for n in names if n in run.per_seed}
