@@ -133,6 +133,8 @@ def test_cli_passes_every_option_and_the_run_records_its_tasks(zoo_dir: str, tmp
     assert cfg["exclude_families"] == ["mlp"]
     assert cfg["trained_on"]["tasks"] == cfg["trained_on"]["families"] == ["cnn2d_bn"]
     assert "n_probes" not in cfg["encoder_config"]  # the encoder's own default applies
+    bad = CliRunner().invoke(app, [*args, "--probe-kind", "grid"])
+    assert bad.exit_code == 2 and "--probe-kind: 'grid' is none of" in bad.output
 
 
 def test_training_fits_the_quality_head_that_ships_with_the_encoder(zoo_dir: str, tmp_path) -> None:

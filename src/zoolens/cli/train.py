@@ -45,6 +45,12 @@ def train(
     if encoder == "neural-graph" and probes >= 0:
         enc_cfg["n_probes"] = probes
     if encoder == "neural-graph" and probe_kind:
+        from zoolens.graph.build import PROBE_KINDS
+
+        if probe_kind not in PROBE_KINDS:
+            from zoolens.cli.app import fail
+
+            raise fail(f"--probe-kind: {probe_kind!r} is none of {', '.join(PROBE_KINDS)}")
         enc_cfg["probes"] = probe_kind
     cfg = TrainConfig(
         encoder=encoder,
