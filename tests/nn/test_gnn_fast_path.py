@@ -160,35 +160,27 @@ def test_messages_match_scatter_with_ties(
 
 
 # -- the whole network ----------------------------------------------------------------------
-@pytest.mark.parametrize(("chunk_edges", "block_edges"), [(1 << 14, 1 << 13), (300, 20)])
-@pytest.mark.parametrize("config", CONFIGS)
-def test_no_grad_path_matches_reference(
-    monkeypatch: pytest.MonkeyPatch,
-    chunk_edges: int,
-    block_edges: int,
-    config: dict[str, object] | None,
-) -> None:
-    """Small chunks split the batch many times and reuse one chunk's index structures for
-    the repeated graphs; the default puts many graphs into one chunk."""
+@pytest.fixture(params=[(1 << 14, 1 << 13), (300, 20)], ids=["default-chunks", "small-chunks"])
+def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk and block sizes: the defaults, and small ones that split a batch many times."""
+    chunk_edges, block_edges = request.param
     monkeypatch.setattr(edge_runs, "CHUNK_EDGES", chunk_edges)
     monkeypatch.setattr(edge_runs, "BLOCK_EDGES", block_edges)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_no_grad_path_matches_reference(chunking: None, config: dict[str, object] | None) -> None:
+    """Small chunks split the batch many times and reuse one chunk's index structures for
+    the repeated graphs; the default puts many graphs into one chunk."""
     module, b = _net(config), _batch(range(3), copies=3)
     with torch.no_grad():
         fast, reference = module(b), reference_embeddings(module, b)
     torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize(("chunk_edges", "block_edges"), [(1 << 14, 1 << 13), (300, 20)])
 @pytest.mark.parametrize("config", CONFIGS)
-def test_grad_path_matches_reference(
-    monkeypatch: pytest.MonkeyPatch,
-    chunk_edges: int,
-    block_edges: int,
-    config: dict[str, object] | None,
-) -> None:
+def test_grad_path_matches_reference(chunking: None, config: dict[str, object] | None) -> None:
     """Embeddings and the gradients of every parameter, on a batch mixing all families."""
-    monkeypatch.setattr(edge_runs, "CHUNK_EDGES", chunk_edges)
-    monkeypatch.setattr(edge_runs, "BLOCK_EDGES", block_edges)
     module, b = _net(config), _batch(range(2), copies=2)
     z, grads = _output_and_grads(module, b)
     z_ref, ref_grads = _output_and_grads(module, b, reference=True)
