@@ -3,8 +3,8 @@
     python benchmarks/probe_kinds.py --zoo ZOO
 
 Each test-split net of the zoo is run on fixed probe inputs of its own input shape; its
-outputs, flattened and zero-padded, are the embedding (the `probe` baseline's recipe, with
-no truncation). Leave-one-out mAP, relevant = same task (INRs: same digit), over all test
+outputs, flattened and zero-padded, are the embedding (the `probe` baseline, wide enough
+not to truncate). Leave-one-out mAP, relevant = same task (INRs: same digit), over all test
 models and over the queries of INRs, of the other models, and of image-shaped inputs
 (rank >= 3). Designs: standard-normal draws (the encoders' old default), scrambled Sobol
 points in [-1, 1]^d (the current default), and "smooth" probes for image-shaped inputs —
@@ -14,34 +14,21 @@ Sobol points on a 3 x 3 grid per channel, bilinearly upsampled — Sobol elsewhe
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
-from zoolens.graph import default_probes
+from zoolens.nn import encoder_class
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
 
-Probes = Callable[[tuple[int, ...], int], torch.Tensor]
-
-
-DESIGNS: dict[str, Probes] = {
-    "normal": lambda s, n: default_probes(s, n, kind="normal"),
-    "sobol": lambda s, n: default_probes(s, n),
-    "smooth images, sobol elsewhere": lambda s, n: default_probes(s, n, kind="smooth"),
+DESIGNS = {  # label → `default_probes` kind
+    "normal": "normal",
+    "sobol": "sobol",
+    "smooth images, sobol elsewhere": "smooth",
 }
-
-
-def embed(nets: list, probes: Probes, n: int) -> np.ndarray:
-    outs = []
-    for net in nets:
-        with torch.no_grad():
-            outs.append(net(probes(tuple(net.input_shape), n)).reshape(-1).numpy())
-    width = max(len(y) for y in outs)
-    return np.stack([np.pad(y, (0, width - len(y))) for y in outs])
 
 
 def main() -> None:
@@ -59,9 +46,11 @@ def main() -> None:
     subsets = {"INRs": inr, "non-INR": ~inr, "image inputs": image}
     print(f"{len(nets)} test models; mAP (relevant = same task; INRs: same digit)")
     print(f"{'probes':34s} {'n':>3s} {'all':>6s} " + " ".join(f"{k:>12s}" for k in subsets))
-    for name, probes in DESIGNS.items():
+    for name, kind in DESIGNS.items():
         for n in (int(v) for v in args.n.split(",")):
-            z = embed(nets, probes, n)
+            width = n * int(test["n_outputs"].max())  # every output on every probe
+            probe = encoder_class("probe")({"n_probes": n, "probes": kind, "dim": width})
+            z = probe.encode(nets)
             row = [retrieval_metrics(z, labels)["mAP"]]
             row += [subset_retrieval(z, labels, q)["mAP"] for q in subsets.values()]
             print(f"{name:34s} {n:3d} {row[0]:6.3f} " + " ".join(f"{v:12.3f}" for v in row[1:]))

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from zoolens.eval import bench_figures as figs
 from zoolens.eval.bench_measure import EncoderMeasurement
+from zoolens.eval.bench_prepare import pretrained_runs
 from zoolens.eval.bench_report import PUBLISHED, json_safe, render_report
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
     ]
     for name, spec in p.get("pretrained", {}).items():
         held = p.get("pretrained_heldout", {}).get(name)
-        runs = spec.split("+")
+        runs = pretrained_runs(spec)
         notes.append(
             (
                 f"{name} is pretrained, measured as it is on every seed (seeds then vary only "

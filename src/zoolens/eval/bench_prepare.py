@@ -150,6 +150,15 @@ def encoder_size_bytes(encoder: Encoder) -> int:
     return sum(t.numel() * t.element_size() for t in encoder.state_tensors().values())
 
 
+RUN_SEP = "+"
+
+
+def pretrained_runs(spec: str) -> list[str]:
+    """The runs a ``--pretrained`` spec names: one, or several (of different training
+    seeds) joined by ``+``; each is what `load_pretrained` reads."""
+    return spec.split(RUN_SEP)
+
+
 def load_pretrained(spec: str) -> Prepared:
     """An already trained encoder, used as it is.
 

@@ -48,6 +48,7 @@ from zoolens.eval.bench_prepare import (
     check_encoder_names,
     load_pretrained,
     prepare_encoder,
+    pretrained_runs,
 )
 from zoolens.eval.bench_report import aggregate
 from zoolens.eval.bench_transfer import TransferRunner, TransferSettings
@@ -164,12 +165,9 @@ class BenchmarkConfig:
         return self.max_minutes / (self.seeds * (2 if heldout else 1))
 
 
-RUN_SEP = "+"
-
-
 def seed_spec(spec: str, seed: int) -> str:
     """The run a ``RUN_A+RUN_B+...`` spec gives to `seed`: the (seed mod n)-th."""
-    runs = spec.split(RUN_SEP)
+    runs = pretrained_runs(spec)
     return runs[seed % len(runs)]
 
 
@@ -374,7 +372,7 @@ def _limit_threads(n: int | None) -> Iterator[None]:
 def _run(cfg: BenchmarkConfig, names: list[str], progress: bool, start: float) -> dict[str, Any]:
     run = _setup(cfg)
     for name, spec in cfg.pretrained_heldout.items():
-        for seed in range(len(spec.split(RUN_SEP))):
+        for seed in range(len(pretrained_runs(spec))):
             _check_heldout(name, run.pretrained(spec, seed), run.plan)
     for seed in range(cfg.seeds):
         _run_seed(run, seed, names, progress)
