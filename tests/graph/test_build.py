@@ -20,6 +20,7 @@ from zoolens.graph import (
     fit_to_kernel,
     net_to_graph,
 )
+from zoolens.ir.fx_import import import_module
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import FAMILIES, random_net
 
@@ -69,19 +70,71 @@ def test_conv_edges_carry_kernels(family: str) -> None:
         assert (attr[kernel.numel() :] == 0).all()
 
 
-@pytest.mark.parametrize("family", ["cnn1d", "cnn2d"])
-def test_conv_flatten_linear_edges_carry_the_spatial_block(family: str) -> None:
-    net = random_net(family, torch.Generator().manual_seed(4))
-    conv, linear = net.dense_ops()[-2], net.dense_ops()[-1]
-    c, w = conv.params["weight"].shape[0], linear.params["weight"]  # w: (n_out, c · block)
-    graph = net_to_graph(net, canonical=False)
+def _window_means(rows: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Rows ``(E, H·W)`` as H x W maps, each averaged over the 3 x 3 windows of adaptive
+    pooling (cell i spans ⌊iH/3⌋ … ⌈(i+1)H/3⌉), written out by hand as a reference."""
+    h, w = grid
+    maps = rows.reshape(-1, h, w)
+    cells = []
+    for i in range(3):
+        for j in range(3):
+            r0, r1 = (i * h) // 3, -((-(i + 1) * h) // 3)
+            c0, c1 = (j * w) // 3, -((-(j + 1) * w) // 3)
+            cells.append(maps[:, r0:r1, c0:c1].mean(dim=(1, 2)))
+    return torch.stack(cells, dim=1)
+
+
+@pytest.mark.parametrize("flatten", ["grid", "flat"])
+@pytest.mark.parametrize(("family", "seed"), [("cnn1d", 4), ("cnn2d", 4), ("mlp_image", 0)])
+def test_flatten_linear_edges_carry_the_spatial_block(family: str, seed: int, flatten: str) -> None:
+    net = random_net(family, torch.Generator().manual_seed(seed))
+    flatten_op = next(op for op in net.ops if op.kind == "flatten")
+    linear = next(op for op in net.ops if flatten_op.output in op.inputs)
+    info = net.value_infos()[flatten_op.inputs[0]]
+    c, w = info.units, linear.params["weight"]  # w: (n_out, c · block)
+    graph = net_to_graph(net, canonical=False, flatten=flatten)
     flat = _edges_of(graph, "flatten")
     assert flat.numel() == w.shape[0] * c  # one edge per (output unit, channel)
-    blocks = fit_to_kernel(w.reshape(w.shape[0] * c, -1)).float()  # (n_out · c, KERNEL)
+    rows_w = w.reshape(w.shape[0] * c, -1).double()
+    grid = info.spatial
+    if flatten == "grid" and len(grid) == 2 and min(grid) >= 3 and rows_w.shape[1] > KERNEL:
+        blocks = _window_means(rows_w, (grid[0], grid[1])).float()
+    else:
+        blocks = fit_to_kernel(rows_w).float()  # (n_out · c, KERNEL)
     src, dst = graph.edge_index[:, flat]
     rows = (dst - dst.min()) * c + (src - src.min())
     torch.testing.assert_close(graph.edge_attr[flat], blocks[rows])
     assert graph.edge_attr.shape[1] == KERNEL
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_grid_flatten_edges_keep_where_a_unit_looks(seed: int) -> None:
+    """An MLP on 8 x 8 images whose hidden unit k reads one pixel: under "grid" its edge
+    is non-zero exactly in the 3 x 3 cells whose windows hold that pixel; under "flat" the
+    same pixel lands in the slot of its place in the raster. Moving the pixel moves the
+    cell (the edges see the image layout, not just the weights' values)."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randperm(64, generator=g)[:5]
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)
+    )
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[torch.arange(5), pixels] = 1.0
+    net = import_module(model, (1, 8, 8))
+    graph = net_to_graph(net, canonical=False, flatten="grid")
+    flat = _edges_of(graph, "flatten")
+    attr = graph.edge_attr[flat][graph.edge_index[1, flat].argsort()]  # unit order
+    for k, p in enumerate(pixels.tolist()):
+        one_hot = torch.zeros(1, 64, dtype=torch.float64)
+        one_hot[0, p] = 1.0
+        expected = _window_means(one_hot, (8, 8))[0].float()
+        torch.testing.assert_close(attr[k], expected)
+        assert set(attr[k].nonzero().ravel().tolist()) == set(expected.nonzero().ravel().tolist())
+    raster = net_to_graph(net, canonical=False, flatten="flat").edge_attr[flat]
+    assert not torch.equal(raster, graph.edge_attr[flat])
+    with pytest.raises(ValueError, match="flatten 'rows'"):
+        net_to_graph(net, flatten="rows")
 
 
 def test_residual_edges_exist_for_resmlp_ln() -> None:

@@ -46,14 +46,16 @@ class _Units:
     nodes: torch.Tensor  # node id of each unit (channels of a flattened value: its parent's)
     block: int = 1  # >1 when the value is a flattened conv output
     fresh: bool = False  # written by a dense op, no activation applied yet
+    grid: tuple[int, ...] = ()  # spatial shape of the flattened value (when block > 1)
 
 
 class _Builder:
     """Collects nodes and edges; with ``structure=False`` only their values (node features
     and edge weights), for a net whose architecture's structure is cached."""
 
-    def __init__(self, structure: bool = True) -> None:
+    def __init__(self, structure: bool = True, flatten: str = "grid") -> None:
         self.structure = structure
+        self.flatten = flatten
         self.x = torch.zeros((0, NODE_FEATURES), dtype=torch.float64)
         self.role: list[torch.Tensor] = []
         self.position: list[torch.Tensor] = []
@@ -104,13 +106,25 @@ def _dense(b: _Builder, op: Op, inp: _Units) -> _Units:
     out = b.new_layer(n_out, ROLE_HIDDEN, op.params.get("bias"))
     n_in = inp.nodes.numel()
     if op.kind == "linear":
-        kernels = w.reshape(n_out * n_in, inp.block)  # (out*in, block)
+        kernels = _flatten_kernels(b, w.reshape(n_out * n_in, inp.block), inp.grid)
         kind = "flatten" if inp.block > 1 else "dense"
     else:
         kernels = w.reshape(n_out * n_in, -1)  # (out*in, k) or (out*in, kh*kw)
         kind = op.kind
     b.connect(inp.nodes, out, kernels, kind, all_pairs=True)
     return _Units(out, fresh=True)
+
+
+def _flatten_kernels(b: _Builder, w: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """Weights ``(E, block)`` from the units of a flattened image to a dense unit: with
+    ``flatten="grid"``, each row as an (H, W) map average-pooled to 3 x 3, so the 9 edge slots
+    keep where in the image a unit looks; else (and for 1-D values) resampled along the
+    row as `fit_to_kernel` does."""
+    if b.flatten != "grid" or len(grid) != 2 or min(grid) < 3 or w.shape[1] <= KERNEL:
+        return w
+    side = math.isqrt(KERNEL)
+    pooled = F.adaptive_avg_pool2d(w.reshape(-1, 1, *grid).to(torch.float64), side)
+    return pooled.reshape(-1, KERNEL)
 
 
 def _identity_layer(
@@ -147,8 +161,10 @@ def _add(b: _Builder, op: Op, ins: list[_Units]) -> _Units:
     return _Units(out)
 
 
-def _walk(net: Net, structure: bool = True) -> tuple[_Builder, dict[str, _Units]]:
-    b = _Builder(structure)
+def _walk(
+    net: Net, structure: bool = True, flatten: str = "grid"
+) -> tuple[_Builder, dict[str, _Units]]:
+    b = _Builder(structure, flatten)
     infos = net.value_infos()
     units = {net.input: _Units(b.new_layer(infos[net.input].units, ROLE_INPUT))}
     for op in net.ops:
@@ -165,7 +181,9 @@ def _walk(net: Net, structure: bool = True) -> tuple[_Builder, dict[str, _Units]
         elif op.kind == "add":
             units[op.output] = _add(b, op, ins)
         elif op.kind == "flatten":
-            units[op.output] = _Units(u.nodes, u.block * infos[op.inputs[0]].spatial_size)
+            info = infos[op.inputs[0]]
+            grid = info.spatial if u.block == 1 else ()
+            units[op.output] = _Units(u.nodes, u.block * info.spatial_size, grid=grid)
         else:
             _mark_unitwise(b, op, u)
             units[op.output] = _Units(u.nodes, u.block, fresh=u.fresh and op.kind == "dropout")
@@ -182,8 +200,11 @@ def _mark_unitwise(b: _Builder, op: Op, u: _Units) -> None:
         b.x[u.nodes, F_POOL + _POOL_SLOT[op.kind]] = 1.0
 
 
+FLATTEN_KINDS = ("grid", "flat")
+
+
 def net_to_graph(
-    net: Net, canonical: bool = True, probes: torch.Tensor | None = None
+    net: Net, canonical: bool = True, probes: torch.Tensor | None = None, flatten: str = "grid"
 ) -> NeuralGraph:
     """Build the neural graph of `net`.
 
@@ -192,14 +213,19 @@ def net_to_graph(
         canonical: canonicalise scale and sign first (needed for exact invariance).
         probes: optional probe inputs ``(P, *input_shape)``; each node then carries its
             unit's activations on them (spatially averaged), which permute with the node.
+        flatten: how an edge from a flattened image to a dense unit holds its H x W
+            weights in its 9 slots: "grid" pools the map to 3 x 3; "flat" resamples the
+            flattened row (the encoders saved before "grid" existed). 1-D values: the row.
 
     Returns:
         The `NeuralGraph`; float32 features.
     """
+    if flatten not in FLATTEN_KINDS:
+        raise ValueError(f"flatten {flatten!r}; expected one of {', '.join(FLATTEN_KINDS)}")
     net = canonicalize(net) if canonical else net
     key = net.arch_key()
     structure = _STRUCTURES.pop(key, None)  # put back below, as the most recently used
-    b, units = _walk(net, structure is None)
+    b, units = _walk(net, structure is None, flatten)
     out = units[net.output]
     if out.block != 1:
         raise UnsupportedOpError("the network's output is a flattened conv value")

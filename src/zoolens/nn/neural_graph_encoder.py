@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "readout": "transformer",
     "n_probes": 64,
     "probes": "sobol",
+    "flatten": "grid",
     "output_readout": True,
     "seed": 0,
 }
@@ -47,6 +48,7 @@ class NeuralGraphEncoder(TorchEncoder):
         **TorchEncoder.OLD_DEFAULTS,
         "output_readout": False,
         "probes": "normal",
+        "flatten": "flat",
     }
 
     def build_module(self) -> nn.Module:
@@ -56,7 +58,8 @@ class NeuralGraphEncoder(TorchEncoder):
         n = int(self.config["n_probes"])
         kind = str(self.config["probes"])
         probes = default_probes(net.input_shape, n, kind=kind) if n else None
-        return net_to_graph(net, canonical=True, probes=probes)
+        flatten = str(self.config["flatten"])
+        return net_to_graph(net, canonical=True, probes=probes, flatten=flatten)
 
     def graphs(self, models: list[Net | TensorSet]) -> list[NeuralGraph]:
         out = []

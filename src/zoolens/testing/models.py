@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-FAMILIES = ("mlp", "cnn1d", "cnn2d", "cnn2d_bn", "resmlp_ln", "siren")
+FAMILIES = ("mlp", "mlp_image", "cnn1d", "cnn2d", "cnn2d_bn", "resmlp_ln", "siren")
 _ACTS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.1),
@@ -67,6 +67,16 @@ def random_module(family: str, generator: torch.Generator) -> tuple[nn.Module, t
                 layers.append(_ACTS[act]())
         model: nn.Module = nn.Sequential(*layers)
         shape: tuple[int, ...] = (dims[0],)
+    elif family == "mlp_image":  # each unit's weights are an image map wider than 3 x 3
+        c_in, h, w = _ri(g, 1, 2), _ri(g, 4, 9), _ri(g, 4, 9)
+        act = _pick(g, ("relu", "tanh", "gelu", "leaky_relu"))
+        model = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c_in * h * w, _ri(g, 3, 8)),
+            _ACTS[act](),
+            nn.LazyLinear(_ri(g, 2, 4)),
+        )
+        shape = (c_in, h, w)
     elif family == "cnn1d":
         c_in, c1, c2, length = _ri(g, 1, 3), _ri(g, 2, 6), _ri(g, 2, 6), _ri(g, 12, 20)
         act = _pick(g, ("relu", "tanh", "gelu", "leaky_relu"))
