@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "heads": 4,
     "readout_layers": 2,
     "readout": "transformer",
-    "n_probes": 256,
+    "n_probes": 64,
     "probes": "sobol",
     "flatten": "grid",
     "output_readout": True,

@@ -25,8 +25,7 @@ class Probe(Encoder):
     compared slot by slot anyway. Needs the wiring: TensorSets are rejected.
 
     Args:
-        config: ``dim`` (default 2560: 10 outputs on each probe), ``n_probes`` (default
-            256, as the neural-graph encoder's), ``probes`` (their kind,
+        config: ``dim`` (default 1024), ``n_probes`` (default 64), ``probes`` (their kind,
             "sobol" or "normal"), ``seed`` (of the probes).
 
     Shapes:
@@ -35,7 +34,7 @@ class Probe(Encoder):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(
-            {"dim": 2560, "n_probes": 256, "probes": "sobol", "seed": 0, **(config or {})}
+            {"dim": 1024, "n_probes": 64, "probes": "sobol", "seed": 0, **(config or {})}
         )
 
     def outputs(self, net: Net) -> torch.Tensor:
