@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -186,7 +186,7 @@ def _walk(
             units[op.output] = _Units(u.nodes, u.block * info.spatial_size, grid=grid)
         else:
             _mark_unitwise(b, op, u)
-            units[op.output] = _Units(u.nodes, u.block, fresh=u.fresh and op.kind == "dropout")
+            units[op.output] = replace(u, fresh=u.fresh and op.kind == "dropout")
     return b, units
 
 
