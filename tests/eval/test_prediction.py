@@ -108,3 +108,20 @@ def test_bad_arguments_raise(kwargs) -> None:
     emb, acc = linear_zoo(0, n=20)
     with pytest.raises(ValueError):
         accuracy_prediction(emb, acc, **kwargs)
+
+
+def test_predictions_stay_within_the_training_folds_range() -> None:
+    # An outlier group far from the rest makes an unclipped MLP extrapolate far past every
+    # target; each out-of-fold prediction must lie within its training fold's targets.
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(6), 10)
+    emb = rng.normal(size=(60, 4))
+    emb[groups == 5] += 40.0
+    acc = emb @ rng.normal(size=4)
+    pred = predict_out_of_fold(emb, acc, groups=groups, model="mlp", folds=6, seed=0)
+    for g in range(6):
+        rest = acc[groups != g]
+        assert np.all(pred[groups == g] >= rest.min()) and np.all(pred[groups == g] <= rest.max())
+    # Clipping touches only predictions out of range: in-range ones still track the target.
+    inside = groups != 5
+    assert regression_metrics(acc[inside], pred[inside])["spearman"] > 0.8

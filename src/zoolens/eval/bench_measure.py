@@ -204,20 +204,25 @@ class EncoderMeasurement:
         return out
 
     def accuracy_prediction(self) -> Metrics:
-        """Ridge and MLP, cross-validated grouped by task, on held-out classifiers."""
+        """Ridge and MLP on held-out classifiers, cross-validated two ways: folds grouped
+        by task (``ridge``, ``mlp``: every prediction is for a task the regressor never
+        saw) and shuffled folds (``ridge_seen``, ``mlp_seen``: other models of the query's
+        task are in the training folds — seed 001's "held-out models" setting)."""
         rows = self.data.manifest.loc[self.data.plan.test_ids]
         cls = rows[(rows["kind"] == "classification") & rows["accuracy"].notna()]
         if len(cls) < 4 or cls["task"].nunique() < 2:
             return {}
         emb = np.stack([self.embeddings[i] for i in cls.index])
         acc, tasks = cls["accuracy"].to_numpy(float), cls["task"].to_numpy(str)
+        seed = self.data.seed
+        out: Metrics = {}
         with threadpool_limits(1), warnings.catch_warnings():  # R² undefined on 1-row folds
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             warnings.filterwarnings("ignore", "One or more of the test scores are non-finite")
-            return {
-                model: accuracy_prediction(emb, acc, tasks, model=model, seed=self.data.seed)
-                for model in ("ridge", "mlp")
-            }
+            for model in ("ridge", "mlp"):
+                out[model] = accuracy_prediction(emb, acc, tasks, model=model, seed=seed)
+                out[f"{model}_seen"] = accuracy_prediction(emb, acc, None, model=model, seed=seed)
+        return out
 
     def inr(self) -> Metrics:
         """Digit of an INR from its embedding: fit on train-split INRs, scored on test ones."""

@@ -70,8 +70,10 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         "(permutations, scalings, sign flips; seeded), and apart under DropConnect p = 0.05 "
         "and Gaussian noise of 0.05 × each tensor's std.",
         "Clustering: silhouette (cosine) and Davies–Bouldin of held-out models by task.",
-        "Accuracy prediction: held-out classifiers, out-of-fold predictions, folds grouped "
-        "by task (so every prediction is for a task the regressor never saw).",
+        "Accuracy prediction: held-out classifiers, out-of-fold predictions clipped to the "
+        "training fold's range; folds grouped by task (every prediction is for a task the "
+        "regressor never saw), and apart shuffled 5-fold (tasks seen: other models of the "
+        "query's task are in the training folds).",
         f"Transfer: tasks {p['transfer_tasks'] or 'none'}; per task the best held-out "
         f"classifiers are queries; the top {p['transfer_k']} of the candidates (other tasks' "
         f"models with the same input shape, pool sizes {p['transfer_pool_sizes']}) are "

@@ -146,6 +146,7 @@ HEADLINE = [
     ("silhouette", "clustering.silhouette"),
     ("acc. R² (ridge)", "accuracy_prediction.ridge.R2"),
     ("Kendall τ (ridge)", "accuracy_prediction.ridge.kendall_tau"),
+    ("acc. R² seen tasks (ridge)", "accuracy_prediction.ridge_seen.R2"),
     ("transfer gain vs random @100", "transfer.gain_vs_random@100"),
     ("INR acc.", "inr.logistic_acc"),
     ("mAP unseen tasks", "generalisation.tasks.unseen.mAP"),
@@ -268,9 +269,10 @@ def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple
         ),
         *[
             (
-                f"Accuracy prediction — {m}, grouped CV by task (held-out classifiers)",
-                metric_table(encoders, _cols(f"accuracy_prediction.{m}", regress)),
+                f"Accuracy prediction — {m}, {how} (held-out classifiers)",
+                metric_table(encoders, _cols(f"accuracy_prediction.{m}{key}", regress)),
             )
+            for key, how in (("", "grouped CV by task"), ("_seen", "shuffled CV, tasks seen"))
             for m in ("ridge", "mlp")
         ],
         (
