@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
+from torch import nn
 
 from zoolens.graph import (
     EDGE_TYPES,
@@ -232,3 +233,37 @@ def test_batching_offsets() -> None:
         )
     assert batch.num_graphs == 3 and batch.x.shape[0] == node_off
     assert batch.layers_per_graph.tolist() == [gr.num_layers for gr in graphs]
+
+
+@pytest.mark.parametrize(
+    ("layers", "shape", "expected"),
+    [
+        # 16 inputs, a vector, 10 outputs -> log 16, rank 1, log 10.
+        ([nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 10)], (16,), (16, 1, 10)),
+        # A 1 x 8 x 8 image (64 values, rank 3) into 3 outputs.
+        (
+            [nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3)],
+            (1, 8, 8),
+            (64, 3, 3),
+        ),
+    ],
+)
+def test_domain_features_describe_the_functions_shape(layers, shape, expected) -> None:
+    net = import_module(nn.Sequential(*layers), input_shape=shape)
+    size, rank, outputs = expected
+    want = torch.tensor([torch.tensor(size).log(), rank, torch.tensor(outputs).log()])
+    graph = net_to_graph(net)
+    assert graph.domain is not None
+    torch.testing.assert_close(graph.domain, want)
+    moved = random_exact_action(net.to(torch.float64), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(net_to_graph(moved).domain, want)  # no symmetry changes it
+
+
+def test_batched_domain_features_are_one_row_per_graph() -> None:
+    g = torch.Generator().manual_seed(3)
+    graphs = [net_to_graph(random_net(f, g)) for f in ("mlp", "cnn2d", "mlp")]
+    b = batch_graphs(graphs)
+    assert b.domain is not None and b.domain.shape == (3, 3)
+    for row, graph in zip(b.domain, graphs, strict=True):
+        torch.testing.assert_close(row, graph.domain)
+    assert not torch.equal(b.domain[0], b.domain[1])  # a vector input vs an image

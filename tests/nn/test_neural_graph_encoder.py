@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -128,12 +130,13 @@ def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.G
             "quality_head": False,
             "output_readout": False,
             "probes": "normal",
+            "domain": False,
         }
     )
     old.save(str(tmp_path / "old"))
     cfg_path = tmp_path / "old" / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    for key in ("quality_head", "output_readout", "probes"):
+    for key in ("quality_head", "output_readout", "probes", "domain"):
         del cfg["config"][key]
     cfg_path.write_text(json.dumps(cfg))
     back_old = load_encoder(str(tmp_path / "old"))
@@ -141,3 +144,21 @@ def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.G
     assert (back_old.encode(nets) == old.encode(nets)).all()
     with pytest.raises(ValueError, match="without a quality head"):
         back_old.predict_quality(nets)
+
+
+def test_domain_features_reach_the_embedding(gen: torch.Generator) -> None:
+    """The graph's domain row (input size and rank, output count) moves the embedding of an
+    encoder that reads it, and only of such an encoder."""
+    nets = [random_net("mlp", gen) for _ in range(2)]
+    for reads in (True, False):
+        enc = NeuralGraphEncoder({"hidden": 16, "n_probes": 4, "domain": reads})
+        graphs = enc.graphs(nets)
+        other = [dataclasses.replace(gr, domain=gr.domain + 1.0) for gr in graphs]
+        with torch.no_grad():
+            z, z_other = enc.forward(graphs), enc.forward(other)
+        assert torch.equal(z, z_other) != reads
+        if reads:
+            assert float((z - z_other).norm() / z.norm()) > 1e-3
+            bare = [dataclasses.replace(gr, domain=None) for gr in graphs]
+            with pytest.raises(ValueError, match="domain"):
+                enc.forward(bare)

@@ -3,6 +3,7 @@
 from zoolens.graph.build import NODE_FEATURES, default_probes, fit_to_kernel, net_to_graph
 from zoolens.graph.layer_graphs import LayerGraph, tensors_to_layer_graphs
 from zoolens.graph.neural_graph import (
+    DOMAIN_FEATURES,
     EDGE_TYPES,
     KERNEL,
     ROLE_HIDDEN,
@@ -14,6 +15,7 @@ from zoolens.graph.neural_graph import (
 )
 
 __all__ = [
+    "DOMAIN_FEATURES",
     "EDGE_TYPES",
     "KERNEL",
     "NODE_FEATURES",

@@ -241,7 +241,14 @@ def net_to_graph(
     )
     if probes is not None:
         graph.probes = probe_features(net, units, probes, graph.num_nodes)
+    graph.domain = domain_features(net.input_shape, out.nodes.numel())
     return graph
+
+
+def domain_features(input_shape: tuple[int, ...], n_outputs: int) -> torch.Tensor:
+    """``(DOMAIN_FEATURES,)`` float32: log input size, input rank, log output count."""
+    size = math.prod(input_shape)
+    return torch.tensor([math.log(size), float(len(input_shape)), math.log(n_outputs)])
 
 
 def _structure(b: _Builder, outputs: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ import torch
 ROLE_INPUT, ROLE_HIDDEN, ROLE_OUTPUT = 0, 1, 2
 EDGE_TYPES = ("dense", "conv1d", "conv2d", "flatten", "residual", "layernorm", "batchnorm")
 KERNEL = 9  # edge weight slots: a 3x3 kernel; longer vectors are resampled to this
+DOMAIN_FEATURES = 3  # per graph: log input size, input rank, log output count
 
 
 @dataclass
@@ -19,7 +20,9 @@ class NeuralGraph:
         x: ``(N, F_node)`` node features; edge_index: ``(2, E)`` (source, target);
         edge_attr: ``(E, KERNEL)`` weights; edge_type: ``(E,)``; role, position, layer:
         ``(N,)`` ints (position is the index of an input/output unit, 0 for hidden);
-        probes: ``(N, P)`` or None.
+        probes: ``(N, P)`` or None; domain: ``(DOMAIN_FEATURES,)`` — the shape of the
+        function the net computes (log of the input size, the input's rank, log of the
+        output count), which no weight symmetry changes.
     """
 
     x: torch.Tensor
@@ -30,6 +33,7 @@ class NeuralGraph:
     position: torch.Tensor
     layer: torch.Tensor
     probes: torch.Tensor | None = None
+    domain: torch.Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -62,6 +66,7 @@ class GraphBatch:
     layers_per_graph: torch.Tensor
     probes: torch.Tensor | None
     num_graphs: int
+    domain: torch.Tensor | None = None  # (num_graphs, DOMAIN_FEATURES)
 
 
 def batch_graphs(graphs: list[NeuralGraph]) -> GraphBatch:
@@ -74,6 +79,7 @@ def batch_graphs(graphs: list[NeuralGraph]) -> GraphBatch:
         nl += g.num_layers
     cat = torch.cat
     has_probes = all(g.probes is not None for g in graphs) and graphs
+    domains = [g.domain for g in graphs if g.domain is not None]
     return GraphBatch(
         x=cat([g.x for g in graphs]),
         edge_index=cat([g.edge_index + o for g, o in zip(graphs, offsets, strict=True)], dim=1),
@@ -87,4 +93,5 @@ def batch_graphs(graphs: list[NeuralGraph]) -> GraphBatch:
         layers_per_graph=torch.tensor([g.num_layers for g in graphs], dtype=torch.long),
         probes=cat([g.probes for g in graphs if g.probes is not None]) if has_probes else None,
         num_graphs=len(graphs),
+        domain=torch.stack(domains) if graphs and len(domains) == len(graphs) else None,
     )

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoolens.graph import EDGE_TYPES, KERNEL, NODE_FEATURES, GraphBatch
+from zoolens.graph import DOMAIN_FEATURES, EDGE_TYPES, KERNEL, NODE_FEATURES, GraphBatch
 from zoolens.nn.edge_runs import Chunk, chunks
 
 MAX_POSITION = 1024  # input/output units beyond this share the last position embedding
@@ -86,7 +86,9 @@ class NeuralGraphNet(nn.Module):
             "gru"), ``n_probes`` (0 = no probe features), ``output_readout`` (also pool
             the output nodes one by one — each with its position and its probe values — so
             the readout sees *which* output computes what, as the probe baseline does;
-            output units are fixed by every symmetry, so this keeps invariance).
+            output units are fixed by every symmetry, so this keeps invariance),
+            ``domain`` (also read the graph's `domain` features — input size and rank,
+            output count — which message passing sees only through position embeddings).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -116,6 +118,10 @@ class NeuralGraphNet(nn.Module):
         if self.output_readout:
             self.out_read = mlp(d + n_probes, 2 * d, 2 * d)
             head_in += 2 * d
+        self.domain = bool(config.get("domain", False))
+        if self.domain:
+            self.domain_in = mlp(DOMAIN_FEATURES, d, d)
+            head_in += d
         self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, int(config["dim"])))
         for m in self.modules():  # structural embeddings must not drown the weights' signal
             if isinstance(m, nn.Embedding):
@@ -165,6 +171,10 @@ class NeuralGraphNet(nn.Module):
         parts = [mean, last]
         if self.output_readout:
             parts.append(self._read_outputs(h, b))
+        if self.domain:
+            if b.domain is None:
+                raise ValueError("this encoder reads domain features; the graphs have none")
+            parts.append(self.domain_in(b.domain.to(h.dtype)))
         out_z: torch.Tensor = self.head(torch.cat(parts, dim=1))
         return out_z
 

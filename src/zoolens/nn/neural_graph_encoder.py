@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "probes": "sobol",
     "flatten": "grid",
     "output_readout": True,
+    "domain": True,
     "seed": 0,
 }
 
@@ -49,6 +50,7 @@ class NeuralGraphEncoder(TorchEncoder):
         "output_readout": False,
         "probes": "normal",
         "flatten": "flat",
+        "domain": False,
     }
 
     def build_module(self) -> nn.Module:
