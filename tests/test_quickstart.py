@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoolens.index import ModelIndex
+from zoolens.nn import load_encoder
 from zoolens.quickstart import run_quickstart
 
 
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
+    # An earlier run with another encoder left its index behind (as an upgrade that ships
+    # a new default encoder does): the quickstart re-embeds it instead of failing.
+    run_quickstart(workdir=str(tmp_path / "qs"), encoder="weight-stats")
     out = run_quickstart(workdir=str(tmp_path / "qs"))
+    index = ModelIndex.open(str(tmp_path / "qs" / "index"), encoder=None)
+    assert index.encoder.id == load_encoder("default").id and len(index) == 108
     checks = out["symmetry"]
     assert isinstance(checks, list) and len(checks) == 4
     for c in checks:  # (a) found at rank 1, identical embedding, different raw weights

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoolens.errors import EncoderMismatchError
 from zoolens.index import ModelIndex
 from zoolens.ir import Net
 from zoolens.nn.torch_encoder import TorchEncoder
@@ -112,11 +113,22 @@ def run_quickstart(
     console.print(f"[bold]1.[/] generating the tiny zoo in {zoo_dir} (resumable)")
     zoo = generate_zoo("tiny", zoo_dir, seed=seed)
     console.print(f"[bold]2.[/] indexing {len(zoo)} models with encoder {encoder!r}")
-    index = ModelIndex.open(index_dir, encoder=encoder)
+    index = _open_index(console, index_dir, encoder)
     index.add_zoo(zoo_dir)
     out: dict[str, object] = {"symmetry": _show_symmetry(console, index, zoo)}
     out.update(_show_fresh(console, index, zoo))
     return out
+
+
+def _open_index(console: Any, index_dir: str, encoder: str) -> ModelIndex:
+    """The quickstart's own index, re-embedded when an earlier run (an older zoolens, or
+    another --encoder) built it with a different encoder."""
+    try:
+        return ModelIndex.open(index_dir, encoder=encoder)
+    except EncoderMismatchError:
+        console.print(f"   {index_dir} holds another encoder's embeddings: re-embedding")
+        ModelIndex.open(index_dir, encoder=None).reembed(encoder)
+        return ModelIndex.open(index_dir, encoder=encoder)
 
 
 def _show_symmetry(console: Any, index: ModelIndex, zoo: Any) -> list[SymmetryCheck]:
