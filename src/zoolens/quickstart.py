@@ -127,8 +127,9 @@ def _open_index(console: Any, index_dir: str, encoder: str) -> ModelIndex:
         return ModelIndex.open(index_dir, encoder=encoder)
     except EncoderMismatchError:
         console.print(f"   {index_dir} holds another encoder's embeddings: re-embedding")
-        ModelIndex.open(index_dir, encoder=None).reembed(encoder)
-        return ModelIndex.open(index_dir, encoder=encoder)
+        index = ModelIndex.open(index_dir, encoder=None)
+        index.reembed(encoder)  # the index then uses `encoder`
+        return index
 
 
 def _show_symmetry(console: Any, index: ModelIndex, zoo: Any) -> list[SymmetryCheck]:
