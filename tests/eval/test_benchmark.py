@@ -165,6 +165,7 @@ def test_results_structure(report: Path) -> None:
         assert sections <= set(metrics)
         assert set(metrics["retrieval"]["mAP"]) == {"mean", "std"}
         assert set(metrics["robustness"]) == {"exact", "dropconnect", "noise"}
+        assert {"pick_quality", "random_pick_quality"} <= set(metrics["transfer"])
 
 
 def _leaves(node: Any, path: str = "") -> list[tuple[str, float | None]]:
@@ -186,6 +187,8 @@ def _check_range(name: str, path: str, v: float) -> None:
         "scratch_acc@",
         "logistic_acc",
         "knn_acc",
+        "pick_quality",
+        "random_pick_quality",
     )
     signed = ("cos_", "spearman", "kendall_tau", "silhouette", "gain_")
     if leaf.startswith(unit):
@@ -325,6 +328,22 @@ def test_transfer_runner_picks_most_similar(zoo: Zoo) -> None:
     assert set(out) >= {"acc@2", "acc@4", "random_acc@4", "scratch_acc@4", "gain_vs_random@4"}
     assert all(0.0 <= out[f"acc@{b}"] <= 1.0 for b in (2, 4))
     assert out["gain_vs_random@4"] == pytest.approx(out["acc@4"] - out["random_acc@4"])
+    assert "pick_quality" not in out  # no recorded qualities given
+
+
+def test_transfer_runner_reports_source_quality_of_its_picks(zoo: Zoo) -> None:
+    plan = make_plan(zoo.manifest, PlanSettings(n_transfer_tasks=1, n_queries=1, max_pool=6))
+    task, pool = next(iter(plan.transfer_pool.items()))
+    query = plan.transfer_queries[task][0]
+    quality = {i: k / 10 for k, i in enumerate(pool)}
+    settings = TransferSettings(k=2, budgets=(1,))
+    runner = TransferRunner(plan, zoo.load, seed=0, settings=settings, quality=quality)
+    emb = {i: np.eye(8)[k] for k, i in enumerate(pool)}
+    emb[query] = (np.eye(8)[4] + 0.5 * np.eye(8)[1]) / np.sqrt(1.25)  # picks pool[4], pool[1]
+    out = runner.measure(emb)
+    assert out["pick_quality"] == pytest.approx((0.4 + 0.1) / 2)
+    randoms = runner.random_picks[(task, query)]
+    assert out["random_pick_quality"] == pytest.approx(np.mean([quality[i] for i in randoms]))
 
 
 def test_unknown_encoder_or_section_is_refused(zoo: Zoo, tmp_path: Path) -> None:

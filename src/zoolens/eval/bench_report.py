@@ -203,14 +203,19 @@ def _transfer_section(encoders: Mapping[str, Any], budgets: Sequence[int]) -> st
     cols = [(f"acc@{b}", f"transfer.acc@{b}") for b in budgets]
     cols += [(f"gain vs random @{b}", f"transfer.gain_vs_random@{b}") for b in budgets]
     cols += [(f"gain vs scratch @{b}", f"transfer.gain_vs_scratch@{b}") for b in budgets]
+    cols += [("source acc. of picks", "transfer.pick_quality")]
     ref = next((r for r in encoders.values() if get(r, f"transfer.random_acc@{budgets[-1]}")), None)
     if ref is None:
         return "No transfer task in this zoo (needs held-out classifiers and 3+ candidates)."
     refs = table(
-        ["reference", *(f"acc@{b}" for b in budgets)],
+        ["reference", *(f"acc@{b}" for b in budgets), "source acc. of picks"],
         [
-            [name, *(fmt(get(ref, f"transfer.{key}_acc@{b}")) for b in budgets)]
-            for name, key in (("k random candidates", "random"), ("from scratch", "scratch"))
+            [
+                "k random candidates",
+                *(fmt(get(ref, f"transfer.random_acc@{b}")) for b in budgets),
+                fmt(get(ref, "transfer.random_pick_quality")),
+            ],
+            ["from scratch", *(fmt(get(ref, f"transfer.scratch_acc@{b}")) for b in budgets), "—"],
         ],
     )
     return metric_table(encoders, cols) + "\n\n" + refs

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -179,6 +179,8 @@ class TransferRunner:
         load: model id → its `Net`.
         seed: seeds the random picks, head initialisation and mini-batches.
         settings: k, budgets and optimiser settings.
+        quality: model id → its recorded quality on its own task (accuracy, clipped R²),
+            to report how good the picked models were where they came from.
     """
 
     def __init__(
@@ -187,8 +189,10 @@ class TransferRunner:
         load: Callable[[str], Net],
         seed: int,
         settings: TransferSettings | None = None,
+        quality: Mapping[str, float] | None = None,
     ) -> None:
         self.plan, self.load, self.seed = plan, load, seed
+        self.quality = quality or {}
         self.settings = settings or TransferSettings()
         self._cache: dict[tuple[str, str, bool], dict[int, float]] = {}
         rng = np.random.default_rng([seed, 7])
@@ -221,6 +225,10 @@ class TransferRunner:
         runs = [self.accuracies(i, task, scratch) for (task, _), ids in picks.items() for i in ids]
         return {b: float(np.nanmean([r[b] for r in runs])) for b in self.settings.budgets}
 
+    def _source_quality(self, picks: dict[tuple[str, str], list[str]]) -> float:
+        values = [self.quality.get(i, math.nan) for ids in picks.values() for i in ids]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
     def retrieved(self, embeddings: dict[str, np.ndarray]) -> dict[tuple[str, str], list[str]]:
         """Top-k candidates of every (task, query) by cosine of the given embeddings."""
         picks = {}
@@ -237,12 +245,15 @@ class TransferRunner:
 
         Returns:
             For each budget b: ``acc@b`` (retrieved models), ``random_acc@b``,
-            ``scratch_acc@b``, ``gain_vs_random@b`` and ``gain_vs_scratch@b``; empty when
-            the plan has no transfer task.
+            ``scratch_acc@b``, ``gain_vs_random@b`` and ``gain_vs_scratch@b``; with
+            `quality`, ``pick_quality`` and ``random_pick_quality`` (mean recorded quality
+            of the retrieved and random picks on their own tasks). Empty when the plan has
+            no transfer task.
         """
         if not self.random_picks:
             return {}
-        ours = self._mean(self.retrieved(embeddings), scratch=False)
+        retrieved = self.retrieved(embeddings)
+        ours = self._mean(retrieved, scratch=False)
         rand = self._mean(self.random_picks, scratch=False)
         scratch = self._mean(self.random_picks, scratch=True)
         out: dict[str, float] = {}
@@ -252,4 +263,7 @@ class TransferRunner:
             out[f"scratch_acc@{b}"] = scratch[b]
             out[f"gain_vs_random@{b}"] = ours[b] - rand[b]
             out[f"gain_vs_scratch@{b}"] = ours[b] - scratch[b]
+        if self.quality:
+            out["pick_quality"] = self._source_quality(retrieved)
+            out["random_pick_quality"] = self._source_quality(self.random_picks)
         return out

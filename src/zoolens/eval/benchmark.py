@@ -309,7 +309,11 @@ def _run_seed(run: _Run, seed: int, names: list[str], progress: bool) -> None:
     data = _seed_data(run, seed)
     transfer = None
     if "transfer" not in run.cfg.skip:
-        transfer = TransferRunner(run.plan, run.nets.__getitem__, seed, run.cfg.transfer)
+        m = run.zoo.manifest
+        accuracy = dict(zip(m["id"].astype(str), m["accuracy"].astype(float), strict=True))
+        transfer = TransferRunner(
+            run.plan, run.nets.__getitem__, seed, run.cfg.transfer, quality=accuracy
+        )
     todo: Any = [n for n in names if n not in run.failures]
     if progress:
         from zoolens.progress import progress_bar
