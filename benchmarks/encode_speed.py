@@ -3,8 +3,12 @@
     python benchmarks/encode_speed.py            # all cases, a table
     python benchmarks/encode_speed.py --case mlp-2k   # one case, one JSON line
     python benchmarks/encode_speed.py --threads 1     # torch intra-op threads (default: torch's)
+    python benchmarks/encode_speed.py --shipped       # the shipped trained encoders' configs
 
-``mlp-2k-lw`` is the same zoo through the LayerwiseEncoder, for comparison.
+``mlp-2k-lw`` is the same zoo through the LayerwiseEncoder, for comparison. Without
+``--shipped`` the encoders are untrained ones of the code's default configuration; with it,
+the shipped trained ones (``load_encoder("default")``, ``load_encoder("layerwise")``), whose
+configurations (e.g. probe count) may differ.
 
 Targets (2 CPU cores, issue 4): ≥ 500 models/s batched for ≤ 10k-parameter models;
 ≤ 1 s for a 1M-parameter CNN; ≤ 60 s and ≤ 4 GB for a 22M-parameter bare checkpoint.
@@ -103,33 +107,32 @@ def _bare_22m() -> Any:
     return TensorSet(t, {"source": "bare-22m"})
 
 
-def run_case(case: str, threads: int = 0) -> dict[str, Any]:
+def _encoders(shipped: bool) -> tuple[Any, Any]:
+    """(neural-graph, layerwise) encoders: untrained defaults, or the shipped ones."""
+    from zoolens.nn import LayerwiseEncoder, NeuralGraphEncoder, load_encoder
+
+    if shipped:
+        return load_encoder("default"), load_encoder("layerwise")
+    return NeuralGraphEncoder(), LayerwiseEncoder()
+
+
+def run_case(case: str, threads: int = 0, shipped: bool = False) -> dict[str, Any]:
     """Run one case in this process (`threads` > 0: that many torch intra-op threads)."""
     import torch
 
-    from zoolens.nn import LayerwiseEncoder, NeuralGraphEncoder
-
     if threads > 0:
         torch.set_num_threads(threads)
-
+    ng, lw = _encoders(shipped)
     if case == "mlp-2k":
-        nets, enc, batch = _nets(_mlp, (16,), 1024, 0), NeuralGraphEncoder(), 256
+        nets, enc, batch = _nets(_mlp, (16,), 1024, 0), ng, 256
     elif case == "mlp-2k-lw":
-        nets, enc, batch = _nets(_mlp, (16,), 1024, 0), LayerwiseEncoder(), 256
+        nets, enc, batch = _nets(_mlp, (16,), 1024, 0), lw, 256
     elif case == "cnn-50k":
-        nets, enc, batch = (
-            _nets(_cnn((3, 16, 32, 64, 32)), (3, 32, 32), 64, 1),
-            NeuralGraphEncoder(),
-            32,
-        )
+        nets, enc, batch = _nets(_cnn((3, 16, 32, 64, 32)), (3, 32, 32), 64, 1), ng, 32
     elif case == "cnn-1m":
-        nets, enc, batch = (
-            _nets(_cnn((3, 64, 128, 256, 256)), (3, 32, 32), 3, 2),
-            NeuralGraphEncoder(),
-            1,
-        )
+        nets, enc, batch = _nets(_cnn((3, 64, 128, 256, 256)), (3, 32, 32), 3, 2), ng, 1
     elif case == "bare-22m":
-        nets, enc, batch = [_bare_22m()], LayerwiseEncoder(), 1
+        nets, enc, batch = [_bare_22m()], lw, 1
     else:
         raise SystemExit(f"unknown case {case!r}; known: {CASES}")
     params = nets[0].num_params()
@@ -160,9 +163,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=CASES, help="run one case here and print JSON")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    ap.add_argument("--shipped", action="store_true", help="the shipped trained encoders")
     args = ap.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case, args.threads)))
+        print(json.dumps(run_case(args.case, args.threads, args.shipped)))
         return
     import torch
 
@@ -170,7 +174,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"{'shipped' if args.shipped else 'untrained default'} encoders"
     )
     print(
         f"{'case':10} {'encoder':13} {'params':>10} {'models/s':>9} {'s/model':>9} "
@@ -178,7 +183,8 @@ def main() -> None:
     )
     for case in CASES:
         r = subprocess.run(
-            [sys.executable, __file__, "--case", case, "--threads", str(args.threads)],
+            [sys.executable, __file__, "--case", case, "--threads", str(args.threads)]
+            + ["--shipped"] * args.shipped,
             capture_output=True,
             text=True,
             check=False,
