@@ -179,7 +179,7 @@ class TransferRunner:
         load: model id → its `Net`.
         seed: seeds the random picks, head initialisation and mini-batches.
         settings: k, budgets and optimiser settings.
-        quality: model id → its recorded quality on its own task (accuracy, clipped R²),
+        quality: model id → its recorded quality on its own task (the benchmark: accuracy),
             to report how good the picked models were where they came from.
     """
 
