@@ -103,6 +103,9 @@ def test_resume_continues_from_the_last_epoch(zoo_dir: str, tmp_path) -> None:
     trainer = Trainer(zoo_dir, out, longer)
     result = trainer.fit(resume=True, progress=False)
     assert [h["epoch"] for h in result.history] == [3.0]  # epochs 1-2 were not redone
+    first_two = trainer.seconds
+    assert first_two > 0  # the wall time of epochs 1-2, read from the checkpoint
+    assert result.history[0]["seconds"] > first_two  # "seconds" counts across resumes
 
 
 def test_training_improves_validation_retrieval(zoo_dir: str, tmp_path) -> None:

@@ -68,6 +68,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(config.epochs, 1))
         self.epoch, self.best_map, self.best_epoch, self.stale = 0, -1.0, -1, 0
+        self.seconds = 0.0  # training wall time of earlier invocations (resumed runs)
         self.history: list[dict[str, float]] = []
         self._graphs: list[NeuralGraph] | None = None
         self._tb: Any = None
@@ -141,7 +142,7 @@ class Trainer:
             epoch_start = time.time()
             row = self.run_epoch(train, progress)
             row["val_mAP"] = validation_map(self.encoder, val)
-            row["seconds"] = time.time() - start
+            row["seconds"] = self.seconds + time.time() - start  # cumulative over resumes
             self.history.append(row)
             self.epoch += 1
             self.sched.step()
@@ -200,6 +201,7 @@ class Trainer:
             "best_map": self.best_map,
             "best_epoch": self.best_epoch,
             "stale": self.stale,
+            "seconds": row["seconds"],
         }
         torch.save(state, os.path.join(last, "trainer_state.pt"))
         with open(os.path.join(self.out, "train_config.json"), "w") as f:
@@ -230,6 +232,7 @@ class Trainer:
         self.sched.load_state_dict(state["sched"])
         self.epoch, self.best_map = int(state["epoch"]), float(state["best_map"])
         self.best_epoch, self.stale = int(state["best_epoch"]), int(state["stale"])
+        self.seconds = float(state.get("seconds", 0.0))  # absent in older checkpoints
 
 
 def _tensorboard_writer(out: str) -> Any:
