@@ -147,13 +147,3 @@ def test_training_fits_the_quality_head_that_ships_with_the_encoder(zoo_dir: str
     assert trained_head, "the quality head is part of the saved state"
     moved = [not torch.equal(v, fresh.state_tensors()[k]) for k, v in trained_head.items()]
     assert all(moved)
-
-
-def test_shape_batching_trains_and_is_recorded(zoo_dir: str, tmp_path) -> None:
-    cfg = TrainConfig(**{**CFG.to_dict(), "epochs": 1, "batching": "shape"})
-    out = str(tmp_path / "run")
-    result = train_encoder(zoo_dir, out, cfg, progress=False)
-    assert [h["epoch"] for h in result.history] == [1.0]
-    assert np.isfinite(result.history[0]["loss"])
-    with open(os.path.join(out, "train_config.json")) as f:
-        assert '"batching": "shape"' in f.read()

@@ -16,9 +16,6 @@ def train(
     out: str = typer.Option(..., "--out", help="run directory: checkpoints, metrics.csv"),
     encoder: str = typer.Option("neural-graph", help="neural-graph | layerwise | flat-transformer"),
     positives: str = typer.Option("task", help="augment | task (same-task siblings too)"),
-    batching: str = typer.Option(
-        "mixed", help="mixed | shape (each batch from one input shape: harder negatives)"
-    ),
     lam: float = typer.Option(0.8, help="weight of the contrastive loss vs accuracy MSE"),
     tau: float = typer.Option(0.1, help="temperature"),
     epochs: int = typer.Option(20),
@@ -55,13 +52,8 @@ def train(
 
             raise fail(f"--probe-kind: {probe_kind!r} is none of {', '.join(PROBE_KINDS)}")
         enc_cfg["probes"] = probe_kind
-    if batching not in ("mixed", "shape"):
-        from zoolens.cli.app import fail
-
-        raise fail(f"--batching: {batching!r} is neither mixed nor shape")
     cfg = TrainConfig(
         encoder=encoder,
-        batching=batching,  # type: ignore[arg-type]
         encoder_config=enc_cfg,
         positives=positives,  # type: ignore[arg-type]
         lam=lam,

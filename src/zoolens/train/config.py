@@ -17,8 +17,6 @@ class TrainConfig:
     tau: softmax temperature.
     drop_connect, noise: inexact augmentation strengths for the views.
     per_group: models drawn per task in each batch (so a batch holds positives).
-    batching: "mixed" (groups drawn from the whole zoo) or "shape" (each batch from
-        models of one input shape where possible: harder negatives).
     patience: epochs without validation-mAP gain before early stopping.
     """
 
@@ -30,7 +28,6 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     per_group: int = 4
-    batching: Literal["mixed", "shape"] = "mixed"
     lr: float = 1e-3
     weight_decay: float = 1e-4
     drop_connect: float = 0.05

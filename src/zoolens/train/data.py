@@ -59,19 +59,10 @@ def load_split(
 
 
 def sample_batches(
-    groups: np.ndarray,
-    batch_size: int,
-    per_group: int,
-    rng: np.random.Generator,
-    strata: np.ndarray | None = None,
+    groups: np.ndarray, batch_size: int, per_group: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """One epoch of batches; each batch takes `per_group` models from each of several
     groups so that same-group positives appear. Every model is seen about once.
-
-    With `strata` (one key per model, e.g. its input shape), batches are filled from one
-    stratum at a time (strata in random order; a batch spans two only where one runs out),
-    so the other groups in a batch are the hard negatives: models of the same kind of
-    input.
     """
     by_group: dict[str, list[int]] = {}
     for i in rng.permutation(len(groups)):
@@ -79,11 +70,7 @@ def sample_batches(
     chunks = [
         idx[s : s + per_group] for idx in by_group.values() for s in range(0, len(idx), per_group)
     ]
-    order = [int(c) for c in rng.permutation(len(chunks))]
-    if strata is not None:
-        keys = sorted({str(k) for k in strata})
-        rank = dict(zip(keys, rng.permutation(len(keys)), strict=True))
-        order = sorted(order, key=lambda c: rank[str(strata[chunks[c][0]])])  # stable
+    order = rng.permutation(len(chunks))
     batches, cur = [], []
     for c in order:
         cur.extend(chunks[c])

@@ -162,10 +162,7 @@ class Trainer:
     def run_epoch(self, train: ZooSplit, progress: bool) -> dict[str, float]:
         rng = np.random.default_rng([self.cfg.seed, self.epoch])
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.epoch)
-        strata = None
-        if self.cfg.batching == "shape":
-            strata = np.array([str(n.input_shape) for n in train.nets])
-        batches = sample_batches(train.groups, self.cfg.batch_size, self.cfg.per_group, rng, strata)
+        batches = sample_batches(train.groups, self.cfg.batch_size, self.cfg.per_group, rng)
         _module(self.encoder).train()
         sums: dict[str, float] = {}
         it: Any = batches
