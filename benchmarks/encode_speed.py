@@ -107,13 +107,13 @@ def _bare_22m() -> Any:
     return TensorSet(t, {"source": "bare-22m"})
 
 
-def _encoders(shipped: bool) -> tuple[Any, Any]:
-    """(neural-graph, layerwise) encoders: untrained defaults, or the shipped ones."""
+def _encoder(kind: str, shipped: bool) -> Any:
+    """The ``neural-graph`` or ``layerwise`` encoder: an untrained default, or the shipped one."""
     from zoolens.nn import LayerwiseEncoder, NeuralGraphEncoder, load_encoder
 
     if shipped:
-        return load_encoder("default"), load_encoder("layerwise")
-    return NeuralGraphEncoder(), LayerwiseEncoder()
+        return load_encoder("default" if kind == "neural-graph" else kind)
+    return NeuralGraphEncoder() if kind == "neural-graph" else LayerwiseEncoder()
 
 
 def run_case(case: str, threads: int = 0, shipped: bool = False) -> dict[str, Any]:
@@ -122,19 +122,23 @@ def run_case(case: str, threads: int = 0, shipped: bool = False) -> dict[str, An
 
     if threads > 0:
         torch.set_num_threads(threads)
-    ng, lw = _encoders(shipped)
     if case == "mlp-2k":
-        nets, enc, batch = _nets(_mlp, (16,), 1024, 0), ng, 256
+        nets, kind, batch = _nets(_mlp, (16,), 1024, 0), "neural-graph", 256
     elif case == "mlp-2k-lw":
-        nets, enc, batch = _nets(_mlp, (16,), 1024, 0), lw, 256
+        nets, kind, batch = _nets(_mlp, (16,), 1024, 0), "layerwise", 256
     elif case == "cnn-50k":
-        nets, enc, batch = _nets(_cnn((3, 16, 32, 64, 32)), (3, 32, 32), 64, 1), ng, 32
+        nets, kind, batch = _nets(_cnn((3, 16, 32, 64, 32)), (3, 32, 32), 64, 1), "neural-graph", 32
     elif case == "cnn-1m":
-        nets, enc, batch = _nets(_cnn((3, 64, 128, 256, 256)), (3, 32, 32), 3, 2), ng, 1
+        nets, kind, batch = (
+            _nets(_cnn((3, 64, 128, 256, 256)), (3, 32, 32), 3, 2),
+            "neural-graph",
+            1,
+        )
     elif case == "bare-22m":
-        nets, enc, batch = [_bare_22m()], lw, 1
+        nets, kind, batch = [_bare_22m()], "layerwise", 1
     else:
         raise SystemExit(f"unknown case {case!r}; known: {CASES}")
+    enc = _encoder(kind, shipped)
     params = nets[0].num_params()
     if case != "bare-22m":
         enc.encode(nets[: min(batch, 4)], batch_size=batch)  # warm-up
