@@ -136,7 +136,7 @@ def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.G
     old.save(str(tmp_path / "old"))
     cfg_path = tmp_path / "old" / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    for key in ("quality_head", "output_readout", "probes", "domain"):
+    for key in ("quality_head", "output_readout", "readout_hidden", "probes", "domain"):
         del cfg["config"][key]
     cfg_path.write_text(json.dumps(cfg))
     back_old = load_encoder(str(tmp_path / "old"))
@@ -144,6 +144,15 @@ def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.G
     assert (back_old.encode(nets) == old.encode(nets)).all()
     with pytest.raises(ValueError, match="without a quality head"):
         back_old.predict_quality(nets)
+
+
+def test_readout_hidden_sets_the_output_readout_width(gen: torch.Generator) -> None:
+    nets = [random_net("mlp", gen) for _ in range(2)]
+    for width, expected in ((0, 32), (48, 48)):
+        enc = NeuralGraphEncoder({"hidden": 16, "n_probes": 4, "readout_hidden": width})
+        first = enc.module.out_read[0]
+        assert (first.in_features, first.out_features) == (16 + 4, expected)
+        assert np.isfinite(enc.encode(nets)).all()
 
 
 def test_domain_features_reach_the_embedding(gen: torch.Generator) -> None:

@@ -129,13 +129,14 @@ def test_cli_passes_every_option_and_the_run_records_its_tasks(zoo_dir: str, tmp
     out = tmp_path / "run"
     args = ["train", "--zoo", zoo_dir, "--out", str(out), "--epochs", "1", "--hidden", "16"]
     held = ["--exclude-tasks", "siren", "--exclude-families", "mlp"]
-    result = CliRunner().invoke(app, [*args, *held, "--tau", "0.07"])
+    result = CliRunner().invoke(app, [*args, *held, "--tau", "0.07", "--readout-hidden", "24"])
     assert result.exit_code == 0, result.output
     cfg = json.loads((out / "train_config.json").read_text())
     assert cfg["exclude_tasks"] == ["siren"] and cfg["tau"] == 0.07
     assert cfg["exclude_families"] == ["mlp"]
     assert cfg["trained_on"]["tasks"] == cfg["trained_on"]["families"] == ["cnn2d_bn"]
     assert "n_probes" not in cfg["encoder_config"]  # the encoder's own default applies
+    assert cfg["encoder_config"]["readout_hidden"] == 24
     bad = CliRunner().invoke(app, [*args, "--probe-kind", "grid"])
     assert bad.exit_code == 2 and "--probe-kind: 'grid' is none of" in bad.output
 

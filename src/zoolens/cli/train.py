@@ -29,6 +29,9 @@ def train(
         "", help="probe inputs: sobol, smooth or normal (neural-graph); empty = the default"
     ),
     hidden: int = typer.Option(32, help="encoder width (node states)"),
+    readout_hidden: int = typer.Option(
+        0, help="width of the per-output readout MLP (neural-graph); 0 = twice --hidden"
+    ),
     seed: int = typer.Option(0),
     patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
     max_minutes: float = typer.Option(30.0, help="wall-clock budget"),
@@ -42,6 +45,8 @@ def train(
     from zoolens.train import TrainConfig, train_encoder
 
     enc_cfg: dict[str, object] = {"hidden": hidden}
+    if encoder == "neural-graph" and readout_hidden > 0:
+        enc_cfg["readout_hidden"] = readout_hidden
     if encoder == "neural-graph" and probes >= 0:
         enc_cfg["n_probes"] = probes
     if encoder == "neural-graph" and probe_kind:

@@ -87,6 +87,8 @@ class NeuralGraphNet(nn.Module):
             the output nodes one by one — each with its position and its probe values — so
             the readout sees *which* output computes what, as the probe baseline does;
             output units are fixed by every symmetry, so this keeps invariance),
+            ``readout_hidden`` (width of that per-output MLP; 0 = ``2 * hidden``: an INR's
+            single output carries its whole image in the probe values),
             ``domain`` (also read the graph's `domain` features — input size and rank,
             output count — which message passing sees only through position embeddings).
     """
@@ -116,7 +118,8 @@ class NeuralGraphNet(nn.Module):
         self.output_readout = bool(config.get("output_readout", False))
         head_in = 2 * d
         if self.output_readout:
-            self.out_read = mlp(d + n_probes, 2 * d, 2 * d)
+            width = int(config.get("readout_hidden", 0)) or 2 * d
+            self.out_read = mlp(d + n_probes, width, 2 * d)
             head_in += 2 * d
         self.domain = bool(config.get("domain", False))
         if self.domain:

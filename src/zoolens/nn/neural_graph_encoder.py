@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "probes": "sobol",
     "flatten": "grid",
     "output_readout": True,
+    "readout_hidden": 0,
     "domain": True,
     "seed": 0,
 }
@@ -48,6 +49,7 @@ class NeuralGraphEncoder(TorchEncoder):
     OLD_DEFAULTS: ClassVar[dict[str, Any]] = {
         **TorchEncoder.OLD_DEFAULTS,
         "output_readout": False,
+        "readout_hidden": 0,
         "probes": "normal",
         "flatten": "flat",
         "domain": False,
