@@ -213,6 +213,19 @@ def test_probe_kinds() -> None:
         default_probes((2,), 4, kind="grid")
 
 
+def test_lattice_probes_hold_the_pixel_grid_then_sobol_points() -> None:
+    lat = default_probes((2,), 256, kind="lattice")
+    assert lat.shape == (256, 2) and lat.abs().max() <= 1
+    axis = torch.linspace(-1, 1, 8, dtype=torch.float64)  # 8 x 8 = 64 = a quarter of 256
+    grid = {tuple(p) for p in torch.cartesian_prod(axis, axis).tolist()}
+    assert {tuple(p) for p in lat[:64].tolist()} == grid
+    assert not grid & {tuple(p) for p in lat[64:].tolist()}
+    assert torch.equal(lat[64:], default_probes((2,), 192))
+    assert default_probes((3,), 256, kind="lattice")[:64].unique().numel() == 4  # 4^3 <= 64
+    for shape, n in (((5,), 16), ((1, 8, 8), 16), ((2,), 12)):  # too many dims; too few
+        assert torch.equal(default_probes(shape, n, kind="lattice"), default_probes(shape, n))
+
+
 def test_batching_offsets() -> None:
     g = torch.Generator().manual_seed(8)
     graphs = [net_to_graph(random_net(f, g)) for f in ("mlp", "cnn2d_bn", "resmlp_ln")]
