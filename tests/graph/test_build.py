@@ -213,17 +213,20 @@ def test_probe_kinds() -> None:
         default_probes((2,), 4, kind="grid")
 
 
-def test_lattice_probes_hold_the_pixel_grid_then_sobol_points() -> None:
-    lat = default_probes((2,), 256, kind="lattice")
+def test_structured_probes_hold_the_pixel_grid_then_sobol_points() -> None:
+    lat = default_probes((2,), 256, kind="structured")
     assert lat.shape == (256, 2) and lat.abs().max() <= 1
     axis = torch.linspace(-1, 1, 8, dtype=torch.float64)  # 8 x 8 = 64 = a quarter of 256
     grid = {tuple(p) for p in torch.cartesian_prod(axis, axis).tolist()}
     assert {tuple(p) for p in lat[:64].tolist()} == grid
     assert not grid & {tuple(p) for p in lat[64:].tolist()}
     assert torch.equal(lat[64:], default_probes((2,), 192))
-    assert default_probes((3,), 256, kind="lattice")[:64].unique().numel() == 4  # 4^3 <= 64
-    for shape, n in (((5,), 16), ((1, 8, 8), 16), ((2,), 12)):  # too many dims; too few
-        assert torch.equal(default_probes(shape, n, kind="lattice"), default_probes(shape, n))
+    assert default_probes((3,), 256, kind="structured")[:64].unique().numel() == 4  # 4^3
+    for shape, n in (((5,), 16), ((2,), 12)):  # too many coordinates; too few points
+        assert torch.equal(default_probes(shape, n, kind="structured"), default_probes(shape, n))
+    image = default_probes((1, 8, 8), 16, kind="structured")  # images: the smooth probes
+    assert torch.equal(image, default_probes((1, 8, 8), 16, kind="smooth"))
+    assert not torch.equal(image, default_probes((1, 8, 8), 16))
 
 
 def test_batching_offsets() -> None:

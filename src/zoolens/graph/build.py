@@ -287,8 +287,8 @@ def probe_features(
     return feats.float()
 
 
-PROBE_KINDS = ("sobol", "smooth", "normal", "lattice")
-LATTICE_MAX_DIM = 3  # "lattice" probes: inputs of at most this many coordinates
+PROBE_KINDS = ("sobol", "smooth", "normal", "structured")
+LATTICE_MAX_DIM = 3  # "structured" probes: inputs of at most this many coordinates
 SMOOTH_GRID = 3  # "smooth" image probes: Sobol values on this grid per channel, upsampled
 
 
@@ -306,11 +306,12 @@ def default_probes(
     bilinearly upsampled — spatially smooth probes, to which a net trained on natural
     images answers differently from one trained on pixel-shuffled ones.
     ``kind="normal"``: standard-normal draws (the encoders saved before the option existed).
-    ``kind="lattice"``: for coordinate inputs ``(d,)``, d ≤ 3, the first points are the
-    regular lattice ``linspace(-1, 1, k)^d`` with the largest k for which it takes at most a
-    quarter of the n points, the rest Sobol points; other inputs as "sobol". An INR is
-    pinned down only on the pixel grid it was fitted to — a sine INR can take any value
-    between pixel centres — and ``linspace(-1, 1, k)`` is the usual grid of a k-pixel side.
+    ``kind="structured"``: images as "smooth"; for coordinate inputs ``(d,)``, d ≤ 3, the
+    first points are the regular lattice ``linspace(-1, 1, k)^d`` with the largest k for
+    which it takes at most a quarter of the n points, the rest Sobol points; other inputs as
+    "sobol". An INR is pinned down only on the pixel grid it was fitted to — a sine INR can
+    take any value between pixel centres — and ``linspace(-1, 1, k)`` is the usual grid of
+    a k-pixel side.
     """
     if kind not in PROBE_KINDS:
         raise ValueError(f"probe kind {kind!r}; expected one of {', '.join(PROBE_KINDS)}")
@@ -319,12 +320,13 @@ def default_probes(
 
 @functools.lru_cache(maxsize=16)
 def _probes(input_shape: tuple[int, ...], n: int, seed: int, kind: str) -> torch.Tensor:
-    if kind == "smooth" and len(input_shape) == 3 and min(input_shape[1:]) > SMOOTH_GRID:
+    image = len(input_shape) == 3 and min(input_shape[1:]) > SMOOTH_GRID
+    if kind in ("smooth", "structured") and image:
         c, h, w = input_shape
         grid = _probes((c, SMOOTH_GRID, SMOOTH_GRID), n, seed, "sobol")
         return F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
     d = math.prod(input_shape)
-    if kind == "lattice" and len(input_shape) == 1 and d <= LATTICE_MAX_DIM:
+    if kind == "structured" and len(input_shape) == 1 and d <= LATTICE_MAX_DIM:
         k = math.floor((n / 4) ** (1 / d) + 1e-9)
         if k >= 2:
             axis = torch.linspace(-1, 1, k, dtype=torch.float64)
