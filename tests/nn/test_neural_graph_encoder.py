@@ -16,9 +16,13 @@ from zoolens.testing import FAMILIES, assert_invariant, cosine, random_net
 CASES = [(f, s) for f in FAMILIES for s in range(3)]
 
 
-@pytest.fixture(scope="module", params=["untrained", "shipped"])
+@pytest.fixture(scope="module", params=["untrained", "structured-probes", "shipped"])
 def encoder(request: pytest.FixtureRequest) -> NeuralGraphEncoder:
-    """The fixed-seed untrained encoder, and the trained one the package ships."""
+    """The fixed-seed untrained encoder (Sobol probes, and the structured ones: an image's
+    smooth probes, a coordinate input's pixel lattice), and the trained one the package
+    ships."""
+    if request.param == "structured-probes":
+        return NeuralGraphEncoder({"probes": "structured"})
     enc = NeuralGraphEncoder() if request.param == "untrained" else load_encoder("neural-graph")
     assert isinstance(enc, NeuralGraphEncoder)
     if request.param == "shipped":

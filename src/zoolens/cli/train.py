@@ -26,7 +26,7 @@ def train(
         -1, help="probe inputs per node (neural-graph); 0 = none; -1 = the encoder's default"
     ),
     probe_kind: str = typer.Option(
-        "", help="probe inputs: sobol, smooth or normal (neural-graph); empty = the default"
+        "", help="probe inputs: sobol, smooth, normal or structured (neural-graph); empty = default"
     ),
     hidden: int = typer.Option(32, help="encoder width (node states)"),
     readout_hidden: int = typer.Option(
