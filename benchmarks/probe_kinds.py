@@ -8,7 +8,9 @@ not to truncate). Leave-one-out mAP, relevant = same task (INRs: same digit), ov
 models and over the queries of INRs, of the other models, and of image-shaped inputs
 (rank >= 3). Designs: standard-normal draws (the encoders' old default), scrambled Sobol
 points in [-1, 1]^d (the current default), and "smooth" probes for image-shaped inputs —
-Sobol points on a 3 x 3 grid per channel, bilinearly upsampled — Sobol elsewhere.
+Sobol points on a 3 x 3 grid per channel, bilinearly upsampled — Sobol elsewhere, and
+"structured" probes: the smooth ones for images, a pixel lattice then Sobol points for
+coordinate inputs (INRs), Sobol elsewhere.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ DESIGNS = {  # label → `default_probes` kind
     "normal": "normal",
     "sobol": "sobol",
     "smooth images, sobol elsewhere": "smooth",
+    "structured (+ INR pixel lattice)": "structured",
 }
 
 
