@@ -55,13 +55,14 @@ def main() -> None:
     nets = [zoo.load(str(i)).to(torch.float64) for i in inr["id"]]
     labels, train = group_labels(inr), inr["split"].eq("train").to_numpy()
 
-    def render(points: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+    def render(points: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
+        chosen = range(len(nets)) if rows is None else np.nonzero(rows)[0]
         with torch.no_grad():
-            return np.stack([nets[i](points).reshape(-1).numpy() for i in np.nonzero(rows)[0]])
+            return np.stack([nets[i](points).reshape(-1).numpy() for i in chosen])
 
-    everything = np.ones(len(inr), dtype=bool)
+    sobol = "sobol 256 (the encoders' probes)"
     sets = {
-        "sobol 256 (the encoders' probes)": default_probes((2,), 256),
+        sobol: default_probes((2,), 256),
         "sobol 1024": default_probes((2,), 1024),
         "grid 16 x 16": grid(16),
         "structured 256 (8 x 8 lattice + sobol)": default_probes((2,), 256, kind="structured"),
@@ -69,8 +70,9 @@ def main() -> None:
     n_test = int((~train).sum())
     print(f"{len(inr)} INRs ({n_test} test); classifier on renderings, fit on train")
     print(f"{'points':42s} {'tasks':>22s} {'accuracy':>9s} {'mAP':>6s}")
-    for name, points in sets.items():
-        acc, ap_ = score(render(points, everything), labels, train, args.seed)
+    rendered = {name: render(points) for name, points in sets.items()}
+    for name, x in rendered.items():
+        acc, ap_ = score(x, labels, train, args.seed)
         print(f"{name:42s} {'all':>22s} {acc:9.3f} {ap_:6.3f}")
     for task in sorted(inr["task"].unique()):
         rows = inr["task"].eq(task).to_numpy()
@@ -78,7 +80,7 @@ def main() -> None:
         side = images.shape[1]
         truth = images[inr.loc[rows, "image_index"].astype(int).to_numpy()]
         cases = {
-            "sobol 256": render(sets["sobol 256 (the encoders' probes)"], rows),
+            "sobol 256": rendered[sobol][rows],
             f"own pixel grid {side} x {side}": render(grid(side), rows),
             "ground-truth images (no INR)": truth.reshape(int(rows.sum()), -1),
         }
