@@ -16,7 +16,8 @@ from zoolens.nn.baselines._common import require_net
 @register_encoder("probe")
 class Probe(Encoder):
     """Outputs of the Net on ``n_probes`` fixed probe inputs in its own input shape
-    (`zoolens.graph.default_probes`: evenly spread over [-1, 1]^d by default), flattened
+    (`zoolens.graph.default_probes`; by default the probe design of the shipped
+    neural-graph encoder, so the comparison with it is like for like), flattened
     probe-major and zero-padded or truncated to ``dim``.
 
     Exactly invariant to every weight symmetry (it only sees the function), but only
@@ -25,8 +26,9 @@ class Probe(Encoder):
     compared slot by slot anyway. Needs the wiring: TensorSets are rejected.
 
     Args:
-        config: ``dim`` (default 1024), ``n_probes`` (default 64), ``probes`` (their kind,
-            "sobol" or "normal"), ``seed`` (of the probes).
+        config: ``dim`` (default 4096: every output of a net with up to 16 outputs),
+            ``n_probes`` (default 256), ``probes`` (their kind, default "structured"; see
+            `zoolens.graph.build.PROBE_KINDS`), ``seed`` (of the probes).
 
     Shapes:
         embeddings: ``(n, dim)``; slot ``p · n_out + j`` is output j on probe p.
@@ -34,7 +36,7 @@ class Probe(Encoder):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(
-            {"dim": 1024, "n_probes": 64, "probes": "sobol", "seed": 0, **(config or {})}
+            {"dim": 4096, "n_probes": 256, "probes": "structured", "seed": 0, **(config or {})}
         )
 
     def outputs(self, net: Net) -> torch.Tensor:
