@@ -140,7 +140,8 @@ def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.G
     old.save(str(tmp_path / "old"))
     cfg_path = tmp_path / "old" / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    for key in ("quality_head", "output_readout", "readout_hidden", "probes", "domain"):
+    keys = ("quality_head", "output_readout", "readout_hidden", "output_linear", "probes")
+    for key in (*keys, "domain"):
         del cfg["config"][key]
     cfg_path.write_text(json.dumps(cfg))
     back_old = load_encoder(str(tmp_path / "old"))
@@ -157,6 +158,23 @@ def test_readout_hidden_sets_the_output_readout_width(gen: torch.Generator) -> N
         first = enc.module.out_read[0]
         assert (first.in_features, first.out_features) == (16 + 4, expected)
         assert np.isfinite(enc.encode(nets)).all()
+
+
+def test_output_linear_reads_the_first_outputs_side_by_side(gen: torch.Generator) -> None:
+    """The linear map's block of an output the net has moves the embedding; the block of a
+    position no output has does not; with 0 there is no map."""
+    assert not hasattr(NeuralGraphEncoder({"n_probes": 4, "output_linear": 0}).module, "out_lin")
+    enc = NeuralGraphEncoder({"hidden": 16, "n_probes": 4, "output_linear": 8})
+    graphs = enc.graphs([random_net("mlp", gen)])
+    n_out = int((graphs[0].role == 2).sum())
+    assert n_out < 8
+    weight = enc.module.out_lin.weight  # (2d, K * P), output-major
+    with torch.no_grad():
+        z = enc.forward(graphs)
+        weight[:, n_out * 4 :] = 5.0  # blocks of positions no output of this net has
+        assert torch.equal(enc.forward(graphs), z)
+        weight[:, :4] = 5.0  # output 0's block
+        assert float((enc.forward(graphs) - z).norm() / z.norm()) > 1e-3
 
 
 def test_domain_features_reach_the_embedding(gen: torch.Generator) -> None:

@@ -32,6 +32,9 @@ def train(
     readout_hidden: int = typer.Option(
         0, help="width of the per-output readout MLP (neural-graph); 0 = twice --hidden"
     ),
+    output_linear: int = typer.Option(
+        -1, help="outputs read side by side by a linear map (neural-graph); -1 = default"
+    ),
     seed: int = typer.Option(0),
     patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
     max_minutes: float = typer.Option(30.0, help="wall-clock budget"),
@@ -47,6 +50,8 @@ def train(
     enc_cfg: dict[str, object] = {"hidden": hidden}
     if encoder == "neural-graph" and readout_hidden > 0:
         enc_cfg["readout_hidden"] = readout_hidden
+    if encoder == "neural-graph" and output_linear >= 0:
+        enc_cfg["output_linear"] = output_linear
     if encoder == "neural-graph" and probes >= 0:
         enc_cfg["n_probes"] = probes
     if encoder == "neural-graph" and probe_kind:

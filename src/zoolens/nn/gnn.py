@@ -88,7 +88,11 @@ class NeuralGraphNet(nn.Module):
             the readout sees *which* output computes what, as the probe baseline does;
             output units are fixed by every symmetry, so this keeps invariance),
             ``readout_hidden`` (width of that per-output MLP; 0 = ``2 * hidden``: an INR's
-            single output carries its whole image in the probe values),
+            single output carries its whole image in the probe values), ``output_linear``
+            (K: also read the probe values of the first K outputs, side by side, through one
+            linear map — which output answers what on which probe, as a linear classifier
+            on the probe baseline's vector reads it; the per-output MLP's sum cannot easily
+            weigh a probe differently for each output; 0 = off),
             ``domain`` (also read the graph's `domain` features — input size and rank,
             output count — which message passing sees only through position embeddings).
     """
@@ -117,9 +121,12 @@ class NeuralGraphNet(nn.Module):
         n_probes = int(config["n_probes"])
         self.output_readout = bool(config.get("output_readout", False))
         head_in = 2 * d
+        self.out_k = int(config.get("output_linear", 0)) if n_probes and self.output_readout else 0
         if self.output_readout:
             width = int(config.get("readout_hidden", 0)) or 2 * d
             self.out_read = mlp(d + n_probes, width, 2 * d)
+            if self.out_k:
+                self.out_lin = nn.Linear(self.out_k * n_probes, 2 * d)
             head_in += 2 * d
         self.domain = bool(config.get("domain", False))
         if self.domain:
@@ -196,11 +203,23 @@ class NeuralGraphNet(nn.Module):
         return torch.cat(out)
 
     def _read_outputs(self, h: torch.Tensor, b: GraphBatch) -> torch.Tensor:
-        """Sum over each graph's output nodes of MLP(state + position, probe values)."""
+        """Sum over each graph's output nodes of MLP(state + position, probe values), plus
+        the linear map of the first `out_k` outputs' probe values, zero-padded, ``(G, 2d)``."""
         outs = b.role == 2
-        state = h[outs] + self.out_pos(b.position[outs].clamp_max(MAX_POSITION - 1))
-        feats = [state] if b.probes is None else [state, symlog(b.probes[outs])]
-        return scatter(self.out_read(torch.cat(feats, dim=1)), b.batch[outs], b.num_graphs, "sum")
+        pos = b.position[outs]
+        state = h[outs] + self.out_pos(pos.clamp_max(MAX_POSITION - 1))
+        if b.probes is None:
+            return scatter(self.out_read(state), b.batch[outs], b.num_graphs, "sum")
+        values = symlog(b.probes[outs])  # (n_outputs, P)
+        read = scatter(
+            self.out_read(torch.cat([state, values], dim=1)), b.batch[outs], b.num_graphs, "sum"
+        )
+        if self.out_k:
+            keep = pos < self.out_k
+            side = values.new_zeros((b.num_graphs, self.out_k, values.shape[1]))
+            side[b.batch[outs][keep], pos[keep]] = values[keep]
+            read = read + self.out_lin(side.flatten(1))
+        return read
 
     def _pad(self, tokens: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g, longest = counts.numel(), int(counts.max())

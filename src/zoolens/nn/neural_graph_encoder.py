@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "flatten": "grid",
     "output_readout": True,
     "readout_hidden": 0,
+    "output_linear": 16,
     "domain": True,
     "seed": 0,
 }
@@ -50,6 +51,7 @@ class NeuralGraphEncoder(TorchEncoder):
         **TorchEncoder.OLD_DEFAULTS,
         "output_readout": False,
         "readout_hidden": 0,
+        "output_linear": 0,
         "probes": "normal",
         "flatten": "flat",
         "domain": False,
