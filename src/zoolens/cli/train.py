@@ -48,20 +48,8 @@ def train(
     from zoolens.train import TrainConfig, train_encoder
 
     enc_cfg: dict[str, object] = {"hidden": hidden}
-    if encoder == "neural-graph" and readout_hidden > 0:
-        enc_cfg["readout_hidden"] = readout_hidden
-    if encoder == "neural-graph" and output_linear >= 0:
-        enc_cfg["output_linear"] = output_linear
-    if encoder == "neural-graph" and probes >= 0:
-        enc_cfg["n_probes"] = probes
-    if encoder == "neural-graph" and probe_kind:
-        from zoolens.graph.build import PROBE_KINDS
-
-        if probe_kind not in PROBE_KINDS:
-            from zoolens.cli.app import fail
-
-            raise fail(f"--probe-kind: {probe_kind!r} is none of {', '.join(PROBE_KINDS)}")
-        enc_cfg["probes"] = probe_kind
+    if encoder == "neural-graph":
+        enc_cfg.update(_graph_options(readout_hidden, output_linear, probes, probe_kind))
     cfg = TrainConfig(
         encoder=encoder,
         encoder_config=enc_cfg,
@@ -88,6 +76,28 @@ def train(
             }
         )
     )
+
+
+def _graph_options(
+    readout_hidden: int, output_linear: int, probes: int, probe_kind: str
+) -> dict[str, object]:
+    """The neural-graph encoder options given on the command line (the rest: its defaults)."""
+    options: dict[str, object] = {}
+    if readout_hidden > 0:
+        options["readout_hidden"] = readout_hidden
+    if output_linear >= 0:
+        options["output_linear"] = output_linear
+    if probes >= 0:
+        options["n_probes"] = probes
+    if probe_kind:
+        from zoolens.graph.build import PROBE_KINDS
+
+        if probe_kind not in PROBE_KINDS:
+            from zoolens.cli.app import fail
+
+            raise fail(f"--probe-kind: {probe_kind!r} is none of {', '.join(PROBE_KINDS)}")
+        options["probes"] = probe_kind
+    return options
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -121,10 +121,11 @@ class NeuralGraphNet(nn.Module):
         n_probes = int(config["n_probes"])
         self.output_readout = bool(config.get("output_readout", False))
         head_in = 2 * d
-        self.out_k = int(config.get("output_linear", 0)) if n_probes and self.output_readout else 0
+        self.out_k = 0
         if self.output_readout:
             width = int(config.get("readout_hidden", 0)) or 2 * d
             self.out_read = mlp(d + n_probes, width, 2 * d)
+            self.out_k = int(config.get("output_linear", 0)) if n_probes else 0
             if self.out_k:
                 self.out_lin = nn.Linear(self.out_k * n_probes, 2 * d)
             head_in += 2 * d
@@ -206,18 +207,16 @@ class NeuralGraphNet(nn.Module):
         """Sum over each graph's output nodes of MLP(state + position, probe values), plus
         the linear map of the first `out_k` outputs' probe values, zero-padded, ``(G, 2d)``."""
         outs = b.role == 2
-        pos = b.position[outs]
+        pos, graph = b.position[outs], b.batch[outs]
         state = h[outs] + self.out_pos(pos.clamp_max(MAX_POSITION - 1))
         if b.probes is None:
-            return scatter(self.out_read(state), b.batch[outs], b.num_graphs, "sum")
+            return scatter(self.out_read(state), graph, b.num_graphs, "sum")
         values = symlog(b.probes[outs])  # (n_outputs, P)
-        read = scatter(
-            self.out_read(torch.cat([state, values], dim=1)), b.batch[outs], b.num_graphs, "sum"
-        )
+        read = scatter(self.out_read(torch.cat([state, values], dim=1)), graph, b.num_graphs, "sum")
         if self.out_k:
             keep = pos < self.out_k
             side = values.new_zeros((b.num_graphs, self.out_k, values.shape[1]))
-            side[b.batch[outs][keep], pos[keep]] = values[keep]
+            side[graph[keep], pos[keep]] = values[keep]
             read = read + self.out_lin(side.flatten(1))
         return read
 
