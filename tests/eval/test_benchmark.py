@@ -125,6 +125,8 @@ def test_report_files_exist(report: Path) -> None:
         "Generalisation",
         "Seed paper's published numbers",
         "0.7279",
+        "alpha chosen from 13 values in [0.001, 1000]",
+        "weight decay chosen from {0.1, 1, 10, 100} by an inner 3-fold CV",
     ):
         assert section in text
     for png in (

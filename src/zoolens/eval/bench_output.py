@@ -19,6 +19,7 @@ from zoolens.eval import bench_figures as figs
 from zoolens.eval.bench_measure import EncoderMeasurement
 from zoolens.eval.bench_prepare import pretrained_runs
 from zoolens.eval.bench_report import PUBLISHED, json_safe, render_report
+from zoolens.eval.prediction import MLP_ALPHAS, MLP_COMPONENTS, MLP_INNER_FOLDS, RIDGE_ALPHAS
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,13 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         "Accuracy prediction: held-out classifiers, out-of-fold predictions clipped to the "
         "training fold's range; folds grouped by task (every prediction is for a task the "
         "regressor never saw), and apart shuffled 5-fold (tasks seen: other models of the "
-        "query's task are in the training folds).",
+        "query's task are in the training folds). Ridge: standardised embeddings, alpha "
+        f"chosen from {len(RIDGE_ALPHAS)} values in [{min(RIDGE_ALPHAS):g}, "
+        f"{max(RIDGE_ALPHAS):g}] by an inner 5-fold CV grouped like the outer one; MLP: "
+        f"standardised embeddings projected on {MLP_COMPONENTS} principal components, one "
+        "hidden layer of 64 ReLU units (L-BFGS), weight decay chosen from "
+        f"{{{', '.join(f'{a:g}' for a in MLP_ALPHAS)}}} by an inner {MLP_INNER_FOLDS}-fold CV "
+        "grouped like the outer one.",
         f"Transfer: tasks {p['transfer_tasks'] or 'none'}; per task the best held-out "
         f"classifiers are queries; the top {p['transfer_k']} of the candidates (other tasks' "
         f"models with the same input shape, pool sizes {p['transfer_pool_sizes']}) are "
