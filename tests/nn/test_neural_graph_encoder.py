@@ -18,11 +18,13 @@ CASES = [(f, s) for f in FAMILIES for s in range(3)]
 
 @pytest.fixture(scope="module", params=["untrained", "structured-probes", "shipped"])
 def encoder(request: pytest.FixtureRequest) -> NeuralGraphEncoder:
-    """The fixed-seed untrained encoder (Sobol probes, and the structured ones: an image's
-    smooth probes, a coordinate input's pixel lattice), and the trained one the package
-    ships."""
+    """The fixed-seed untrained encoder (Sobol probes; and the structured ones — an image's
+    smooth probes, a coordinate input's pixel lattice — with the outputs' linear map), and
+    the trained one the package ships."""
     if request.param == "structured-probes":
-        return NeuralGraphEncoder({"probes": "structured"})
+        structured = NeuralGraphEncoder({"probes": "structured", "output_linear": 16})
+        assert hasattr(structured.module, "out_lin")
+        return structured
     enc = NeuralGraphEncoder() if request.param == "untrained" else load_encoder("neural-graph")
     assert isinstance(enc, NeuralGraphEncoder)
     if request.param == "shipped":

@@ -92,7 +92,9 @@ class NeuralGraphNet(nn.Module):
             (K: also read the probe values of the first K outputs, side by side, through one
             linear map — which output answers what on which probe, as a linear classifier
             on the probe baseline's vector reads it; the per-output MLP's sum cannot easily
-            weigh a probe differently for each output; 0 = off),
+            weigh a probe differently for each output; 0 = off. On the bench zoo 16
+            raised test mAP on seen tasks and lowered it on unseen ones: the map learns
+            the seen tasks' output signatures),
             ``domain`` (also read the graph's `domain` features — input size and rank,
             output count — which message passing sees only through position embeddings).
     """
