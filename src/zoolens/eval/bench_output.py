@@ -19,7 +19,13 @@ from zoolens.eval import bench_figures as figs
 from zoolens.eval.bench_measure import EncoderMeasurement
 from zoolens.eval.bench_prepare import pretrained_runs
 from zoolens.eval.bench_report import PUBLISHED, json_safe, render_report
-from zoolens.eval.prediction import MLP_ALPHAS, MLP_COMPONENTS, MLP_INNER_FOLDS, RIDGE_ALPHAS
+from zoolens.eval.prediction import (
+    MLP_ALPHAS,
+    MLP_COMPONENTS,
+    MLP_HIDDEN,
+    MLP_INNER_FOLDS,
+    RIDGE_ALPHAS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +84,7 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         f"chosen from {len(RIDGE_ALPHAS)} values in [{min(RIDGE_ALPHAS):g}, "
         f"{max(RIDGE_ALPHAS):g}] by an inner 5-fold CV grouped like the outer one; MLP: "
         f"standardised embeddings projected on {MLP_COMPONENTS} principal components, one "
-        "hidden layer of 64 ReLU units (L-BFGS), weight decay chosen from "
+        f"hidden layer of {MLP_HIDDEN} ReLU units (L-BFGS), weight decay chosen from "
         f"{{{', '.join(f'{a:g}' for a in MLP_ALPHAS)}}} by an inner {MLP_INNER_FOLDS}-fold CV "
         "grouped like the outer one.",
         f"Transfer: tasks {p['transfer_tasks'] or 'none'}; per task the best held-out "

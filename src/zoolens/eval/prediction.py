@@ -27,7 +27,8 @@ Regressor = Literal["ridge", "mlp"]
 RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 13))
 MLP_ALPHAS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 MLP_COMPONENTS = 64  # principal components the MLP reads (fewer when the fold is smaller)
-MLP_INNER_FOLDS = 3  # the MLP's weight-decay search costs 4 x 3 + 1 fits per outer fold
+MLP_HIDDEN = 64  # ReLU units of its one hidden layer
+MLP_INNER_FOLDS = 3  # its weight-decay search fits len(MLP_ALPHAS) x 3 + 1 times per outer fold
 
 
 def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
@@ -169,7 +170,9 @@ def _make_regressor(
     if model == "ridge":
         return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS, cv=inner_cv))
     smallest = min(len(train) for train, _ in inner_cv)
-    mlp = MLPRegressor(hidden_layer_sizes=(64,), solver="lbfgs", max_iter=300, random_state=seed)
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(MLP_HIDDEN,), solver="lbfgs", max_iter=300, random_state=seed
+    )
     pipe = make_pipeline(
         StandardScaler(), PCA(min(MLP_COMPONENTS, dim, smallest), random_state=seed), mlp
     )
