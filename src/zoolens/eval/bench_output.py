@@ -20,6 +20,7 @@ from zoolens.eval.bench_measure import EncoderMeasurement
 from zoolens.eval.bench_prepare import pretrained_runs
 from zoolens.eval.bench_report import PUBLISHED, json_safe, render_report
 from zoolens.eval.prediction import (
+    FOLDS,
     MLP_ALPHAS,
     MLP_COMPONENTS,
     MLP_HIDDEN,
@@ -79,10 +80,10 @@ def protocol_notes(results: Mapping[str, Any], quick: bool) -> list[str]:
         "Clustering: silhouette (cosine) and Davies–Bouldin of held-out models by task.",
         "Accuracy prediction: held-out classifiers, out-of-fold predictions clipped to the "
         "training fold's range; folds grouped by task (every prediction is for a task the "
-        "regressor never saw), and apart shuffled 5-fold (tasks seen: other models of the "
+        f"regressor never saw), and apart shuffled {FOLDS}-fold (tasks seen: other models of the "
         "query's task are in the training folds). Ridge: standardised embeddings, alpha "
         f"chosen from {len(RIDGE_ALPHAS)} values in [{min(RIDGE_ALPHAS):g}, "
-        f"{max(RIDGE_ALPHAS):g}] by an inner 5-fold CV grouped like the outer one; MLP: "
+        f"{max(RIDGE_ALPHAS):g}] by an inner {FOLDS}-fold CV grouped like the outer one; MLP: "
         f"standardised embeddings projected on {MLP_COMPONENTS} principal components, one "
         f"hidden layer of {MLP_HIDDEN} ReLU units (L-BFGS), weight decay chosen from "
         f"{{{', '.join(f'{a:g}' for a in MLP_ALPHAS)}}} by an inner {MLP_INNER_FOLDS}-fold CV "

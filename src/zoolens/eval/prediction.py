@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from zoolens.eval._checks import as_labels, as_matrix, as_vector, label_codes
 
 Regressor = Literal["ridge", "mlp"]
+FOLDS = 5  # outer folds, and ridge's inner ones
 RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 13))
 MLP_ALPHAS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 MLP_COMPONENTS = 64  # principal components the MLP reads (fewer when the fold is smaller)
@@ -62,7 +63,7 @@ def predict_out_of_fold(
     targets: ArrayLike,
     groups: ArrayLike | None = None,
     model: Regressor = "ridge",
-    folds: int = 5,
+    folds: int = FOLDS,
     seed: int = 0,
 ) -> np.ndarray:
     """Cross-validated predictions of `targets` from `embeddings`, each row predicted out of fold.
@@ -112,7 +113,7 @@ def accuracy_prediction(
     targets: ArrayLike,
     groups: ArrayLike | None = None,
     model: Regressor = "ridge",
-    folds: int = 5,
+    folds: int = FOLDS,
     seed: int = 0,
 ) -> dict[str, float]:
     """Cross-validated accuracy prediction from frozen embeddings, scored by `regression_metrics`.
