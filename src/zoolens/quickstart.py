@@ -3,8 +3,9 @@
 1. Generate the ``tiny`` zoo and index it with the default encoder.
 2. A zoo model, permuted, rescaled and sign-flipped, is found at rank 1 with cosine
    ≥ 0.9999 while its raw weights barely resemble the original's.
-3. A freshly trained model that is not in the zoo: its nearest neighbours, and its
-   accuracy predicted from its embedding beside the true one.
+3. Freshly trained models that are not in the zoo, one per classification task: the
+   tasks of their nearest neighbours, and their accuracy predicted from their embedding
+   beside the true one.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import numpy as np
 import torch
 
 from zoolens.errors import EncoderMismatchError
-from zoolens.index import ModelIndex
-from zoolens.ir import Net
+from zoolens.index import NO_HIT, ModelIndex
+from zoolens.ir import Net, TensorSet
 from zoolens.nn.torch_encoder import TorchEncoder
+from zoolens.progress import progress_bar
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import cosine
+
+FRESH_SEED = 12345  # no zoo model has it
 
 
 @dataclass
@@ -58,9 +62,9 @@ def symmetry_check(index: ModelIndex, net: Net, model_id: str, seed: int = 0) ->
     return SymmetryCheck(model_id, rank, emb_cos, raw_cosine(net, acted), diff)
 
 
-def train_fresh_model(task: str = "digits", seed: int = 12345) -> tuple[Net, float]:
-    """Train a model that is not in the zoo (its own seed and width); return it and its
-    test accuracy on the task's test split.
+def train_fresh_model(task: str = "digits", seed: int = FRESH_SEED) -> tuple[Net, float]:
+    """Train an MLP that is not in the zoo (its own seed and width) on classification
+    `task`; return it and its test accuracy on the task's test split.
     """
     from zoolens.ir.fx_import import import_module
     from zoolens.zoo.archs import ArchSpec, build_model
@@ -89,15 +93,60 @@ def train_fresh_model(task: str = "digits", seed: int = 12345) -> tuple[Net, flo
     return net, acc
 
 
-def predict_accuracy(index: ModelIndex, zoo_manifest: Any, query: np.ndarray) -> float:
+def fresh_tasks() -> list[str]:
+    """The tasks (b) and (c) train a fresh model for: every classification task."""
+    from zoolens.zoo.tasks import TASKS
+
+    return [name for name, spec in TASKS.items() if spec.kind == "classification"]
+
+
+@dataclass
+class FreshModel:
+    """A freshly trained model looked up in the index: (b) and (c) of the quickstart."""
+
+    task: str
+    true_accuracy: float
+    predicted_accuracy: float
+    neighbour_tasks: list[str]
+    possible: int  # same-task models the index could return among the nearest (≤ k)
+
+    @property
+    def same_task(self) -> int:
+        return sum(t == self.task for t in self.neighbour_tasks)
+
+
+def look_up_fresh(
+    index: ModelIndex, zoo_manifest: Any, tasks: list[str], k: int = 5
+) -> tuple[list[FreshModel], str]:
+    """Train one fresh MLP per task, find its `k` nearest models in `index` and predict its
+    accuracy from its embedding. Returns the results and how accuracy was predicted."""
+    trained = [train_fresh_model(t) for t in progress_bar(tasks, desc="fresh models")]
+    nets: list[Net | TensorSet] = [net for net, _ in trained]
+    query = index.encoder.encode(nets)
+    _, ids = index.search(query, k=k)
+    enc = index.encoder
+    if isinstance(enc, TorchEncoder) and enc.quality is not None:
+        preds, how = enc.predict_quality(nets), "the encoder's trained quality head"
+    else:
+        preds, how = predict_accuracy(index, zoo_manifest, query), "ridge over the zoo"
+    counts = zoo_manifest["task"].value_counts()
+    out = []
+    for i, (task, (_, acc)) in enumerate(zip(tasks, trained, strict=True)):
+        found = [str(index.get(str(m))["metadata"].get("task")) for m in ids[i] if m != NO_HIT]
+        possible = min(k, int(counts.get(task, 0)))
+        out.append(FreshModel(task, acc, float(preds[i]), found, possible))
+    return out, how
+
+
+def predict_accuracy(index: ModelIndex, zoo_manifest: Any, query: np.ndarray) -> np.ndarray:
     """Ridge regression from zoo embeddings to accuracy (classifiers only), applied to
-    `query`."""
+    the rows of `query`, clipped to [0, 1]."""
     from sklearn.linear_model import RidgeCV
 
     rows = zoo_manifest[np.isfinite(zoo_manifest["accuracy"])]
     z = index.query_vectors(list(rows["id"]))
     model = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(z, rows["accuracy"].to_numpy())
-    return float(np.clip(model.predict(query.reshape(1, -1))[0], 0.0, 1.0))
+    return np.asarray(np.clip(model.predict(query), 0.0, 1.0), dtype=np.float64)
 
 
 def run_quickstart(
@@ -115,9 +164,10 @@ def run_quickstart(
     console.print(f"[bold]2.[/] indexing {len(zoo)} models with encoder {encoder!r}")
     index = _open_index(console, index_dir, encoder)
     index.add_zoo(zoo_dir)
-    out: dict[str, object] = {"symmetry": _show_symmetry(console, index, zoo)}
-    out.update(_show_fresh(console, index, zoo))
-    return out
+    return {
+        "symmetry": _show_symmetry(console, index, zoo),
+        "fresh": _show_fresh(console, index, zoo),
+    }
 
 
 def _open_index(console: Any, index_dir: str, encoder: str) -> ModelIndex:
@@ -160,36 +210,42 @@ def _show_symmetry(console: Any, index: ModelIndex, zoo: Any) -> list[SymmetryCh
     return checks
 
 
-def _show_fresh(console: Any, index: ModelIndex, zoo: Any) -> dict[str, object]:
+def _show_fresh(console: Any, index: ModelIndex, zoo: Any) -> list[FreshModel]:
     from rich.table import Table
+    from scipy.stats import spearmanr
 
-    net, acc = train_fresh_model()
-    query = index.encoder.encode([net])
-    scores, ids = index.search(query, k=5)
-    table = Table(title="(b) nearest neighbours of a freshly trained digits MLP (not in the zoo)")
-    for col in ("rank", "model", "task", "family", "accuracy", "cosine"):
+    fresh, how = look_up_fresh(index, zoo.manifest, fresh_tasks())
+    table = Table(
+        title="(b) fresh MLPs, one per classification task, none in the zoo: the tasks of "
+        f"their 5 nearest zoo models; (c) their accuracy predicted from the embedding by {how}"
+    )
+    for col in ("task", "5 nearest: their tasks", "same task", "true accuracy", "predicted"):
         table.add_column(col)
-    tasks = []
-    for r, (s, mid) in enumerate(zip(scores[0], ids[0], strict=True), 1):
-        meta = index.get(str(mid))["metadata"]
-        tasks.append(meta.get("task"))
+    for f in fresh:
         table.add_row(
-            str(r),
-            str(mid),
-            str(meta.get("task")),
-            str(meta.get("family")),
-            f"{meta.get('accuracy', float('nan')):.3f}",
-            f"{s:.3f}",
+            f.task,
+            _tally(f.neighbour_tasks),
+            f"{f.same_task}/{f.possible}",
+            f"{f.true_accuracy:.3f}",
+            f"{f.predicted_accuracy:.3f}",
         )
     console.print(table)
-    enc = index.encoder
-    if isinstance(enc, TorchEncoder) and enc.quality is not None:
-        pred, how = float(enc.predict_quality([net])[0]), "the encoder's trained quality head"
-    else:
-        pred, how = predict_accuracy(index, zoo.manifest, query[0]), "ridge over the zoo"
-    t2 = Table(title=f"(c) accuracy predicted from the embedding ({how})")
-    t2.add_column("true test accuracy")
-    t2.add_column("predicted")
-    t2.add_row(f"{acc:.3f}", f"{pred:.3f}")
-    console.print(t2)
-    return {"neighbour_tasks": tasks, "true_accuracy": acc, "predicted_accuracy": pred}
+    same, possible = sum(f.same_task for f in fresh), sum(f.possible for f in fresh)
+    true = [f.true_accuracy for f in fresh]
+    pred = [f.predicted_accuracy for f in fresh]
+    rho = float(spearmanr(true, pred).statistic)
+    err = float(np.mean(np.abs(np.subtract(true, pred))))
+    console.print(
+        f"(b) same task among the nearest: {same} of {possible} (at most the zoo's models of "
+        f"the task count); (c) predicted vs true accuracy: mean |error| {err:.3f}, "
+        f"Spearman {rho:.2f}"
+    )
+    return fresh
+
+
+def _tally(tasks: list[str]) -> str:
+    """'digits-perm ×3, digits ×2': tasks by count, in order of first appearance."""
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t] = counts.get(t, 0) + 1
+    return ", ".join(t if n == 1 else f"{t} ×{n}" for t, n in counts.items())
