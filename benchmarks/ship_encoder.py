@@ -2,10 +2,12 @@
 
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
-        [--command "zoolens train ..."]
+        [--fingerprint W] [--command "zoolens train ..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
+``--fingerprint W`` ships (and measures, with its counterpart) the neural-graph encoder with
+its function fingerprint at weight W (choose W with `benchmarks/fingerprint_weight.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
-from zoolens.nn import Encoder, encoder_class, load_encoder
+from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
 from zoolens.zoo import Zoo
@@ -78,15 +80,25 @@ def subsets(test, heldout_tasks: list[str], heldout_families: list[str]) -> dict
 HELD = ("held-out tasks", "held-out families")
 
 
+def load_trained(path: str, fingerprint: float | None) -> Encoder:
+    """The encoder saved at `path`, with its fingerprint weight set if one is given."""
+    enc = load_encoder(path)
+    if fingerprint is None:
+        return enc
+    if not isinstance(enc, NeuralGraphEncoder):
+        raise SystemExit(f"{path}: --fingerprint applies to neural-graph encoders only")
+    return enc.with_fingerprint(fingerprint)
+
+
 def evaluate_all(
     zoo: Zoo,
-    trained: tuple[str, str],
-    heldout_run: str,
+    trained: tuple[str, Encoder],
+    heldout: Encoder | None,
     heldout_tasks: list[str],
     heldout_families: list[str],
 ) -> dict:
-    """The trained encoder (name, saved dir) and every baseline on the test split. The
-    trained encoder's held-out columns come from its counterpart `heldout_run`, trained
+    """The trained encoder (name, encoder) and every baseline on the test split. The
+    trained encoder's held-out columns come from its counterpart `heldout`, trained
     without those tasks and families (without one, the columns are left out)."""
     m = zoo.manifest
     test, train = m[m["split"] == "test"], m[m["split"] == "train"]
@@ -94,13 +106,12 @@ def evaluate_all(
     labels = group_labels(test.reset_index(drop=True))
     queries = subsets(test, heldout_tasks, heldout_families)
     own = {k: v for k, v in queries.items() if k not in HELD}
-    name, path = trained
-    enc = load_encoder(path)
+    name, enc = trained
     rows: dict = {name: _score(enc, test_nets, labels, own)}
     rows[name]["quality"] = _quality(enc, test_nets, quality_targets(test))
-    if heldout_run:
+    if heldout is not None:
         held = {k: queries[k] for k in HELD}
-        unseen = _score(load_encoder(heldout_run), test_nets, labels, held)
+        unseen = _score(heldout, test_nets, labels, held)
         rows[name] |= {k: v for k, v in unseen.items() if k != "all"}
     train_nets = _nets(zoo, train)
     others = {"neural-graph (untrained)": encoder_class("neural-graph")()}
@@ -125,6 +136,17 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
         f"{zoo.manifest['split'].value_counts().to_dict()}).",
         f"Training config: `{json.dumps(train_cfg)}`",
         "",
+        *(
+            [
+                f"Function fingerprint at weight {args.fingerprint:g} (`zoolens.nn.fingerprint`: "
+                "the outputs on the probe inputs, randomly projected; not trained, set after "
+                "training, chosen on the validation split by `python "
+                "benchmarks/fingerprint_weight.py` with the same runs).",
+                "",
+            ]
+            if args.fingerprint is not None
+            else []
+        ),
         "Held-out retrieval on the zoo's **test split** (models never seen in training), "
         "leave-one-out, relevant = same task (INRs: same task and digit). The INR and "
         "non-INR columns score the queries of each kind (gallery: every other test model). "
@@ -169,6 +191,7 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
             if args.heldout_run
             else ""
         )
+        + (f" --fingerprint {args.fingerprint:g}" if args.fingerprint is not None else "")
         + "`.",
     ]
     return "\n".join(lines) + "\n"
@@ -183,21 +206,25 @@ def main() -> None:
     ap.add_argument("--heldout-families", default="")
     ap.add_argument("--name", default="neural-graph")
     ap.add_argument("--command", default="")
+    ap.add_argument("--fingerprint", type=float, default=None)
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
     zoo = Zoo.open(args.zoo)
-    trained = (f"{args.name} (trained)", os.path.join(args.run, "best"))
-    heldout = os.path.join(args.heldout_run, "best") if args.heldout_run else ""
+    enc = load_trained(os.path.join(args.run, "best"), args.fingerprint)
+    heldout = (
+        load_trained(os.path.join(args.heldout_run, "best"), args.fingerprint)
+        if args.heldout_run
+        else None
+    )
     tasks, families = (
         [t for t in v.split(",") if t] for v in (args.heldout_tasks, args.heldout_families)
     )
-    rows = evaluate_all(zoo, trained, heldout, tasks, families)
+    rows = evaluate_all(zoo, (f"{args.name} (trained)", enc), heldout, tasks, families)
     with open(os.path.join(args.run, "train_config.json")) as f:
         train_cfg = json.load(f)
     out = os.path.join(args.dest, args.name)
     os.makedirs(out, exist_ok=True)
-    for fname in ("config.json", "model.safetensors"):
-        shutil.copy(os.path.join(args.run, "best", fname), os.path.join(out, fname))
+    enc.save(out)
     shutil.copy(os.path.join(args.run, "metrics.csv"), os.path.join(out, "metrics.csv"))
     text = card(rows, args, zoo, train_cfg)
     with open(os.path.join(out, "MODEL_CARD.md"), "w") as f:

@@ -19,11 +19,12 @@ CASES = [(f, s) for f in FAMILIES for s in range(3)]
 @pytest.fixture(scope="module", params=["untrained", "structured-probes", "shipped"])
 def encoder(request: pytest.FixtureRequest) -> NeuralGraphEncoder:
     """The fixed-seed untrained encoder (Sobol probes; and the structured ones — an image's
-    smooth probes, a coordinate input's pixel lattice — with the outputs' linear map), and
-    the trained one the package ships."""
+    smooth probes, a coordinate input's pixel lattice — with the outputs' linear map and
+    the function fingerprint), and the trained one the package ships."""
     if request.param == "structured-probes":
-        structured = NeuralGraphEncoder({"probes": "structured", "output_linear": 16})
-        assert hasattr(structured.module, "out_lin")
+        config = {"probes": "structured", "output_linear": 16, "fingerprint": 0.25}
+        structured = NeuralGraphEncoder(config)
+        assert hasattr(structured.module, "out_lin") and structured.dim == 512
         return structured
     enc = NeuralGraphEncoder() if request.param == "untrained" else load_encoder("neural-graph")
     assert isinstance(enc, NeuralGraphEncoder)
@@ -94,7 +95,7 @@ def test_sensitive_to_non_symmetries(encoder: NeuralGraphEncoder, family: str, s
 def test_encode_contract(encoder: NeuralGraphEncoder, gen: torch.Generator) -> None:
     nets = [random_net(f, gen) for f in FAMILIES]
     z = encoder.encode(nets, batch_size=4)
-    assert z.shape == (len(nets), 256) and z.dtype.name == "float32"
+    assert z.shape == (len(nets), encoder.dim) and z.dtype.name == "float32"
     torch.testing.assert_close(torch.from_numpy(z).norm(dim=1), torch.ones(len(nets)))
     single = encoder.encode([nets[3]])  # batching does not change a row
     assert cosine(single[0], z[3]) > 0.99999

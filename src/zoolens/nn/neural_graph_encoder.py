@@ -14,7 +14,8 @@ from torch import nn
 from zoolens.errors import LoadError
 from zoolens.graph import NeuralGraph, batch_graphs, default_probes, net_to_graph
 from zoolens.ir import Net, TensorSet
-from zoolens.nn.base import register_encoder
+from zoolens.nn.base import l2_normalise, register_encoder
+from zoolens.nn.fingerprint import fingerprints
 from zoolens.nn.gnn import NeuralGraphNet
 from zoolens.nn.torch_encoder import TorchEncoder
 
@@ -33,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "readout_hidden": 0,
     "output_linear": 0,  # 16 gains on seen tasks, loses on unseen ones (docs/benchmark)
     "domain": True,
+    "fingerprint": 0.0,  # its weight in the cosine; the shipped encoder sets it (MODEL_CARD)
+    "fingerprint_dim": 256,
     "seed": 0,
 }
 
@@ -41,6 +44,12 @@ DEFAULTS: dict[str, Any] = {
 class NeuralGraphEncoder(TorchEncoder):
     """Exactly invariant to hidden-unit permutations (equivariant layers + invariant
     readout) and to scale/sign symmetries (the graph is built from `canonicalize(net)`).
+
+    With ``fingerprint`` w > 0 an embedding is the learned one (weight ``sqrt(1 - w)``)
+    beside the function fingerprint (`zoolens.nn.fingerprint`, ``fingerprint_dim``
+    columns, weight ``sqrt(w)``), both unit vectors: the cosine of two embeddings is then
+    ``(1 - w)`` times the learned cosine plus ``w`` times the fingerprints'. Training and
+    the quality head read the learned part only; w can be set on a trained encoder.
 
     Args:
         config: overrides of `DEFAULTS`.
@@ -55,10 +64,30 @@ class NeuralGraphEncoder(TorchEncoder):
         "probes": "normal",
         "flatten": "flat",
         "domain": False,
+        "fingerprint": 0.0,
     }
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        w = float(self.config["fingerprint"])
+        if not 0.0 <= w < 1.0:
+            raise ValueError(f"fingerprint weight {w}: expected 0 <= w < 1")
+        if w and not int(self.config["n_probes"]):
+            raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
+
+    @property
+    def dim(self) -> int:
+        extra = int(self.config["fingerprint_dim"]) if self.config["fingerprint"] else 0
+        return self.module_dim + extra
 
     def build_module(self) -> nn.Module:
         return NeuralGraphNet(self.config)
+
+    def with_fingerprint(self, weight: float) -> NeuralGraphEncoder:
+        """This encoder (same learned state) with the fingerprint's weight set to `weight`."""
+        enc = NeuralGraphEncoder({**self.config, "fingerprint": float(weight)})
+        enc.load_state_tensors(self.state_tensors())
+        return enc
 
     def graph(self, net: Net) -> NeuralGraph:
         n = int(self.config["n_probes"])
@@ -91,8 +120,15 @@ class NeuralGraphEncoder(TorchEncoder):
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`)."""
         self.module.eval()
+        w = float(self.config["fingerprint"])
         with _one_thread(), torch.no_grad():
-            return self.forward(self.graphs(models)).double().numpy()
+            graphs = self.graphs(models)
+            z = self.forward(graphs).double().numpy()
+            if not w:
+                return z
+            dim, seed = int(self.config["fingerprint_dim"]), int(self.config["seed"])
+            fp = fingerprints(graphs, dim, seed)
+        return np.hstack([np.sqrt(1.0 - w) * l2_normalise(z), np.sqrt(w) * fp])
 
 
 _THREADS_LOCK = threading.Lock()

@@ -39,8 +39,14 @@ class TorchEncoder(Encoder):
             self.module = self.build_module().eval()
             self.quality: nn.Module | None = None
             if self.config["quality_head"]:
-                d = self.dim
+                d = self.module_dim
                 self.quality = nn.Sequential(nn.Linear(d, 64), nn.SiLU(), nn.Linear(64, 1))
+
+    @property
+    def module_dim(self) -> int:
+        """Width of the module's output: the leading columns of an embedding (an encoder
+        may append features it does not learn, as `NeuralGraphEncoder`'s fingerprint)."""
+        return int(self.config["dim"])
 
     def quality_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Quality logits ``(n,)`` of unnormalised embeddings `z` (differentiable)."""
@@ -53,7 +59,7 @@ class TorchEncoder(Encoder):
         """Predicted normalised quality in [0, 1] (test accuracy; R² for regressors) of
         each item, from its embedding alone.
         """
-        z = torch.from_numpy(self.encode(items, batch_size=batch_size))
+        z = torch.from_numpy(self.encode(items, batch_size=batch_size)[:, : self.module_dim])
         with torch.no_grad():
             out: np.ndarray = torch.sigmoid(self.quality_logits(z)).double().numpy()
         return out

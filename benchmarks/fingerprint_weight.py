@@ -1,0 +1,101 @@
+"""Choose the weight of the function fingerprint of a trained neural-graph encoder on the
+validation split, and show what each weight gives on the test split.
+
+    python benchmarks/fingerprint_weight.py --zoo ZOO --run RUN --heldout-run RUN2
+        --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...] [--save DIR]
+
+The criterion, fixed before looking: the mean of three validation mAPs — every validation
+query (encoder `RUN`), and the queries of the held-out tasks and of the held-out families
+(encoder `RUN2`, trained without them); gallery: every validation model. The test split
+only reports. `--save DIR` writes both runs with the chosen weight set (DIR/trained,
+DIR/heldout: the encoder in best/, the run's metrics.csv and train_config.json beside it),
+for `zoolens benchmark --pretrained`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+
+import numpy as np
+import torch
+
+from zoolens.eval import retrieval_metrics
+from zoolens.eval.bench_measure import subset_retrieval
+from zoolens.nn import NeuralGraphEncoder, load_encoder
+from zoolens.train.data import group_labels
+from zoolens.zoo import Zoo
+
+PROBE_WEIGHT = 0.5  # embed once at this weight, then split the two unit parts
+
+
+def parts(enc: NeuralGraphEncoder, nets: list) -> tuple[np.ndarray, np.ndarray]:
+    """The learned and the fingerprint part of each embedding, each a unit vector."""
+    z = enc.with_fingerprint(PROBE_WEIGHT).encode(nets, batch_size=64).astype(np.float64)
+    d = enc.module_dim
+    return z[:, :d] / np.sqrt(1 - PROBE_WEIGHT), z[:, d:] / np.sqrt(PROBE_WEIGHT)
+
+
+def mix(learned: np.ndarray, fp: np.ndarray, w: float) -> np.ndarray:
+    return np.hstack([np.sqrt(1 - w) * learned, np.sqrt(w) * fp])
+
+
+def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, weights: list) -> list:
+    m = zoo.manifest
+    df = m[m["split"] == split].reset_index(drop=True)
+    nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
+    labels = group_labels(df)
+    held_tasks = df["task"].isin(args.heldout_tasks.split(",")).to_numpy()
+    held_fams = df["family"].isin(args.heldout_families.split(",")).to_numpy()
+    seen, held = parts(encs["trained"], nets), parts(encs["heldout"], nets)
+    rows = []
+    for w in weights:
+        z, h = mix(*seen, w), mix(*held, w)
+        rows.append(
+            (
+                retrieval_metrics(z, labels)["mAP"],
+                subset_retrieval(h, labels, held_tasks)["mAP"],
+                subset_retrieval(h, labels, held_fams)["mAP"],
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--zoo", "--run", "--heldout-run", "--heldout-tasks", "--heldout-families"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--weights", default="0,0.1,0.2,0.25,0.3,0.35,0.4,0.5")
+    ap.add_argument("--save", default="")
+    args = ap.parse_args()
+    zoo = Zoo.open(args.zoo)
+    encs = {}
+    for key, run in (("trained", args.run), ("heldout", args.heldout_run)):
+        enc = load_encoder(os.path.join(run, "best"))
+        if not isinstance(enc, NeuralGraphEncoder):
+            raise SystemExit(f"{run}: not a neural-graph encoder")
+        encs[key] = enc
+    weights = [float(w) for w in args.weights.split(",")]
+    val, test = (scores(zoo, s, encs, args, weights) for s in ("val", "test"))
+    best = max(range(len(weights)), key=lambda i: float(np.mean(val[i])))
+    print(
+        "| weight | val mAP | val held-out tasks | val held-out family | val mean "
+        "| test mAP | test held-out tasks | test held-out family |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for i, w in enumerate(weights):
+        mark = " (chosen)" if i == best else ""
+        cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
+        print(f"| {w:g}{mark} | {cells} |")
+    if args.save:
+        for (key, enc), run in zip(encs.items(), (args.run, args.heldout_run), strict=True):
+            out = os.path.join(args.save, key)
+            enc.with_fingerprint(weights[best]).save(os.path.join(out, "best"))
+            for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
+                shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
+        print(f"saved both encoders with weight {weights[best]:g} under {args.save}")
+
+
+if __name__ == "__main__":
+    main()

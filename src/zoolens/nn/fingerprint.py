@@ -1,0 +1,53 @@
+"""The function fingerprint: a net's outputs on the probe inputs, randomly projected.
+
+A neural graph built with probes already holds, on its output nodes, the function's values
+on those inputs; this reads them, so it costs no forward pass. It depends on the function
+alone — exactly invariant to every weight symmetry — and nothing in it is learned, so it is
+as informative on tasks an encoder never saw as on the ones it was trained on. Output
+``j``'s value on probe ``p`` fills slot ``p * MAX_OUTPUTS + j`` for every net, so nets with
+different output counts still compare output by output; later outputs are dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from zoolens.graph import ROLE_OUTPUT, NeuralGraph
+from zoolens.nn.base import l2_normalise
+
+MAX_OUTPUTS = 16
+
+
+def output_responses(graph: NeuralGraph) -> torch.Tensor:
+    """``(P, n_outputs)`` float64: output unit j's value on probe p."""
+    if graph.probes is None:
+        raise ValueError("the fingerprint reads probe values; the graph has none")
+    outs = torch.nonzero(graph.role == ROLE_OUTPUT)[:, 0]
+    outs = outs[torch.argsort(graph.position[outs])]
+    return graph.probes[outs].T.double()
+
+
+def fingerprints(graphs: list[NeuralGraph], dim: int, seed: int = 0) -> np.ndarray:
+    """``(len(graphs), dim)`` unit rows: each graph's output responses in their slots
+    (zero-padded), times a fixed Gaussian matrix. Dot products of the rows approximate
+    those of the unprojected, normalised vectors (Johnson–Lindenstrauss: error about
+    ``1 / sqrt(dim)``)."""
+    rows = []
+    for g in graphs:
+        y = output_responses(g)[:, :MAX_OUTPUTS]
+        slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
+        slots[:, : y.shape[1]] = y
+        rows.append(slots.flatten() @ _projection(slots.numel(), dim, seed))
+    if not rows:
+        return np.zeros((0, dim), dtype=np.float32)
+    return l2_normalise(torch.stack(rows).numpy())
+
+
+@functools.lru_cache(maxsize=4)
+def _projection(n_in: int, dim: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    out: torch.Tensor = torch.randn((n_in, dim), generator=g, dtype=torch.float64) / dim**0.5
+    return out

@@ -1,0 +1,81 @@
+"""The function fingerprint: the outputs on the probes, exactly; a projection that keeps
+cosines; and the hybrid embedding's cosine, the weighted sum of its two parts'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zoolens.graph import default_probes, net_to_graph
+from zoolens.nn import NeuralGraphEncoder, load_encoder
+from zoolens.nn.fingerprint import MAX_OUTPUTS, _projection, fingerprints, output_responses
+from zoolens.testing import FAMILIES, cosine, random_net
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_output_responses_are_the_nets_outputs(family: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    net = random_net(family, g).to(torch.float64)
+    x = default_probes(net.input_shape, 32, kind="structured").to(torch.float64)
+    graph = net_to_graph(net, canonical=True, probes=x)  # built from the canonical form
+    with torch.no_grad():
+        want = net(x).reshape(32, -1)
+    torch.testing.assert_close(output_responses(graph), want, rtol=1e-4, atol=1e-5)
+
+
+def test_projection_keeps_cosines() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 200, 8 * MAX_OUTPUTS))
+    b = 0.5 * a + b  # cosines spread around 0.45
+    r = _projection(8 * MAX_OUTPUTS, 256, 0).numpy()
+    true = [cosine(u, v) for u, v in zip(a, b, strict=True)]
+    projected = [cosine(u @ r, v @ r) for u, v in zip(a, b, strict=True)]
+    err = np.abs(np.subtract(true, projected))
+    assert err.mean() < 0.1 and np.corrcoef(true, projected)[0, 1] > 0.5, err.mean()
+    assert _projection(8 * MAX_OUTPUTS, 256, 1).numpy()[0, 0] != r[0, 0]  # the seed counts
+
+
+def test_outputs_compare_slot_by_slot_across_output_counts() -> None:
+    """Output j on probe p has one slot for every net: a net and the same net with one
+    output more have nearly the same fingerprint; with its outputs swapped, not."""
+    g = torch.Generator().manual_seed(5)
+    net = random_net("mlp", g).to(torch.float64)
+    x = default_probes(net.input_shape, 16)
+    last = [o for o in net.ops if "weight" in o.params][-1]
+    wider, swapped = net.clone(), net.clone()
+    op = [o for o in wider.ops if "weight" in o.params][-1]
+    extra = {k: 1e-3 * torch.ones_like(t[:1]) for k, t in op.params.items()}
+    op.params = {k: torch.cat([t, extra[k]]) for k, t in op.params.items()}
+    op = [o for o in swapped.ops if "weight" in o.params][-1]
+    perm = torch.roll(torch.arange(last.params["weight"].shape[0]), 1)
+    op.params = {k: t.index_select(0, perm) for k, t in op.params.items()}
+    fp = fingerprints([net_to_graph(n, probes=x) for n in (net, wider, swapped)], 256)
+    assert cosine(fp[0], fp[1]) > 0.99 and cosine(fp[0], fp[2]) < 0.9
+
+
+def test_hybrid_cosine_is_the_weighted_sum_of_its_parts() -> None:
+    g = torch.Generator().manual_seed(1)
+    nets = [random_net(f, g) for f in FAMILIES]
+    plain = NeuralGraphEncoder({"n_probes": 16})
+    hybrid = plain.with_fingerprint(0.25)
+    assert hybrid.dim == plain.dim + 256 and hybrid.module_dim == plain.dim
+    z, learned = hybrid.encode(nets), plain.encode(nets)
+    fp = fingerprints(hybrid.graphs(nets), 256)
+    for i in range(len(nets)):
+        for j in range(i):
+            want = 0.75 * cosine(learned[i], learned[j]) + 0.25 * cosine(fp[i], fp[j])
+            assert abs(cosine(z[i], z[j]) - want) < 1e-5
+    np.testing.assert_allclose(  # the quality head reads the learned part only
+        hybrid.predict_quality(nets), plain.predict_quality(nets), atol=1e-6
+    )
+
+
+def test_fingerprint_weight_is_saved_and_checked(tmp_path) -> None:
+    hybrid = NeuralGraphEncoder({"n_probes": 8, "fingerprint": 0.3})
+    hybrid.save(str(tmp_path / "enc"))
+    loaded = load_encoder(str(tmp_path / "enc"))
+    assert loaded.id == hybrid.id and loaded.dim == hybrid.dim == 512
+    for bad in ({"fingerprint": 1.0}, {"fingerprint": -0.1}, {"fingerprint": 0.2, "n_probes": 0}):
+        with pytest.raises(ValueError, match="fingerprint"):
+            NeuralGraphEncoder(bad)
