@@ -35,15 +35,18 @@ def fingerprints(graphs: list[NeuralGraph], dim: int, seed: int = 0) -> np.ndarr
     (zero-padded), times a fixed Gaussian matrix. Dot products of the rows approximate
     those of the unprojected, normalised vectors (Johnson–Lindenstrauss: error about
     ``1 / sqrt(dim)``)."""
+    if not graphs:
+        return np.zeros((0, dim), dtype=np.float32)
     rows = []
     for g in graphs:
         y = output_responses(g)[:, :MAX_OUTPUTS]
         slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
         slots[:, : y.shape[1]] = y
-        rows.append(slots.flatten() @ _projection(slots.numel(), dim, seed))
-    if not rows:
-        return np.zeros((0, dim), dtype=np.float32)
-    return l2_normalise(torch.stack(rows).numpy())
+        rows.append(slots.flatten())
+    if len({r.numel() for r in rows}) > 1:
+        raise ValueError("the graphs were built with different numbers of probes")
+    x = torch.stack(rows)  # (n, P * MAX_OUTPUTS)
+    return l2_normalise((x @ _projection(x.shape[1], dim, seed)).numpy())
 
 
 @functools.lru_cache(maxsize=4)
