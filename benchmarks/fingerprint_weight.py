@@ -1,8 +1,9 @@
-"""Choose the weight of the function fingerprint of a trained neural-graph encoder on the
-validation split, and show what each weight gives on the test split.
+"""Choose the weight (and the per-output normalisation) of the function fingerprint of a
+trained neural-graph encoder on the validation split; show what each gives on the test split.
 
     python benchmarks/fingerprint_weight.py --zoo ZOO --run RUN --heldout-run RUN2
-        --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...] [--save DIR]
+        --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...]
+        [--norms none,centre,zscore] [--save DIR]
 
 The criterion, fixed before looking: the mean of three validation mAPs — every validation
 query (encoder `RUN`), and the queries of the held-out tasks and of the held-out families
@@ -30,9 +31,9 @@ from zoolens.zoo import Zoo
 PROBE_WEIGHT = 0.5  # embed once at this weight, then split the two unit parts
 
 
-def parts(enc: NeuralGraphEncoder, nets: list) -> tuple[np.ndarray, np.ndarray]:
+def parts(enc: NeuralGraphEncoder, nets: list, norm: str) -> tuple[np.ndarray, np.ndarray]:
     """The learned and the fingerprint part of each embedding, each a unit vector."""
-    z = enc.with_fingerprint(PROBE_WEIGHT).encode(nets, batch_size=64).astype(np.float64)
+    z = enc.with_fingerprint(PROBE_WEIGHT, norm).encode(nets, batch_size=64).astype(np.float64)
     d = enc.module_dim
     return z[:, :d] / np.sqrt(1 - PROBE_WEIGHT), z[:, d:] / np.sqrt(PROBE_WEIGHT)
 
@@ -41,16 +42,21 @@ def mix(learned: np.ndarray, fp: np.ndarray, w: float) -> np.ndarray:
     return np.hstack([np.sqrt(1 - w) * learned, np.sqrt(w) * fp])
 
 
-def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, weights: list) -> list:
+def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list) -> list:
+    """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight)."""
     m = zoo.manifest
     df = m[m["split"] == split].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
     labels = group_labels(df)
     held_tasks = df["task"].isin(args.heldout_tasks.split(",")).to_numpy()
     held_fams = df["family"].isin(args.heldout_families.split(",")).to_numpy()
-    seen, held = parts(encs["trained"], nets), parts(encs["heldout"], nets)
+    split_parts = {
+        norm: (parts(encs["trained"], nets, norm), parts(encs["heldout"], nets, norm))
+        for norm in dict.fromkeys(n for n, _ in grid)
+    }
     rows = []
-    for w in weights:
+    for norm, w in grid:
+        seen, held = split_parts[norm]
         z, h = mix(*seen, w), mix(*held, w)
         rows.append(
             (
@@ -67,6 +73,7 @@ def main() -> None:
     for flag in ("--zoo", "--run", "--heldout-run", "--heldout-tasks", "--heldout-families"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--weights", default="0,0.1,0.2,0.25,0.3,0.35,0.4,0.5")
+    ap.add_argument("--norms", default="none")
     ap.add_argument("--save", default="")
     args = ap.parse_args()
     zoo = Zoo.open(args.zoo)
@@ -76,25 +83,25 @@ def main() -> None:
         if not isinstance(enc, NeuralGraphEncoder):
             raise SystemExit(f"{run}: not a neural-graph encoder")
         encs[key] = enc
-    weights = [float(w) for w in args.weights.split(",")]
-    val, test = (scores(zoo, s, encs, args, weights) for s in ("val", "test"))
-    best = max(range(len(weights)), key=lambda i: float(np.mean(val[i])))
+    grid = [(n, float(w)) for n in args.norms.split(",") for w in args.weights.split(",")]
+    val, test = (scores(zoo, s, encs, args, grid) for s in ("val", "test"))
+    best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
     print(
-        "| weight | val mAP | val held-out tasks | val held-out family | val mean "
+        "| norm | weight | val mAP | val held-out tasks | val held-out family | val mean "
         "| test mAP | test held-out tasks | test held-out family |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for i, w in enumerate(weights):
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, (norm, w) in enumerate(grid):
         mark = " (chosen)" if i == best else ""
         cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
-        print(f"| {w:g}{mark} | {cells} |")
+        print(f"| {norm} | {w:g}{mark} | {cells} |")
     if args.save:
         for (key, enc), run in zip(encs.items(), (args.run, args.heldout_run), strict=True):
             out = os.path.join(args.save, key)
-            enc.with_fingerprint(weights[best]).save(os.path.join(out, "best"))
+            enc.with_fingerprint(grid[best][1], grid[best][0]).save(os.path.join(out, "best"))
             for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
                 shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
-        print(f"saved both encoders with weight {weights[best]:g} under {args.save}")
+        print(f"saved both encoders with (norm, weight) {grid[best]} under {args.save}")
 
 
 if __name__ == "__main__":

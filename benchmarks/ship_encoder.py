@@ -2,7 +2,7 @@
 
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
-        [--fingerprint W] [--command "zoolens train ..."]
+        [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--command "..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
@@ -80,14 +80,15 @@ def subsets(test, heldout_tasks: list[str], heldout_families: list[str]) -> dict
 HELD = ("held-out tasks", "held-out families")
 
 
-def load_trained(path: str, fingerprint: float | None) -> Encoder:
-    """The encoder saved at `path`, with its fingerprint weight set if one is given."""
+def load_trained(path: str, fingerprint: float | None, norm: str | None = None) -> Encoder:
+    """The encoder saved at `path`, with its fingerprint weight (and normalisation) set if
+    one is given."""
     enc = load_encoder(path)
     if fingerprint is None:
         return enc
     if not isinstance(enc, NeuralGraphEncoder):
         raise SystemExit(f"{path}: --fingerprint applies to neural-graph encoders only")
-    return enc.with_fingerprint(fingerprint)
+    return enc.with_fingerprint(fingerprint, norm)
 
 
 def evaluate_all(
@@ -138,7 +139,9 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
         "",
         *(
             [
-                f"Function fingerprint at weight {args.fingerprint:g} (`zoolens.nn.fingerprint`: "
+                f"Function fingerprint at weight {args.fingerprint:g}"
+                + (f", output norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
+                + " (`zoolens.nn.fingerprint`: "
                 "the outputs on the probe inputs, randomly projected; not trained, set after "
                 "training, chosen on the validation split by `python "
                 "benchmarks/fingerprint_weight.py` with the same runs).",
@@ -192,6 +195,7 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
             else ""
         )
         + (f" --fingerprint {args.fingerprint:g}" if args.fingerprint is not None else "")
+        + (f" --fingerprint-norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
         + "`.",
     ]
     return "\n".join(lines) + "\n"
@@ -207,12 +211,15 @@ def main() -> None:
     ap.add_argument("--name", default="neural-graph")
     ap.add_argument("--command", default="")
     ap.add_argument("--fingerprint", type=float, default=None)
+    ap.add_argument("--fingerprint-norm", default=None)
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
     zoo = Zoo.open(args.zoo)
-    enc = load_trained(os.path.join(args.run, "best"), args.fingerprint)
+    enc = load_trained(os.path.join(args.run, "best"), args.fingerprint, args.fingerprint_norm)
     heldout = (
-        load_trained(os.path.join(args.heldout_run, "best"), args.fingerprint)
+        load_trained(
+            os.path.join(args.heldout_run, "best"), args.fingerprint, args.fingerprint_norm
+        )
         if args.heldout_run
         else None
     )

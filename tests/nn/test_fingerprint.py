@@ -76,6 +76,38 @@ def test_fingerprint_weight_is_saved_and_checked(tmp_path) -> None:
     hybrid.save(str(tmp_path / "enc"))
     loaded = load_encoder(str(tmp_path / "enc"))
     assert loaded.id == hybrid.id and loaded.dim == hybrid.dim == 512
-    for bad in ({"fingerprint": 1.0}, {"fingerprint": -0.1}, {"fingerprint": 0.2, "n_probes": 0}):
+    bad_configs: list[dict[str, object]] = [
+        {"fingerprint": 1.0},
+        {"fingerprint": -0.1},
+        {"fingerprint": 0.2, "n_probes": 0},
+        {"fingerprint_norm": "minmax"},
+    ]
+    for bad in bad_configs:
         with pytest.raises(ValueError, match="fingerprint"):
             NeuralGraphEncoder(bad)
+
+
+def test_norms_remove_an_outputs_offset_and_scale() -> None:
+    """'centre' ignores a constant added to an output, 'zscore' also a positive scale on
+    it; 'none' sees both (so the checks can fail)."""
+    g = torch.Generator().manual_seed(9)
+    net = random_net("mlp", g).to(torch.float64)
+    x = default_probes(net.input_shape, 32)
+    shifted, scaled = net.clone(), net.clone()
+    last = [o for o in shifted.ops if "weight" in o.params][-1]
+    last.params["bias"] = last.params["bias"] + torch.linspace(1.0, 3.0, len(last.params["bias"]))
+    last = [o for o in scaled.ops if "weight" in o.params][-1]
+    factor = torch.linspace(0.5, 4.0, len(last.params["bias"]))[:, None]
+    last.params = {
+        k: t * (factor if t.dim() == 2 else factor[:, 0]) for k, t in last.params.items()
+    }
+    graphs = [net_to_graph(n, probes=x) for n in (net, shifted, scaled)]
+    cos = {}
+    for norm in ("none", "centre", "zscore"):
+        fp = fingerprints(graphs, 256, norm=norm)
+        cos[norm] = (cosine(fp[0], fp[1]), cosine(fp[0], fp[2]))
+    assert cos["none"][0] < 0.99 and cos["none"][1] < 0.99, cos
+    assert cos["centre"][0] > 0.9999 and cos["centre"][1] < 0.99, cos
+    assert cos["zscore"][0] > 0.9999 and cos["zscore"][1] > 0.9999, cos
+    with pytest.raises(ValueError, match="norm"):
+        fingerprints(graphs, 256, norm="minmax")

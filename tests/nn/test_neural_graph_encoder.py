@@ -22,7 +22,12 @@ def encoder(request: pytest.FixtureRequest) -> NeuralGraphEncoder:
     smooth probes, a coordinate input's pixel lattice — with the outputs' linear map and
     the function fingerprint), and the trained one the package ships."""
     if request.param == "structured-probes":
-        config = {"probes": "structured", "output_linear": 16, "fingerprint": 0.25}
+        config = {
+            "probes": "structured",
+            "output_linear": 16,
+            "fingerprint": 0.25,
+            "fingerprint_norm": "zscore",
+        }
         structured = NeuralGraphEncoder(config)
         assert hasattr(structured.module, "out_lin") and structured.dim == 512
         return structured

@@ -6,6 +6,8 @@ alone — exactly invariant to every weight symmetry — and nothing in it is le
 as informative on tasks an encoder never saw as on the ones it was trained on. Output
 ``j``'s value on probe ``p`` fills slot ``p * MAX_OUTPUTS + j`` for every net, so nets with
 different output counts still compare output by output; later outputs are dropped.
+Each output's values can first be centred over the probes (``norm="centre"``: a constant
+offset, such as a regressor's mean, no longer dominates) or standardised (``"zscore"``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from zoolens.graph import ROLE_OUTPUT, NeuralGraph
 from zoolens.nn.base import l2_normalise
 
 MAX_OUTPUTS = 16
+NORMS = ("none", "centre", "zscore")
 
 
 def output_responses(graph: NeuralGraph) -> torch.Tensor:
@@ -30,16 +33,24 @@ def output_responses(graph: NeuralGraph) -> torch.Tensor:
     return graph.probes[outs].T.double()
 
 
-def fingerprints(graphs: list[NeuralGraph], dim: int, seed: int = 0) -> np.ndarray:
+def fingerprints(
+    graphs: list[NeuralGraph], dim: int, seed: int = 0, norm: str = "none"
+) -> np.ndarray:
     """``(len(graphs), dim)`` unit rows: each graph's output responses in their slots
     (zero-padded), times a fixed Gaussian matrix. Dot products of the rows approximate
     those of the unprojected, normalised vectors (Johnson–Lindenstrauss: error about
     ``1 / sqrt(dim)``)."""
+    if norm not in NORMS:
+        raise ValueError(f"fingerprint norm {norm!r}; expected one of {', '.join(NORMS)}")
     if not graphs:
         return np.zeros((0, dim), dtype=np.float32)
     rows = []
     for g in graphs:
         y = output_responses(g)[:, :MAX_OUTPUTS]
+        if norm != "none":
+            y = y - y.mean(dim=0, keepdim=True)
+        if norm == "zscore":
+            y = y / (y.std(dim=0, correction=0, keepdim=True) + 1e-12)
         slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
         slots[:, : y.shape[1]] = y
         rows.append(slots.flatten())

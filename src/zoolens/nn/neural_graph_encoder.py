@@ -15,7 +15,7 @@ from zoolens.errors import LoadError
 from zoolens.graph import NeuralGraph, batch_graphs, default_probes, net_to_graph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import l2_normalise, register_encoder
-from zoolens.nn.fingerprint import fingerprints
+from zoolens.nn.fingerprint import NORMS, fingerprints
 from zoolens.nn.gnn import NeuralGraphNet
 from zoolens.nn.torch_encoder import TorchEncoder
 
@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "domain": True,
     "fingerprint": 0.0,  # its weight in the cosine; the shipped encoder sets it (MODEL_CARD)
     "fingerprint_dim": 256,
+    "fingerprint_norm": "none",  # or "centre", "zscore": per output, over the probes
     "seed": 0,
 }
 
@@ -65,6 +66,7 @@ class NeuralGraphEncoder(TorchEncoder):
         "flatten": "flat",
         "domain": False,
         "fingerprint": 0.0,
+        "fingerprint_norm": "none",
     }
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -74,6 +76,11 @@ class NeuralGraphEncoder(TorchEncoder):
             raise ValueError(f"fingerprint weight {w}: expected 0 <= w < 1")
         if w and not int(self.config["n_probes"]):
             raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
+        if self.config["fingerprint_norm"] not in NORMS:
+            raise ValueError(
+                f"fingerprint_norm {self.config['fingerprint_norm']!r}; expected one of "
+                + ", ".join(NORMS)
+            )
 
     @property
     def dim(self) -> int:
@@ -83,9 +90,13 @@ class NeuralGraphEncoder(TorchEncoder):
     def build_module(self) -> nn.Module:
         return NeuralGraphNet(self.config)
 
-    def with_fingerprint(self, weight: float) -> NeuralGraphEncoder:
-        """This encoder (same learned state) with the fingerprint's weight set to `weight`."""
-        enc = NeuralGraphEncoder({**self.config, "fingerprint": float(weight)})
+    def with_fingerprint(self, weight: float, norm: str | None = None) -> NeuralGraphEncoder:
+        """This encoder (same learned state) with the fingerprint's weight set to `weight`
+        (and its per-output normalisation to `norm`, if given)."""
+        changes: dict[str, Any] = {"fingerprint": float(weight)}
+        if norm is not None:
+            changes["fingerprint_norm"] = norm
+        enc = NeuralGraphEncoder({**self.config, **changes})
         enc.load_state_tensors(self.state_tensors())
         return enc
 
@@ -127,7 +138,7 @@ class NeuralGraphEncoder(TorchEncoder):
             if not w:
                 return z
             dim, seed = int(self.config["fingerprint_dim"]), int(self.config["seed"])
-            fp = fingerprints(graphs, dim, seed)
+            fp = fingerprints(graphs, dim, seed, str(self.config["fingerprint_norm"]))
         return np.hstack([np.sqrt(1.0 - w) * l2_normalise(z), np.sqrt(w) * fp])
 
 
