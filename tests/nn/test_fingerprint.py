@@ -10,6 +10,7 @@ import torch
 from zoolens.graph import default_probes, net_to_graph
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.nn.fingerprint import MAX_OUTPUTS, _projection, fingerprints, output_responses
+from zoolens.symmetry import random_exact_action
 from zoolens.testing import FAMILIES, cosine, random_net
 
 
@@ -111,3 +112,23 @@ def test_norms_remove_an_outputs_offset_and_scale() -> None:
     assert cos["zscore"][0] > 0.9999 and cos["zscore"][1] > 0.9999, cos
     with pytest.raises(ValueError, match="norm"):
         fingerprints(graphs, 256, norm="minmax")
+
+
+@pytest.mark.parametrize("norm", ["centre", "zscore"])
+def test_a_constant_output_is_not_noise_blown_up(norm: str) -> None:
+    """A net whose outputs vary with its input only below float32 resolution (last
+    weights ~1e-8): normalised, its fingerprint is zero for it and for every symmetric
+    copy, not rounding noise scaled up to unit length."""
+    g = torch.Generator().manual_seed(11)
+    net = random_net("mlp", g)
+    last = [o for o in net.ops if "weight" in o.params][-1]
+    w = last.params["weight"]
+    last.params["weight"] = 1e-8 * torch.randn(w.shape, generator=g, dtype=w.dtype)
+    last.params["bias"] = last.params["bias"] + 1.0
+    x = default_probes(net.input_shape, 32)
+    copies = [net, *(random_exact_action(net, g) for _ in range(3))]
+    fp = fingerprints([net_to_graph(n, probes=x) for n in copies], 256, norm=norm)
+    assert np.abs(fp).max() == 0.0
+    enc = NeuralGraphEncoder({"n_probes": 16, "fingerprint": 0.3, "fingerprint_norm": norm})
+    z = enc.encode(copies)
+    assert min(cosine(z[0], z[i]) for i in range(1, len(z))) > 0.9999

@@ -22,6 +22,7 @@ from zoolens.nn.base import l2_normalise
 
 MAX_OUTPUTS = 16
 NORMS = ("none", "centre", "zscore")
+CONSTANT_TOL = 1e-5  # relative spread below which an output counts as constant (float32)
 
 
 def output_responses(graph: NeuralGraph) -> torch.Tensor:
@@ -48,9 +49,7 @@ def fingerprints(
     for g in graphs:
         y = output_responses(g)[:, :MAX_OUTPUTS]
         if norm != "none":
-            y = y - y.mean(dim=0, keepdim=True)
-        if norm == "zscore":
-            y = y / (y.std(dim=0, correction=0, keepdim=True) + 1e-12)
+            y = _normalise(y, norm == "zscore")
         slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
         slots[:, : y.shape[1]] = y
         rows.append(slots.flatten())
@@ -58,6 +57,17 @@ def fingerprints(
         raise ValueError("the graphs were built with different numbers of probes")
     x = torch.stack(rows)  # (n, P * MAX_OUTPUTS)
     return l2_normalise((x @ _projection(x.shape[1], dim, seed)).numpy())
+
+
+def _normalise(y: torch.Tensor, scale: bool) -> torch.Tensor:
+    """Centre each output (column) over the probes, and divide by its spread if `scale`.
+    An output that does not vary beyond float noise becomes zero: its noise, scaled up,
+    would differ between a net and a symmetric copy of it."""
+    mean = y.mean(dim=0, keepdim=True)
+    std = y.std(dim=0, correction=0, keepdim=True)
+    varies = std > CONSTANT_TOL * (1.0 + mean.abs())
+    y = torch.where(varies, y - mean, 0.0)
+    return torch.where(varies, y / std.clamp_min(1e-300), 0.0) if scale else y
 
 
 @functools.lru_cache(maxsize=4)
