@@ -25,21 +25,19 @@ import torch
 from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
+from zoolens.nn.fingerprint import combine, fingerprints
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
 
-PROBE_WEIGHT = 0.5  # embed once at this weight, then split the two unit parts
+
+def learned_part(enc: NeuralGraphEncoder, nets: list) -> np.ndarray:
+    """The encoder's learned embeddings (norm-independent: computed once per encoder)."""
+    return enc.with_fingerprint(0.0).encode(nets, batch_size=64)
 
 
-def parts(enc: NeuralGraphEncoder, nets: list, norm: str) -> tuple[np.ndarray, np.ndarray]:
-    """The learned and the fingerprint part of each embedding, each a unit vector."""
-    z = enc.with_fingerprint(PROBE_WEIGHT, norm).encode(nets, batch_size=64).astype(np.float64)
-    d = enc.module_dim
-    return z[:, :d] / np.sqrt(1 - PROBE_WEIGHT), z[:, d:] / np.sqrt(PROBE_WEIGHT)
-
-
-def mix(learned: np.ndarray, fp: np.ndarray, w: float) -> np.ndarray:
-    return np.hstack([np.sqrt(1 - w) * learned, np.sqrt(w) * fp])
+def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.ndarray:
+    dim, seed = int(enc.config["fingerprint_dim"]), int(enc.config["seed"])
+    return fingerprints(graphs, dim, seed, norm)
 
 
 def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list) -> list:
@@ -50,14 +48,17 @@ def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: lis
     labels = group_labels(df)
     held_tasks = df["task"].isin(args.heldout_tasks.split(",")).to_numpy()
     held_fams = df["family"].isin(args.heldout_families.split(",")).to_numpy()
-    split_parts = {
-        norm: (parts(encs["trained"], nets, norm), parts(encs["heldout"], nets, norm))
+    learned = {key: learned_part(enc, nets) for key, enc in encs.items()}
+    graphs = {key: enc.graphs(nets) for key, enc in encs.items()}  # their own probes
+    fps = {
+        (key, norm): fingerprint_part(enc, graphs[key], norm)
+        for key, enc in encs.items()
         for norm in dict.fromkeys(n for n, _ in grid)
     }
     rows = []
     for norm, w in grid:
-        seen, held = split_parts[norm]
-        z, h = mix(*seen, w), mix(*held, w)
+        z = combine(learned["trained"], fps["trained", norm], w)
+        h = combine(learned["heldout"], fps["heldout", norm], w)
         rows.append(
             (
                 retrieval_metrics(z, labels)["mAP"],

@@ -41,8 +41,7 @@ def fingerprints(
     (zero-padded), times a fixed Gaussian matrix. Dot products of the rows approximate
     those of the unprojected, normalised vectors (Johnson–Lindenstrauss: error about
     ``1 / sqrt(dim)``)."""
-    if norm not in NORMS:
-        raise ValueError(f"fingerprint norm {norm!r}; expected one of {', '.join(NORMS)}")
+    check_norm(norm)
     if not graphs:
         return np.zeros((0, dim), dtype=np.float32)
     rows = []
@@ -57,6 +56,19 @@ def fingerprints(
         raise ValueError("the graphs were built with different numbers of probes")
     x = torch.stack(rows)  # (n, P * MAX_OUTPUTS)
     return l2_normalise((x @ _projection(x.shape[1], dim, seed)).numpy())
+
+
+def check_norm(norm: str) -> None:
+    """Raise ValueError unless `norm` is one of `NORMS`."""
+    if norm not in NORMS:
+        raise ValueError(f"fingerprint norm {norm!r}; expected one of {', '.join(NORMS)}")
+
+
+def combine(learned: np.ndarray, fingerprint: np.ndarray, weight: float) -> np.ndarray:
+    """The hybrid embedding: the learned rows, unit-normalised, times ``sqrt(1 - weight)``
+    beside the (unit) fingerprints times ``sqrt(weight)``; its cosines are
+    ``(1 - weight)`` times the learned ones plus `weight` times the fingerprints'."""
+    return np.hstack([np.sqrt(1.0 - weight) * l2_normalise(learned), np.sqrt(weight) * fingerprint])
 
 
 def _normalise(y: torch.Tensor, scale: bool) -> torch.Tensor:

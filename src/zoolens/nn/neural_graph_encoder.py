@@ -14,8 +14,8 @@ from torch import nn
 from zoolens.errors import LoadError
 from zoolens.graph import NeuralGraph, batch_graphs, default_probes, net_to_graph
 from zoolens.ir import Net, TensorSet
-from zoolens.nn.base import l2_normalise, register_encoder
-from zoolens.nn.fingerprint import NORMS, fingerprints
+from zoolens.nn.base import register_encoder
+from zoolens.nn.fingerprint import check_norm, combine, fingerprints
 from zoolens.nn.gnn import NeuralGraphNet
 from zoolens.nn.torch_encoder import TorchEncoder
 
@@ -76,11 +76,7 @@ class NeuralGraphEncoder(TorchEncoder):
             raise ValueError(f"fingerprint weight {w}: expected 0 <= w < 1")
         if w and not int(self.config["n_probes"]):
             raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
-        if self.config["fingerprint_norm"] not in NORMS:
-            raise ValueError(
-                f"fingerprint_norm {self.config['fingerprint_norm']!r}; expected one of "
-                + ", ".join(NORMS)
-            )
+        check_norm(str(self.config["fingerprint_norm"]))
 
     @property
     def dim(self) -> int:
@@ -139,7 +135,7 @@ class NeuralGraphEncoder(TorchEncoder):
                 return z
             dim, seed = int(self.config["fingerprint_dim"]), int(self.config["seed"])
             fp = fingerprints(graphs, dim, seed, str(self.config["fingerprint_norm"]))
-        return np.hstack([np.sqrt(1.0 - w) * l2_normalise(z), np.sqrt(w) * fp])
+        return combine(z, fp, w)
 
 
 _THREADS_LOCK = threading.Lock()
