@@ -419,3 +419,70 @@ def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: 
         run_benchmark(
             replace(config, out=str(tmp_path / "r"), pretrained_heldout={"neural-graph": str(old)})
         )
+
+
+def test_fingerprint_encoder_also_reports_its_learned_columns(
+    zoo: Zoo, report: Path, tmp_path: Path
+) -> None:
+    """A pretrained run with its fingerprint set gets learned-column accuracy prediction
+    and a report section for it; the plain run gets neither."""
+    from zoolens.eval import BenchmarkConfig, run_benchmark
+    from zoolens.nn import load_encoder
+
+    plain = report / "runs" / "neural-graph" / "seed0"
+    hybrid = tmp_path / "hybrid"
+    kept = next(plain / d for d in ("best", "last") if (plain / d).is_dir())  # as the benchmark
+    load_encoder(str(kept)).with_fingerprint(0.3, "zscore").save(str(hybrid / "best"))
+    for fname in ("metrics.csv", "train_config.json"):
+        shutil.copy(plain / fname, hybrid / fname)
+    config = BenchmarkConfig(
+        zoo.path,
+        str(tmp_path / "h"),
+        encoders=("neural-graph",),
+        quick=True,
+        skip=("transfer", "figures", "generalisation"),
+        pretrained={"neural-graph": str(hybrid)},
+    )
+    got = run_benchmark(config)["encoders"]["neural-graph"]["accuracy_prediction"]
+    first = json.loads((report / "results.json").read_text())["encoders"]["neural-graph"]
+    assert "ridge_learned" not in first["accuracy_prediction"]
+    assert "learned columns alone" not in (report / "report.md").read_text()
+    assert "learned columns alone" in (tmp_path / "h" / "report.md").read_text()
+    names = {
+        f"{m}{part}{cv}"
+        for m in ("ridge", "mlp")
+        for part in ("", "_learned")
+        for cv in ("", "_seen")
+    }
+    assert set(got) == names
+
+
+def test_accuracy_prediction_of_the_learned_columns_reads_only_them() -> None:
+    """``*_learned`` is the same regression on the first `module_dim` columns; the full
+    embedding's differs when the appended columns carry signal."""
+    from types import SimpleNamespace
+
+    from zoolens.eval.bench_measure import EncoderMeasurement, SeedData
+    from zoolens.eval.prediction import accuracy_prediction
+
+    rng = np.random.default_rng(0)
+    n, k = 40, 6
+    ids = [f"m{i}" for i in range(n)]
+    acc = rng.uniform(0.2, 1.0, n)
+    tasks = np.repeat(["a", "b", "c", "d"], n // 4)
+    manifest = pd.DataFrame({"kind": "classification", "accuracy": acc, "task": tasks}, index=ids)
+    emb = np.hstack([rng.normal(size=(n, k)), acc[:, None] + 0.05 * rng.normal(size=(n, 2))])
+    data = SeedData(manifest, SimpleNamespace(test_ids=ids), {}, seed=3)  # type: ignore[arg-type]
+    prepared = SimpleNamespace(encoder=SimpleNamespace(module_dim=k))
+    m = EncoderMeasurement(prepared, data, None)  # type: ignore[arg-type]
+    m.embeddings = dict(zip(ids, emb, strict=True))
+    out = m.accuracy_prediction()
+    for model in ("ridge", "mlp"):
+        want = accuracy_prediction(emb[:, :k], acc, tasks, model=model, seed=3)
+        assert out[f"{model}_learned"] == pytest.approx(want)
+        seen = accuracy_prediction(emb[:, :k], acc, None, model=model, seed=3)
+        assert out[f"{model}_learned_seen"] == pytest.approx(seen)
+    assert out["ridge"]["R2"] > 0.8 > out["ridge_learned"]["R2"]
+    m.prepared = SimpleNamespace(encoder=SimpleNamespace(module_dim=k + 2))
+    m.encoder = m.prepared.encoder
+    assert "ridge_learned" not in m.accuracy_prediction()

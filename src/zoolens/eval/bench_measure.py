@@ -207,21 +207,32 @@ class EncoderMeasurement:
         """Ridge and MLP on held-out classifiers, cross-validated two ways: folds grouped
         by task (``ridge``, ``mlp``: every prediction is for a task the regressor never
         saw) and shuffled folds (``ridge_seen``, ``mlp_seen``: other models of the query's
-        task are in the training folds — seed 001's "held-out models" setting)."""
+        task are in the training folds — seed 001's "held-out models" setting).
+
+        An encoder whose embedding appends features it does not learn (`module_dim` below
+        the embedding's width: the neural-graph fingerprint) is also measured on its
+        learned columns alone (``ridge_learned``, ``mlp_learned``, each ``_seen`` too).
+        """
         rows = self.data.manifest.loc[self.data.plan.test_ids]
         cls = rows[(rows["kind"] == "classification") & rows["accuracy"].notna()]
         if len(cls) < 4 or cls["task"].nunique() < 2:
             return {}
         emb = np.stack([self.embeddings[i] for i in cls.index])
         acc, tasks = cls["accuracy"].to_numpy(float), cls["task"].to_numpy(str)
+        parts = {"": emb}
+        learned = getattr(self.encoder, "module_dim", emb.shape[1])
+        if learned < emb.shape[1]:
+            parts["_learned"] = emb[:, :learned]
         seed = self.data.seed
         out: Metrics = {}
         with threadpool_limits(1), warnings.catch_warnings():  # R² undefined on 1-row folds
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             warnings.filterwarnings("ignore", "One or more of the test scores are non-finite")
-            for model in ("ridge", "mlp"):
-                out[model] = accuracy_prediction(emb, acc, tasks, model=model, seed=seed)
-                out[f"{model}_seen"] = accuracy_prediction(emb, acc, None, model=model, seed=seed)
+            for part, x in parts.items():
+                for model in ("ridge", "mlp"):
+                    name = f"{model}{part}"
+                    out[name] = accuracy_prediction(x, acc, tasks, model=model, seed=seed)
+                    out[f"{name}_seen"] = accuracy_prediction(x, acc, None, model=model, seed=seed)
         return out
 
     def inr(self) -> Metrics:

@@ -221,6 +221,22 @@ def _transfer_section(encoders: Mapping[str, Any], budgets: Sequence[int]) -> st
     return metric_table(encoders, cols) + "\n\n" + refs
 
 
+def _learned_section(encoders: Mapping[str, Any], regress: list[str]) -> list[tuple[str, str]]:
+    """Accuracy prediction from the learned columns of encoders that append unlearned
+    features (none in the report when no encoder does)."""
+    hybrid = {n: r for n, r in encoders.items() if get(r, "accuracy_prediction.ridge_learned.R2")}
+    if not hybrid:
+        return []
+    cols = [
+        (f"{m} {how} {h}", f"accuracy_prediction.{m}_learned{key}.{c}")
+        for key, how in (("", "grouped"), ("_seen", "seen"))
+        for m in ("ridge", "mlp")
+        for h, c in (("R²", "R2"), ("τ", "kendall_tau"))
+    ]
+    title = "Accuracy prediction — the learned columns alone (embedding without its fingerprint)"
+    return [(title, metric_table(hybrid, cols))]
+
+
 def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple[str, str]]:
     same_shape = (
         "Retrieval — relevance: same task, among models of the same input and output "
@@ -280,6 +296,7 @@ def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple
             for key, how in (("", "grouped CV by task"), ("_seen", "shuffled CV, tasks seen"))
             for m in ("ridge", "mlp")
         ],
+        *_learned_section(encoders, regress),
         (
             "Transfer by fine-tuning (test accuracy on the query task)",
             _transfer_section(encoders, budgets),
