@@ -214,6 +214,8 @@ def main() -> None:
     ap.add_argument("--fingerprint-norm", default=None)
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
+    if args.fingerprint_norm is not None and args.fingerprint is None:
+        ap.error("--fingerprint-norm needs --fingerprint W (the weight it applies to)")
     zoo = Zoo.open(args.zoo)
     enc = load_trained(os.path.join(args.run, "best"), args.fingerprint, args.fingerprint_norm)
     heldout = (
