@@ -483,6 +483,7 @@ def test_accuracy_prediction_of_the_learned_columns_reads_only_them() -> None:
         seen = accuracy_prediction(emb[:, :k], acc, None, model=model, seed=3)
         assert out[f"{model}_learned_seen"] == pytest.approx(seen)
     assert out["ridge"]["R2"] > 0.8 > out["ridge_learned"]["R2"]
-    m.prepared = SimpleNamespace(encoder=SimpleNamespace(module_dim=k + 2))
-    m.encoder = m.prepared.encoder
-    assert "ridge_learned" not in m.accuracy_prediction()
+    plain = SimpleNamespace(encoder=SimpleNamespace(module_dim=k + 2))  # learns every column
+    m = EncoderMeasurement(plain, data, None)  # type: ignore[arg-type]
+    m.embeddings = dict(zip(ids, emb, strict=True))
+    assert set(m.accuracy_prediction()) == {"ridge", "ridge_seen", "mlp", "mlp_seen"}

@@ -221,7 +221,7 @@ def _transfer_section(encoders: Mapping[str, Any], budgets: Sequence[int]) -> st
     return metric_table(encoders, cols) + "\n\n" + refs
 
 
-def _learned_section(encoders: Mapping[str, Any], regress: list[str]) -> list[tuple[str, str]]:
+def _learned_section(encoders: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Accuracy prediction from the learned columns of encoders that append unlearned
     features (none in the report when no encoder does)."""
     hybrid = {n: r for n, r in encoders.items() if get(r, "accuracy_prediction.ridge_learned.R2")}
@@ -296,7 +296,7 @@ def _sections(encoders: Mapping[str, Any], budgets: Sequence[int]) -> list[tuple
             for key, how in (("", "grouped CV by task"), ("_seen", "shuffled CV, tasks seen"))
             for m in ("ridge", "mlp")
         ],
-        *_learned_section(encoders, regress),
+        *_learned_section(encoders),
         (
             "Transfer by fine-tuning (test accuracy on the query task)",
             _transfer_section(encoders, budgets),
