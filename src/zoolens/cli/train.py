@@ -1,4 +1,5 @@
-"""``zoolens train``: contrastive training of an encoder on a zoo."""
+"""``zoolens train``: contrastive training of an encoder on a zoo; ``zoolens fit-quality``:
+refitting its quality head."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import typer
 
-from zoolens.cli.app import app
+from zoolens.cli.app import app, fail
 
 
 @app.command()
@@ -93,8 +94,6 @@ def _graph_options(
         from zoolens.graph.build import PROBE_KINDS
 
         if probe_kind not in PROBE_KINDS:
-            from zoolens.cli.app import fail
-
             raise fail(f"--probe-kind: {probe_kind!r} is none of {', '.join(PROBE_KINDS)}")
         options["probes"] = probe_kind
     return options
@@ -103,3 +102,38 @@ def _graph_options(
 def _names(text: str) -> tuple[str, ...]:
     """The non-empty names of a comma-separated list."""
     return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+@app.command("fit-quality")
+def fit_quality(
+    zoo: str = typer.Option(..., "--zoo", help="zoo with train/val splits and test metrics"),
+    encoder: str = typer.Option("default", help="encoder name or directory (its head is refit)"),
+    out: str = typer.Option(..., "--out", help="directory for the encoder with its new head"),
+    stats: bool = typer.Option(
+        True, help="the head also reads the function's output statistics (neural-graph)"
+    ),
+    steps: int = typer.Option(2000, help="optimiser steps per weight decay"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Refit an encoder's quality head (what `predict_quality` reads) on a zoo, the
+    encoder frozen; the weight decay with the best validation R² is kept."""
+    from zoolens.nn import load_encoder
+    from zoolens.nn.torch_encoder import TorchEncoder
+    from zoolens.train.quality import fit_quality_head
+
+    enc = load_encoder(encoder)
+    if not isinstance(enc, TorchEncoder):
+        raise fail(f"--encoder {encoder}: {enc.name!r} has no trained quality head")
+    try:
+        result = fit_quality_head(enc, zoo, stats=stats, steps=steps, seed=seed)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    result.encoder.save(out)
+    summary = {
+        "weight_decay": result.weight_decay,
+        "val_R2": result.val_r2,
+        "n_train": result.n_train,
+        "n_val": result.n_val,
+        "encoder_dir": out,
+    }
+    typer.echo(json.dumps(summary))

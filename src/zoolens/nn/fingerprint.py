@@ -8,6 +8,7 @@ as informative on tasks an encoder never saw as on the ones it was trained on. O
 different output counts still compare output by output; later outputs are dropped.
 Each output's values can first be centred over the probes (``norm="centre"``: a constant
 offset, such as a regressor's mean, no longer dominates) or standardised (``"zscore"``).
+`output_statistics` summarises the same values in a few numbers for the quality head.
 """
 
 from __future__ import annotations
@@ -56,6 +57,50 @@ def fingerprints(
         raise ValueError("the graphs were built with different numbers of probes")
     x = torch.stack(rows)  # (n, P * MAX_OUTPUTS)
     return l2_normalise((x @ _projection(x.shape[1], dim, seed)).numpy())
+
+
+#: Columns of `output_statistics`, in order.
+STATISTICS = (
+    "log_spread",  # log1p of the outputs' mean standard deviation over the probes
+    "confidence",  # mean over probes of the top softmax probability
+    "confidence_spread",  # its standard deviation over the probes
+    "entropy",  # mean softmax entropy, divided by log(n_outputs)
+    "log_margin",  # log1p of the mean gap between the two largest outputs
+    "classes_used",  # share of the outputs that are the largest on some probe
+    "single_output",  # 1 for a one-output net (the softmax columns are then 0)
+)
+
+
+def output_statistics(graphs: list[NeuralGraph]) -> torch.Tensor:
+    """``(len(graphs), len(STATISTICS))`` float32: how decided each function is on the
+    probes — the softmax of its outputs' confidence, entropy and margin, their spread, how
+    many outputs win somewhere. Functions of the outputs alone, like the fingerprint; read
+    by the quality head (a well-trained classifier is confident on inputs like its data).
+    Every output counts, not only the fingerprint's first `MAX_OUTPUTS`."""
+    rows = []
+    for g in graphs:
+        y = output_responses(g)  # (P, n)
+        spread = float(torch.log1p(y.std(dim=0, correction=0).mean()))
+        if y.shape[1] < 2:
+            rows.append([spread, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+            continue
+        p = torch.softmax(y, dim=1)
+        top = p.max(dim=1).values
+        entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=1) / np.log(y.shape[1])
+        two = torch.topk(y, 2, dim=1).values
+        used = torch.unique(y.argmax(dim=1)).numel() / y.shape[1]
+        rows.append(
+            [
+                spread,
+                float(top.mean()),
+                float(top.std(correction=0)),
+                float(entropy.mean()),
+                float(torch.log1p((two[:, 0] - two[:, 1]).mean())),
+                used,
+                0.0,
+            ]
+        )
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(graphs), len(STATISTICS))
 
 
 def check_norm(norm: str) -> None:

@@ -15,7 +15,7 @@ from zoolens.errors import LoadError
 from zoolens.graph import NeuralGraph, batch_graphs, default_probes, net_to_graph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
-from zoolens.nn.fingerprint import check_norm, combine, fingerprints
+from zoolens.nn.fingerprint import STATISTICS, check_norm, combine, fingerprints, output_statistics
 from zoolens.nn.gnn import NeuralGraphNet
 from zoolens.nn.torch_encoder import TorchEncoder
 
@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "fingerprint": 0.0,  # its weight in the cosine; the shipped encoder sets it (MODEL_CARD)
     "fingerprint_dim": 256,
     "fingerprint_norm": "none",  # or "centre", "zscore": per output, over the probes
+    "quality_stats": False,  # the quality head also reads `output_statistics` (refit)
     "seed": 0,
 }
 
@@ -67,6 +68,7 @@ class NeuralGraphEncoder(TorchEncoder):
         "domain": False,
         "fingerprint": 0.0,
         "fingerprint_norm": "none",
+        "quality_stats": False,
     }
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -85,6 +87,29 @@ class NeuralGraphEncoder(TorchEncoder):
 
     def build_module(self) -> nn.Module:
         return NeuralGraphNet(self.config)
+
+    @property
+    def quality_extra_dim(self) -> int:
+        """With ``quality_stats``, the head also reads the function's `output_statistics`
+        on the probes (no trainer step computes them: `fit_quality_head` fits such a head
+        on a trained encoder)."""
+        return len(STATISTICS) if self.config["quality_stats"] else 0
+
+    def quality_inputs(
+        self, items: list[Net | TensorSet], batch_size: int = 64
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.quality_extra_dim:
+            return super().quality_inputs(items, batch_size)
+        self.module.eval()
+        zs, stats = [], []
+        with _one_thread(), torch.no_grad():
+            for start in range(0, len(items), batch_size):
+                graphs = self.graphs(items[start : start + batch_size])
+                zs.append(self.forward(graphs))
+                stats.append(output_statistics(graphs))
+        if not zs:
+            return torch.zeros(0, self.module_dim), torch.zeros(0, self.quality_extra_dim)
+        return torch.cat(zs), torch.cat(stats)
 
     def with_fingerprint(self, weight: float, norm: str | None = None) -> NeuralGraphEncoder:
         """This encoder (same learned state) with the fingerprint's weight set to `weight`

@@ -39,8 +39,7 @@ class TorchEncoder(Encoder):
             self.module = self.build_module().eval()
             self.quality: nn.Module | None = None
             if self.config["quality_head"]:
-                d = self.module_dim
-                self.quality = nn.Sequential(nn.Linear(d, 64), nn.SiLU(), nn.Linear(64, 1))
+                self.quality = self.new_quality_head()
 
     @property
     def module_dim(self) -> int:
@@ -48,20 +47,52 @@ class TorchEncoder(Encoder):
         may append features it does not learn, as `NeuralGraphEncoder`'s fingerprint)."""
         return int(self.config["dim"])
 
-    def quality_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Quality logits ``(n,)`` of unnormalised embeddings `z` (differentiable)."""
+    @property
+    def quality_extra_dim(self) -> int:
+        """Columns the quality head reads beside the learned embedding (see
+        `quality_inputs`); 0 here."""
+        return 0
+
+    def new_quality_head(self) -> nn.Module:
+        """An untrained quality head for this configuration: an MLP from the normalised
+        learned embedding (and the `quality_extra_dim` extra columns, standardised by
+        statistics fitted with it) to a logit."""
+        d = self.module_dim + self.quality_extra_dim
+        first = [Standardise(d)] if self.quality_extra_dim else []
+        return nn.Sequential(*first, nn.Linear(d, 64), nn.SiLU(), nn.Linear(64, 1))
+
+    def quality_logits(self, z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Quality logits ``(n,)`` of unnormalised learned embeddings `z` and, for a head
+        that reads them, the extra columns `extra` (differentiable)."""
         if self.quality is None:
             raise ValueError(f"encoder {self.name!r} was saved without a quality head")
-        out: torch.Tensor = self.quality(nn.functional.normalize(z, dim=1))[:, 0]
+        x = nn.functional.normalize(z, dim=1)
+        if self.quality_extra_dim:
+            if extra is None or extra.shape != (len(z), self.quality_extra_dim):
+                raise ValueError(
+                    f"encoder {self.name!r}: the quality head also reads "
+                    f"{self.quality_extra_dim} columns of `quality_inputs`"
+                )
+            x = torch.cat([x, extra.to(x.dtype)], dim=1)
+        out: torch.Tensor = self.quality(x)[:, 0]
         return out
+
+    def quality_inputs(
+        self, items: list[Net | TensorSet], batch_size: int = 64
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the quality head reads: the learned embeddings ``(n, module_dim)`` and the
+        extra columns ``(n, quality_extra_dim)``, or None when it reads none."""
+        return torch.from_numpy(
+            self.encode(items, batch_size=batch_size)[:, : self.module_dim]
+        ), None
 
     def predict_quality(self, items: list[Net | TensorSet], batch_size: int = 64) -> np.ndarray:
         """Predicted normalised quality in [0, 1] (test accuracy; R² for regressors) of
-        each item, from its embedding alone.
+        each item, from what the encoder computes of it alone.
         """
-        z = torch.from_numpy(self.encode(items, batch_size=batch_size)[:, : self.module_dim])
+        z, extra = self.quality_inputs(items, batch_size)
         with torch.no_grad():
-            out: np.ndarray = torch.sigmoid(self.quality_logits(z)).double().numpy()
+            out: np.ndarray = torch.sigmoid(self.quality_logits(z, extra)).double().numpy()
         return out
 
     @abstractmethod
@@ -96,3 +127,22 @@ class TorchEncoder(Encoder):
         )
         if self.quality is not None:
             self.quality.load_state_dict(head)
+
+
+class Standardise(nn.Module):
+    """``(x - mean) / std`` with fixed statistics (buffers, saved with the module).
+
+    Shapes:
+        x: ``(n, d)`` → ``(n, d)``.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("std", torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
