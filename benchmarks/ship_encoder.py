@@ -2,12 +2,15 @@
 
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
-        [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--command "..."]
+        [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--quality-stats]
+        [--command "..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
 ``--fingerprint W`` ships (and measures, with its counterpart) the neural-graph encoder with
 its function fingerprint at weight W (choose W with `benchmarks/fingerprint_weight.py`).
+``--quality-stats`` refits the trained encoder's quality head on the zoo, reading its
+function's output statistics too (`zoolens fit-quality`), before measuring it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
+from zoolens.train.quality import fit_quality_head
 from zoolens.zoo import Zoo
 
 BASELINES = ("raw-weights", "flat-pca", "weight-stats", "probe", "metadata", "layerwise")
@@ -173,6 +177,17 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
             f"| {name} | {a['mAP']:.3f} | {a['P@1']:.3f} | {a['P@5']:.3f} | "
             f"{a['MRR']:.3f} | {sub} | {a['models/s']:.0f} |"
         )
+    if args.quality_fit is not None:
+        fit = args.quality_fit
+        tried = ", ".join(f"{wd:g}: {r2:.3f}" for wd, r2 in fit.val_r2.items())
+        lines += [
+            "",
+            "Quality head refit after training, the encoder frozen (`zoolens fit-quality "
+            "--stats`: `zoolens.train.quality.fit_quality_head`), from the learned embedding "
+            "and the function's output statistics on the probes, on the "
+            f"{fit.n_train} train-split classifiers and regressors; weight decay "
+            f"{fit.weight_decay:g} chosen by validation R² ({fit.n_val} models; {tried}).",
+        ]
     for name, r in rows.items():
         if "quality" in r:
             q = r["quality"]
@@ -196,6 +211,7 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
         )
         + (f" --fingerprint {args.fingerprint:g}" if args.fingerprint is not None else "")
         + (f" --fingerprint-norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
+        + (" --quality-stats" if args.quality_stats else "")
         + "`.",
     ]
     return "\n".join(lines) + "\n"
@@ -212,12 +228,19 @@ def main() -> None:
     ap.add_argument("--command", default="")
     ap.add_argument("--fingerprint", type=float, default=None)
     ap.add_argument("--fingerprint-norm", default=None)
+    ap.add_argument("--quality-stats", action="store_true")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
     if args.fingerprint_norm is not None and args.fingerprint is None:
         ap.error("--fingerprint-norm needs --fingerprint W (the weight it applies to)")
     zoo = Zoo.open(args.zoo)
     enc = load_trained(os.path.join(args.run, "best"), args.fingerprint, args.fingerprint_norm)
+    args.quality_fit = None
+    if args.quality_stats:
+        if not isinstance(enc, TorchEncoder):
+            raise SystemExit(f"{args.run}: --quality-stats needs a trained torch encoder")
+        args.quality_fit = fit_quality_head(enc, args.zoo, stats=True)
+        enc = args.quality_fit.encoder
     heldout = (
         load_trained(
             os.path.join(args.heldout_run, "best"), args.fingerprint, args.fingerprint_norm
