@@ -44,6 +44,7 @@ def test_quickstart_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert _same_share(fresh) > 0.75 > _same_share(baseline) + 0.2
     # (c) the predicted accuracies rank the true ones; the baseline's ridge does not
     assert _rank_corr(fresh) > 0.5 > _rank_corr(baseline) + 0.3
+    assert np.mean([abs(f.true_accuracy - f.predicted_accuracy) for f in fresh]) < 0.08
 
 
 def _same_share(fresh: list[FreshModel]) -> float:

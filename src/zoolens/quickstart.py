@@ -119,16 +119,19 @@ def look_up_fresh(
     index: ModelIndex, zoo_manifest: Any, tasks: list[str], k: int = 5
 ) -> tuple[list[FreshModel], str]:
     """Train one fresh MLP per task, find its `k` nearest models in `index` and predict its
-    accuracy from its embedding. Returns the results and how accuracy was predicted."""
+    accuracy from what the encoder computes of it. Returns the results and how accuracy was
+    predicted."""
     trained = [train_fresh_model(t) for t in progress_bar(tasks, desc="fresh models")]
     nets: list[Net | TensorSet] = [net for net, _ in trained]
     query = index.encoder.encode(nets)
     _, ids = index.search(query, k=k)
     enc = index.encoder
     if isinstance(enc, TorchEncoder) and enc.quality is not None:
-        preds, how = enc.predict_quality(nets), "the encoder's trained quality head"
+        reads = " and output statistics" if enc.quality_extra_dim else ""
+        how = f"the encoder's trained quality head (from the embedding{reads})"
+        preds = enc.predict_quality(nets)
     else:
-        preds, how = predict_accuracy(index, zoo_manifest, query), "ridge over the zoo"
+        preds, how = predict_accuracy(index, zoo_manifest, query), "ridge over the zoo embeddings"
     counts = zoo_manifest["task"].value_counts()
     out = []
     for i, (task, (_, acc)) in enumerate(zip(tasks, trained, strict=True)):
@@ -217,7 +220,7 @@ def _show_fresh(console: Any, index: ModelIndex, zoo: Any) -> list[FreshModel]:
     fresh, how = look_up_fresh(index, zoo.manifest, fresh_tasks())
     table = Table(
         title="(b) fresh MLPs, one per classification task, none in the zoo: the tasks of "
-        f"their 5 nearest zoo models; (c) their accuracy predicted from the embedding by {how}"
+        f"their 5 nearest zoo models; (c) their accuracy predicted by {how}"
     )
     for col in ("task", "5 nearest: their tasks", "same task", "true accuracy", "predicted"):
         table.add_column(col)
