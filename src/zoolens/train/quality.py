@@ -23,7 +23,7 @@ from zoolens.zoo import Zoo
 
 log = logging.getLogger(__name__)
 
-WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+WEIGHT_DECAYS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 @dataclass
