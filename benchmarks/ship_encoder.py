@@ -30,7 +30,7 @@ from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
-from zoolens.train.quality import fit_quality_head
+from zoolens.train.quality import QualityFit, fit_quality_head
 from zoolens.zoo import Zoo
 
 BASELINES = ("raw-weights", "flat-pca", "weight-stats", "probe", "metadata", "layerwise")
@@ -130,7 +130,9 @@ def evaluate_all(
     return rows
 
 
-def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str:
+def card(
+    rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict, fit: QualityFit | None
+) -> str:
     lines = [
         f"# zoolens encoder `{args.name}`",
         "",
@@ -177,8 +179,7 @@ def card(rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict) -> str
             f"| {name} | {a['mAP']:.3f} | {a['P@1']:.3f} | {a['P@5']:.3f} | "
             f"{a['MRR']:.3f} | {sub} | {a['models/s']:.0f} |"
         )
-    if args.quality_fit is not None:
-        fit = args.quality_fit
+    if fit is not None:
         tried = ", ".join(f"{wd:g}: {r2:.3f}" for wd, r2 in fit.val_r2.items())
         lines += [
             "",
@@ -235,12 +236,12 @@ def main() -> None:
         ap.error("--fingerprint-norm needs --fingerprint W (the weight it applies to)")
     zoo = Zoo.open(args.zoo)
     enc = load_trained(os.path.join(args.run, "best"), args.fingerprint, args.fingerprint_norm)
-    args.quality_fit = None
+    fit = None
     if args.quality_stats:
         if not isinstance(enc, TorchEncoder):
             raise SystemExit(f"{args.run}: --quality-stats needs a trained torch encoder")
-        args.quality_fit = fit_quality_head(enc, args.zoo, stats=True)
-        enc = args.quality_fit.encoder
+        fit = fit_quality_head(enc, args.zoo, stats=True)
+        enc = fit.encoder
     heldout = (
         load_trained(
             os.path.join(args.heldout_run, "best"), args.fingerprint, args.fingerprint_norm
@@ -258,7 +259,7 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     enc.save(out)
     shutil.copy(os.path.join(args.run, "metrics.csv"), os.path.join(out, "metrics.csv"))
-    text = card(rows, args, zoo, train_cfg)
+    text = card(rows, args, zoo, train_cfg, fit)
     with open(os.path.join(out, "MODEL_CARD.md"), "w") as f:
         f.write(text)
     print(text)

@@ -73,10 +73,10 @@ STATISTICS = (
 
 def output_statistics(graphs: list[NeuralGraph]) -> torch.Tensor:
     """``(len(graphs), len(STATISTICS))`` float32: how decided each function is on the
-    probes — the softmax of its outputs' confidence, entropy and margin, their spread, how
-    many outputs win somewhere. Functions of the outputs alone, like the fingerprint; read
-    by the quality head (a well-trained classifier is confident on inputs like its data).
-    Every output counts, not only the fingerprint's first `MAX_OUTPUTS`."""
+    probes — the confidence, entropy and top-2 margin of its outputs' softmax, the
+    outputs' spread, the share of outputs that win on some probe. Functions of the outputs
+    alone, like the fingerprint; read by the quality head. Every output counts, not only
+    the fingerprint's first `MAX_OUTPUTS`."""
     rows = []
     for g in graphs:
         y = output_responses(g)  # (P, n)
