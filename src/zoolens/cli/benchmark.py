@@ -40,7 +40,7 @@ def benchmark(
     seeds: int = typer.Option(3, help="seeds; every number is mean ± std over them"),
     epochs: int = typer.Option(10, help="maximum epochs of each training run"),
     max_minutes: float = typer.Option(
-        3.0,
+        2.0,
         "--max-minutes",
         help="training budget per trainable encoder, split over its runs (seeds × 2)",
     ),

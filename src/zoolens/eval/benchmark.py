@@ -97,7 +97,7 @@ class BenchmarkConfig:
     encoders: tuple[str, ...] = ALL_ENCODERS
     seeds: int = 3
     epochs: int = 10
-    max_minutes: float = 3.0
+    max_minutes: float = 2.0
     quick: bool = False
     skip: tuple[str, ...] = ()
     batch_size: int = 64
