@@ -30,9 +30,11 @@ from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
 
 
-def learned_part(enc: NeuralGraphEncoder, nets: list) -> np.ndarray:
-    """The encoder's learned embeddings (norm-independent: computed once per encoder)."""
-    return enc.with_fingerprint(0.0).encode(nets, batch_size=64)
+def learned_part(enc: NeuralGraphEncoder, graphs: list, batch: int = 64) -> np.ndarray:
+    """The encoder's learned embeddings of `graphs` (norm-independent: once per encoder)."""
+    with torch.no_grad():
+        parts = [enc.forward(graphs[s : s + batch]) for s in range(0, len(graphs), batch)]
+    return torch.cat(parts).double().numpy()
 
 
 def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.ndarray:
@@ -48,8 +50,8 @@ def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: lis
     labels = group_labels(df)
     held_tasks = df["task"].isin(args.heldout_tasks.split(",")).to_numpy()
     held_fams = df["family"].isin(args.heldout_families.split(",")).to_numpy()
-    learned = {key: learned_part(enc, nets) for key, enc in encs.items()}
     graphs = {key: enc.graphs(nets) for key, enc in encs.items()}  # their own probes
+    learned = {key: learned_part(enc, graphs[key]) for key, enc in encs.items()}
     fps = {
         (key, norm): fingerprint_part(enc, graphs[key], norm)
         for key, enc in encs.items()

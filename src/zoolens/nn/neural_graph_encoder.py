@@ -95,21 +95,11 @@ class NeuralGraphEncoder(TorchEncoder):
         on a trained encoder)."""
         return len(STATISTICS) if self.config["quality_stats"] else 0
 
-    def quality_inputs(
-        self, items: list[Net | TensorSet], batch_size: int = 64
+    def quality_batch(
+        self, models: list[Net | TensorSet]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not self.quality_extra_dim:
-            return super().quality_inputs(items, batch_size)
-        self.module.eval()
-        zs, stats = [], []
-        with _one_thread(), torch.no_grad():
-            for start in range(0, len(items), batch_size):
-                graphs = self.graphs(items[start : start + batch_size])
-                zs.append(self.forward(graphs))
-                stats.append(output_statistics(graphs))
-        if not zs:
-            return torch.zeros(0, self.module_dim), torch.zeros(0, self.quality_extra_dim)
-        return torch.cat(zs), torch.cat(stats)
+        z, graphs = self._learned(models)  # no fingerprint: the head does not read it
+        return z, output_statistics(graphs) if self.quality_extra_dim else None
 
     def with_fingerprint(self, weight: float, norm: str | None = None) -> NeuralGraphEncoder:
         """This encoder (same learned state) with the fingerprint's weight set to `weight`
@@ -151,16 +141,21 @@ class NeuralGraphEncoder(TorchEncoder):
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`)."""
-        self.module.eval()
+        z, graphs = self._learned(models)
         w = float(self.config["fingerprint"])
+        if not w:
+            return z.numpy()
+        dim, seed = int(self.config["fingerprint_dim"]), int(self.config["seed"])
+        with _one_thread():
+            fp = fingerprints(graphs, dim, seed, str(self.config["fingerprint_norm"]))
+        return combine(z.numpy(), fp, w)
+
+    def _learned(self, models: list[Net | TensorSet]) -> tuple[torch.Tensor, list[NeuralGraph]]:
+        """The learned embeddings ``(n, module_dim)`` float64 of `models` and their graphs."""
+        self.module.eval()
         with _one_thread(), torch.no_grad():
             graphs = self.graphs(models)
-            z = self.forward(graphs).double().numpy()
-            if not w:
-                return z
-            dim, seed = int(self.config["fingerprint_dim"]), int(self.config["seed"])
-            fp = fingerprints(graphs, dim, seed, str(self.config["fingerprint_norm"]))
-        return combine(z, fp, w)
+            return self.forward(graphs).double(), graphs
 
 
 _THREADS_LOCK = threading.Lock()

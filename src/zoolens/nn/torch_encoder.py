@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from zoolens.ir import Net, TensorSet
-from zoolens.nn.base import Encoder
+from zoolens.nn.base import Encoder, as_model
 
 _QUALITY = "quality_head."  # state-dict prefix of the quality head
 
@@ -82,9 +82,22 @@ class TorchEncoder(Encoder):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What the quality head reads: the learned embeddings ``(n, module_dim)`` and the
         extra columns ``(n, quality_extra_dim)``, or None when it reads none."""
-        return torch.from_numpy(
-            self.encode(items, batch_size=batch_size)[:, : self.module_dim]
-        ), None
+        parts = [
+            self.quality_batch([as_model(i) for i in items[s : s + batch_size]])
+            for s in range(0, len(items), batch_size)
+        ]
+        z = torch.cat([p[0] for p in parts]).float() if parts else torch.zeros(0, self.module_dim)
+        if not self.quality_extra_dim:
+            return z, None
+        extra = [p[1] for p in parts if p[1] is not None]
+        return z, torch.cat(extra) if extra else torch.zeros(0, self.quality_extra_dim)
+
+    def quality_batch(
+        self, models: list[Net | TensorSet]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`quality_inputs` of one batch of loaded models (here: the learned columns of
+        `embed_batch`, no extra ones)."""
+        return torch.from_numpy(self.embed_batch(models)[:, : self.module_dim]), None
 
     def predict_quality(self, items: list[Net | TensorSet], batch_size: int = 64) -> np.ndarray:
         """Predicted normalised quality in [0, 1] (test accuracy; R² for regressors) of

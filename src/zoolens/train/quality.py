@@ -98,8 +98,6 @@ def fit_quality_head(
     enc.module.load_state_dict(encoder.module.state_dict())
     zoo = Zoo.open(zoo_dir)
     (zt, et, yt), (zv, ev, yv) = (_inputs(enc, zoo, s) for s in ("train", "val"))
-    x = torch.cat([nn.functional.normalize(zt, dim=1), *([et] if et is not None else [])], 1)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     best: tuple[float, float, nn.Module] | None = None
     val_r2 = {}
     for wd in weight_decays:
@@ -107,9 +105,10 @@ def fit_quality_head(
             torch.manual_seed(seed)
             enc.quality = head = enc.new_quality_head()
         first = head[0] if isinstance(head, nn.Sequential) else None
-        if isinstance(first, Standardise):
-            first.mean.copy_(mean)
-            first.std.copy_(std)
+        if isinstance(first, Standardise) and et is not None:  # what the head reads, train split
+            x = torch.cat([nn.functional.normalize(zt, dim=1), et], 1)
+            first.mean.copy_(x.mean(0))
+            first.std.copy_(x.std(0).clamp_min(1e-6))
         opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=wd)
         for _ in range(steps):
             loss = ((torch.sigmoid(enc.quality_logits(zt, et)) - yt.float()) ** 2).mean()
