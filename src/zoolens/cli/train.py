@@ -1,5 +1,5 @@
-"""``zoolens train``: contrastive training of an encoder on a zoo; ``zoolens fit-quality``:
-refitting its quality head."""
+"""``zoolens train``: contrastive training of an encoder on a zoo; ``zoolens fit-quality``
+and ``zoolens fit-function``: fitting its quality head and its function head afterwards."""
 
 from __future__ import annotations
 
@@ -134,6 +134,55 @@ def fit_quality(
         "val_R2": result.val_r2,
         "n_train": result.n_train,
         "n_val": result.n_val,
+        "encoder_dir": out,
+    }
+    typer.echo(json.dumps(summary))
+
+
+@app.command("fit-function")
+def fit_function(
+    zoo: str = typer.Option(..., "--zoo", help="zoo with train/val splits"),
+    encoder: str = typer.Option(..., help="a trained neural-graph encoder (name or directory)"),
+    out: str = typer.Option(..., "--out", help="directory for the encoder with its head"),
+    weight: float = typer.Option(0.4, help="the head's weight in the embedding's cosine"),
+    fingerprint: float = typer.Option(
+        -1.0, help="the fingerprint's weight; -1 keeps the encoder's"
+    ),
+    exclude_tasks: str = typer.Option("", help="comma-separated tasks kept out of the fit"),
+    exclude_families: str = typer.Option(
+        "", help="comma-separated architecture families kept out of the fit"
+    ),
+    steps: int = typer.Option(1500),
+    tau: float = typer.Option(0.05, help="temperature"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Fit a neural-graph encoder's function head (a learned map of its fingerprint) on a
+    zoo, the encoder frozen; prints validation mAP before and after."""
+    from zoolens.nn import NeuralGraphEncoder, load_encoder
+    from zoolens.train.function import fit_function_head
+
+    enc = load_encoder(encoder)
+    if not isinstance(enc, NeuralGraphEncoder):
+        raise fail(f"--encoder {encoder}: {enc.name!r} is not a neural-graph encoder")
+    try:
+        result = fit_function_head(
+            enc,
+            zoo,
+            weight,
+            fingerprint=None if fingerprint < 0 else fingerprint,
+            exclude_tasks=_names(exclude_tasks),
+            exclude_families=_names(exclude_families),
+            steps=steps,
+            tau=tau,
+            seed=seed,
+        )
+    except ValueError as e:
+        raise fail(str(e)) from None
+    result.encoder.save(out)
+    summary = {
+        "n_train": result.n_train,
+        "val_mAP_before": result.val_map_before,
+        "val_mAP_after": result.val_map_after,
         "encoder_dir": out,
     }
     typer.echo(json.dumps(summary))

@@ -8,15 +8,18 @@ as informative on tasks an encoder never saw as on the ones it was trained on. O
 different output counts still compare output by output; later outputs are dropped.
 Each output's values can first be centred over the probes (``norm="centre"``: a constant
 offset, such as a regressor's mean, no longer dominates) or standardised (``"zscore"``).
-`output_statistics` summarises the same values in a few numbers for the quality head.
+`output_statistics` summarises the same values in a few numbers for the quality head;
+`FunctionHead` maps a fingerprint to a learned vector.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from zoolens.graph import ROLE_OUTPUT, NeuralGraph
 from zoolens.nn.base import l2_normalise
@@ -109,11 +112,37 @@ def check_norm(norm: str) -> None:
         raise ValueError(f"fingerprint norm {norm!r}; expected one of {', '.join(NORMS)}")
 
 
-def combine(learned: np.ndarray, fingerprint: np.ndarray, weight: float) -> np.ndarray:
-    """The hybrid embedding: the learned rows, unit-normalised, times ``sqrt(1 - weight)``
-    beside the (unit) fingerprints times ``sqrt(weight)``; its cosines are
-    ``(1 - weight)`` times the learned ones plus `weight` times the fingerprints'."""
-    return np.hstack([np.sqrt(1.0 - weight) * l2_normalise(learned), np.sqrt(weight) * fingerprint])
+def combine(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
+    """The hybrid embedding: each part's rows, unit-normalised, times ``sqrt(weight)``,
+    side by side. With weights summing to 1 its cosines are the weighted sum of the
+    parts' cosines."""
+    return np.hstack([np.sqrt(w) * l2_normalise(x) for x, w in parts])
+
+
+class FunctionHead(nn.Module):
+    """A small MLP from a fingerprint to a vector, trained contrastively on a zoo with
+    the encoder frozen (`zoolens.train.function.fit_function_head`): it learns which
+    differences between functions' outputs on the probes matter for telling tasks apart.
+    It reads the fingerprint alone, so it is exactly invariant too.
+
+    Shapes:
+        x: ``(n, d_in)`` → ``(n, d_out)`` (unnormalised).
+    """
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(d_in, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, d_out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.mlp(x)
+        return out
 
 
 def _normalise(y: torch.Tensor, scale: bool) -> torch.Tensor:

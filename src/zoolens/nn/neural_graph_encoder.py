@@ -15,7 +15,14 @@ from zoolens.errors import LoadError
 from zoolens.graph import NeuralGraph, batch_graphs, default_probes, net_to_graph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
-from zoolens.nn.fingerprint import STATISTICS, check_norm, combine, fingerprints, output_statistics
+from zoolens.nn.fingerprint import (
+    STATISTICS,
+    FunctionHead,
+    check_norm,
+    combine,
+    fingerprints,
+    output_statistics,
+)
 from zoolens.nn.gnn import NeuralGraphNet
 from zoolens.nn.torch_encoder import TorchEncoder
 
@@ -38,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "fingerprint_dim": 256,
     "fingerprint_norm": "none",  # or "centre", "zscore": per output, over the probes
     "quality_stats": False,  # the quality head also reads `output_statistics` (refit)
+    "function_head": 0.0,  # weight of the learned map of the fingerprint (fit after training)
+    "function_hidden": 512,
+    "function_dim": 128,
     "seed": 0,
 }
 
@@ -52,6 +62,9 @@ class NeuralGraphEncoder(TorchEncoder):
     columns, weight ``sqrt(w)``), both unit vectors: the cosine of two embeddings is then
     ``(1 - w)`` times the learned cosine plus ``w`` times the fingerprints'. Training and
     the quality head read the learned part only; w can be set on a trained encoder.
+    With ``function_head`` v > 0 a `FunctionHead` of the fingerprint follows, at weight
+    v (``function_dim`` columns; the learned part then weighs ``1 - w - v``); it is fit on
+    a trained encoder by `zoolens.train.function.fit_function_head`.
 
     Args:
         config: overrides of `DEFAULTS`.
@@ -69,21 +82,44 @@ class NeuralGraphEncoder(TorchEncoder):
         "fingerprint": 0.0,
         "fingerprint_norm": "none",
         "quality_stats": False,
+        "function_head": 0.0,
     }
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
-        w = float(self.config["fingerprint"])
-        if not 0.0 <= w < 1.0:
-            raise ValueError(f"fingerprint weight {w}: expected 0 <= w < 1")
-        if w and not int(self.config["n_probes"]):
+        w, v = float(self.config["fingerprint"]), float(self.config["function_head"])
+        if min(w, v) < 0.0 or w + v >= 1.0:
+            raise ValueError(
+                f"fingerprint weight {w}, function head weight {v}: "
+                "expected both >= 0 and their sum < 1"
+            )
+        if (w or v) and not int(self.config["n_probes"]):
             raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
         check_norm(str(self.config["fingerprint_norm"]))
+        self.function: FunctionHead | None = None
+        if v:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(self.config["seed"]))
+                self.function = self.new_function_head()
 
     @property
     def dim(self) -> int:
-        extra = int(self.config["fingerprint_dim"]) if self.config["fingerprint"] else 0
-        return self.module_dim + extra
+        fp = int(self.config["fingerprint_dim"]) if self.config["fingerprint"] else 0
+        head = int(self.config["function_dim"]) if self.config["function_head"] else 0
+        return self.module_dim + fp + head
+
+    def new_function_head(self) -> FunctionHead:
+        """An untrained `FunctionHead` for this configuration."""
+        cfg = self.config
+        return FunctionHead(
+            int(cfg["fingerprint_dim"]), int(cfg["function_hidden"]), int(cfg["function_dim"])
+        ).eval()
+
+    def heads(self) -> dict[str, nn.Module]:
+        heads = super().heads()
+        if self.function is not None:
+            heads["function_head."] = self.function
+        return heads
 
     def build_module(self) -> nn.Module:
         return NeuralGraphNet(self.config)
@@ -140,15 +176,26 @@ class NeuralGraphEncoder(TorchEncoder):
         return self.forward(self.graphs(models))
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
-        """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`)."""
+        """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`):
+        the learned part, then the fingerprint and the function head's vector if they
+        weigh anything."""
         z, graphs = self._learned(models)
-        w = float(self.config["fingerprint"])
-        if not w:
+        w, v = float(self.config["fingerprint"]), float(self.config["function_head"])
+        if not (w or v):
             return z.numpy()
+        fp = self.fingerprints(graphs)
+        parts = [(z.numpy(), 1.0 - w - v)] + ([(fp, w)] if w else [])
+        if self.function is not None:
+            with _one_thread(), torch.no_grad():
+                parts.append((self.function(torch.from_numpy(fp)).double().numpy(), v))
+        return combine(parts)
+
+    def fingerprints(self, graphs: list[NeuralGraph]) -> np.ndarray:
+        """The unit fingerprints ``(n, fingerprint_dim)`` float32 of built graphs (what
+        the function head reads)."""
         dim, seed = int(self.config["fingerprint_dim"]), int(self.config["seed"])
         with _one_thread():
-            fp = fingerprints(graphs, dim, seed, str(self.config["fingerprint_norm"]))
-        return combine(z.numpy(), fp, w)
+            return fingerprints(graphs, dim, seed, str(self.config["fingerprint_norm"]))
 
     def _learned(self, models: list[Net | TensorSet]) -> tuple[torch.Tensor, list[NeuralGraph]]:
         """The learned embeddings ``(n, module_dim)`` float64 of `models` and their graphs."""

@@ -127,19 +127,26 @@ class TorchEncoder(Encoder):
         extra = list(self.quality.parameters()) if self.quality is not None else []
         return [*self.module.parameters(), *extra]
 
+    def heads(self) -> dict[str, nn.Module]:
+        """The small modules saved beside the main one, by state-dict prefix (here the
+        quality head, when there is one)."""
+        return {_QUALITY: self.quality} if self.quality is not None else {}
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         state = dict(self.module.state_dict())
-        if self.quality is not None:
-            state.update({f"{_QUALITY}{k}": v for k, v in self.quality.state_dict().items()})
+        for prefix, head in self.heads().items():
+            state.update({f"{prefix}{k}": v for k, v in head.state_dict().items()})
         return state
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        head = {k[len(_QUALITY) :]: v for k, v in tensors.items() if k.startswith(_QUALITY)}
+        heads = self.heads()
+        for prefix, head in heads.items():
+            head.load_state_dict(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
         self.module.load_state_dict(
-            {k: v for k, v in tensors.items() if not k.startswith(_QUALITY)}
+            {k: v for k, v in tensors.items() if not k.startswith((_QUALITY, *heads))}
         )
-        if self.quality is not None:
-            self.quality.load_state_dict(head)
 
 
 class Standardise(nn.Module):
