@@ -1,9 +1,14 @@
 """Choose the weight (and the per-output normalisation) of the function fingerprint of a
-trained neural-graph encoder on the validation split; show what each gives on the test split.
+trained neural-graph encoder, and of its function head if it has one, on the validation
+split; show what each gives on the test split.
 
     python benchmarks/fingerprint_weight.py --zoo ZOO --run RUN --heldout-run RUN2
         --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...]
-        [--norms none,centre,zscore] [--save DIR]
+        [--head-weights 0,0.2,...] [--norms none,centre,zscore] [--save DIR]
+
+``--head-weights`` needs encoders with a function head (`zoolens fit-function --out
+RUN/best`, the counterpart's fit without the held-out tasks and families; copy the
+training run's metrics.csv and train_config.json beside it).
 
 The criterion, fixed before looking: the mean of three validation mAPs — every validation
 query (encoder `RUN`), and the queries of the held-out tasks and of the held-out families
@@ -42,8 +47,22 @@ def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.nda
     return fingerprints(graphs, dim, seed, norm)
 
 
+def head_part(enc: NeuralGraphEncoder, fp: np.ndarray) -> np.ndarray | None:
+    """The function head's vectors of fingerprints `fp` (None without a head)."""
+    if enc.function is None:
+        return None
+    with torch.no_grad():
+        return enc.function(torch.from_numpy(fp)).double().numpy()
+
+
+def parts(learned: np.ndarray, fp: np.ndarray, head: np.ndarray | None, w: float, v: float):
+    out = [(learned, 1.0 - w - v), (fp, w)]
+    return combine([*out, (head, v)] if v and head is not None else out)
+
+
 def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list) -> list:
-    """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight)."""
+    """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight,
+    head weight)."""
     m = zoo.manifest
     df = m[m["split"] == split].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
@@ -55,12 +74,16 @@ def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: lis
     fps = {
         (key, norm): fingerprint_part(enc, graphs[key], norm)
         for key, enc in encs.items()
-        for norm in dict.fromkeys(n for n, _ in grid)
+        for norm in dict.fromkeys(n for n, _, _ in grid)
+    }
+    heads = {  # the head reads the fingerprint under the norm it was fit with
+        key: head_part(enc, fingerprint_part(enc, graphs[key], enc.config["fingerprint_norm"]))
+        for key, enc in encs.items()
     }
     rows = []
-    for norm, w in grid:
-        z = combine(learned["trained"], fps["trained", norm], w)
-        h = combine(learned["heldout"], fps["heldout", norm], w)
+    for norm, w, v in grid:
+        z = parts(learned["trained"], fps["trained", norm], heads.get("trained"), w, v)
+        h = parts(learned["heldout"], fps["heldout", norm], heads.get("heldout"), w, v)
         rows.append(
             (
                 retrieval_metrics(z, labels)["mAP"],
@@ -76,6 +99,7 @@ def main() -> None:
     for flag in ("--zoo", "--run", "--heldout-run", "--heldout-tasks", "--heldout-families"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--weights", default="0,0.1,0.2,0.25,0.3,0.35,0.4,0.5")
+    ap.add_argument("--head-weights", default="0")
     ap.add_argument("--norms", default="none")
     ap.add_argument("--save", default="")
     args = ap.parse_args()
@@ -86,25 +110,38 @@ def main() -> None:
         if not isinstance(enc, NeuralGraphEncoder):
             raise SystemExit(f"{run}: not a neural-graph encoder")
         encs[key] = enc
-    grid = [(n, float(w)) for n in args.norms.split(",") for w in args.weights.split(",")]
+    grid = [
+        (n, float(w), float(v))
+        for n in args.norms.split(",")
+        for w in args.weights.split(",")
+        for v in args.head_weights.split(",")
+        if float(w) + float(v) < 1
+    ]
+    if any(v for _, _, v in grid) and any(e.function is None for e in encs.values()):
+        raise SystemExit(
+            "--head-weights: both encoders need a function head (zoolens fit-function)"
+        )
     val, test = (scores(zoo, s, encs, args, grid) for s in ("val", "test"))
     best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
     print(
-        "| norm | weight | val mAP | val held-out tasks | val held-out family | val mean "
-        "| test mAP | test held-out tasks | test held-out family |"
+        "| norm | weight | head weight | val mAP | val held-out tasks | val held-out family "
+        "| val mean | test mAP | test held-out tasks | test held-out family |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for i, (norm, w) in enumerate(grid):
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for i, (norm, w, v) in enumerate(grid):
         mark = " (chosen)" if i == best else ""
         cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
-        print(f"| {norm} | {w:g}{mark} | {cells} |")
+        print(f"| {norm} | {w:g} | {v:g}{mark} | {cells} |")
     if args.save:
         for (key, enc), run in zip(encs.items(), (args.run, args.heldout_run), strict=True):
             out = os.path.join(args.save, key)
-            enc.with_fingerprint(grid[best][1], grid[best][0]).save(os.path.join(out, "best"))
+            norm, w, v = grid[best]
+            enc.with_fingerprint(w, norm, v).save(os.path.join(out, "best"))
             for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
                 shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
-        print(f"saved both encoders with (norm, weight) {grid[best]} under {args.save}")
+        print(
+            f"saved both encoders with (norm, weight, head weight) {grid[best]} under {args.save}"
+        )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_FUNCTION = "function_head."  # state-dict prefix of the function head
+
+
 @register_encoder("neural-graph")
 class NeuralGraphEncoder(TorchEncoder):
     """Exactly invariant to hidden-unit permutations (equivariant layers + invariant
@@ -118,7 +121,7 @@ class NeuralGraphEncoder(TorchEncoder):
     def heads(self) -> dict[str, nn.Module]:
         heads = super().heads()
         if self.function is not None:
-            heads["function_head."] = self.function
+            heads[_FUNCTION] = self.function
         return heads
 
     def build_module(self) -> nn.Module:
@@ -137,14 +140,24 @@ class NeuralGraphEncoder(TorchEncoder):
         z, graphs = self._learned(models)  # no fingerprint: the head does not read it
         return z, output_statistics(graphs) if self.quality_extra_dim else None
 
-    def with_fingerprint(self, weight: float, norm: str | None = None) -> NeuralGraphEncoder:
+    def with_fingerprint(
+        self, weight: float, norm: str | None = None, head: float | None = None
+    ) -> NeuralGraphEncoder:
         """This encoder (same learned state) with the fingerprint's weight set to `weight`
-        (and its per-output normalisation to `norm`, if given)."""
+        (and its per-output normalisation to `norm`, and the function head's weight to
+        `head`, if given; a head weight of 0 drops the head)."""
         changes: dict[str, Any] = {"fingerprint": float(weight)}
         if norm is not None:
             changes["fingerprint_norm"] = norm
+        if head is not None:
+            changes["function_head"] = float(head)
         enc = NeuralGraphEncoder({**self.config, **changes})
-        enc.load_state_tensors(self.state_tensors())
+        state = self.state_tensors()
+        if enc.function is None:
+            state = {k: v for k, v in state.items() if not k.startswith(_FUNCTION)}
+        elif self.function is None:
+            raise ValueError("no function head to weigh: fit one first (zoolens fit-function)")
+        enc.load_state_tensors(state)
         return enc
 
     def graph(self, net: Net) -> NeuralGraph:

@@ -105,7 +105,7 @@ def fit_function_head(
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             if step % 500 == 0 or step == steps - 1:
-                log.info("function head, step %d: loss %.4f", step, float(loss))
+                log.info("function head, step %d: loss %.4f", step, loss.item())
     head.eval()
     val = load_split(zoo, "val")
     before, after = (_val_map(e, val.nets, val.groups) for e in (encoder, enc))
