@@ -2,13 +2,15 @@
 
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
-        [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--quality-stats]
-        [--command "..."]
+        [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--function-head V]
+        [--quality-stats] [--command "..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
 ``--fingerprint W`` ships (and measures, with its counterpart) the neural-graph encoder with
 its function fingerprint at weight W (choose W with `benchmarks/fingerprint_weight.py`).
+``--function-head V`` fits a function head on each of the two encoders (`zoolens
+fit-function`; the counterpart's without its held-out tasks and families) and weighs it V.
 ``--quality-stats`` refits the trained encoder's quality head on the zoo, reading its
 function's output statistics too (`zoolens fit-quality`), before measuring it.
 """
@@ -30,6 +32,7 @@ from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
+from zoolens.train.function import FunctionFit, fit_function_head
 from zoolens.train.quality import QualityFit, fit_quality_head
 from zoolens.zoo import Zoo
 
@@ -131,7 +134,12 @@ def evaluate_all(
 
 
 def card(
-    rows: dict, args: argparse.Namespace, zoo: Zoo, train_cfg: dict, fit: QualityFit | None
+    rows: dict,
+    args: argparse.Namespace,
+    zoo: Zoo,
+    train_cfg: dict,
+    fit: QualityFit | None,
+    heads: dict[str, FunctionFit],
 ) -> str:
     lines = [
         f"# zoolens encoder `{args.name}`",
@@ -154,6 +162,21 @@ def card(
                 "",
             ]
             if args.fingerprint is not None
+            else []
+        ),
+        *(
+            [
+                f"Function head at weight {args.function_head:g} (`zoolens fit-function`: an "
+                "MLP of the fingerprint, fit with the supervised contrastive loss on the "
+                "train split, the encoder frozen; the learned part weighs the rest). "
+                + " ".join(
+                    f"{key}: fit on {h.n_train} models, validation mAP "
+                    f"{h.val_map_before:.3f} → {h.val_map_after:.3f}."
+                    for key, h in heads.items()
+                ),
+                "",
+            ]
+            if heads
             else []
         ),
         "Held-out retrieval on the zoo's **test split** (models never seen in training), "
@@ -212,6 +235,7 @@ def card(
         )
         + (f" --fingerprint {args.fingerprint:g}" if args.fingerprint is not None else "")
         + (f" --fingerprint-norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
+        + (f" --function-head {args.function_head:g}" if args.function_head else "")
         + (" --quality-stats" if args.quality_stats else "")
         + "`.",
     ]
@@ -229,19 +253,17 @@ def main() -> None:
     ap.add_argument("--command", default="")
     ap.add_argument("--fingerprint", type=float, default=None)
     ap.add_argument("--fingerprint-norm", default=None)
+    ap.add_argument("--function-head", type=float, default=0.0)
     ap.add_argument("--quality-stats", action="store_true")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
     if args.fingerprint_norm is not None and args.fingerprint is None:
         ap.error("--fingerprint-norm needs --fingerprint W (the weight it applies to)")
     zoo = Zoo.open(args.zoo)
+    tasks, families = (
+        [t for t in v.split(",") if t] for v in (args.heldout_tasks, args.heldout_families)
+    )
     enc = load_trained(os.path.join(args.run, "best"), args.fingerprint, args.fingerprint_norm)
-    fit = None
-    if args.quality_stats:
-        if not isinstance(enc, TorchEncoder):
-            raise SystemExit(f"{args.run}: --quality-stats needs a trained torch encoder")
-        fit = fit_quality_head(enc, args.zoo, stats=True)
-        enc = fit.encoder
     heldout = (
         load_trained(
             os.path.join(args.heldout_run, "best"), args.fingerprint, args.fingerprint_norm
@@ -249,9 +271,27 @@ def main() -> None:
         if args.heldout_run
         else None
     )
-    tasks, families = (
-        [t for t in v.split(",") if t] for v in (args.heldout_tasks, args.heldout_families)
-    )
+    heads: dict[str, FunctionFit] = {}
+    if args.function_head:
+        if not isinstance(enc, NeuralGraphEncoder):
+            raise SystemExit(f"{args.run}: --function-head applies to neural-graph encoders")
+        heads["trained"] = fit_function_head(enc, args.zoo, args.function_head)
+        enc = heads["trained"].encoder
+        if isinstance(heldout, NeuralGraphEncoder):
+            heads["counterpart"] = fit_function_head(
+                heldout,
+                args.zoo,
+                args.function_head,
+                exclude_tasks=tasks,
+                exclude_families=families,
+            )
+            heldout = heads["counterpart"].encoder
+    fit = None
+    if args.quality_stats:
+        if not isinstance(enc, TorchEncoder):
+            raise SystemExit(f"{args.run}: --quality-stats needs a trained torch encoder")
+        fit = fit_quality_head(enc, args.zoo, stats=True)
+        enc = fit.encoder
     rows = evaluate_all(zoo, (f"{args.name} (trained)", enc), heldout, tasks, families)
     with open(os.path.join(args.run, "train_config.json")) as f:
         train_cfg = json.load(f)
@@ -259,7 +299,7 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     enc.save(out)
     shutil.copy(os.path.join(args.run, "metrics.csv"), os.path.join(out, "metrics.csv"))
-    text = card(rows, args, zoo, train_cfg, fit)
+    text = card(rows, args, zoo, train_cfg, fit, heads)
     with open(os.path.join(out, "MODEL_CARD.md"), "w") as f:
         f.write(text)
     print(text)

@@ -18,6 +18,7 @@ from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import FAMILIES, assert_invariant, cosine, random_net
 from zoolens.train.function import fit_function_head
+from zoolens.train.quality import fit_quality_head
 from zoolens.zoo import Zoo
 from zoolens.zoo.importers import write_zoo
 
@@ -137,6 +138,8 @@ def test_fit_learns_what_the_raw_fingerprint_misses(zoo_dir: str) -> None:
     g = torch.Generator().manual_seed(5)
     z = fit.encoder.encode(nets[:4] + [random_exact_action(n, g) for n in nets[:4]])
     assert min(cosine(z[i], z[i + 4]) for i in range(4)) > 0.9999
+    requality = fit_quality_head(fit.encoder, zoo_dir, stats=True, steps=5, weight_decays=(1.0,))
+    assert np.array_equal(requality.encoder.encode(nets), fit.encoder.encode(nets))
 
 
 def test_fit_keeps_out_what_it_is_told(zoo_dir: str) -> None:

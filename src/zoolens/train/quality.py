@@ -96,6 +96,10 @@ def fit_quality_head(
     if stats and not enc.quality_extra_dim:
         raise ValueError(f"encoder {encoder.name!r} has no function statistics for its head")
     enc.module.load_state_dict(encoder.module.state_dict())
+    own = enc.heads()
+    for prefix, head in encoder.heads().items():  # other heads (a function head) as they are
+        if head is not encoder.quality:
+            own[prefix].load_state_dict(head.state_dict())
     zoo = Zoo.open(zoo_dir)
     (zt, et, yt), (zv, ev, yv) = (_inputs(enc, zoo, s) for s in ("train", "val"))
     best: tuple[float, float, nn.Module] | None = None
