@@ -12,11 +12,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from zoolens.cli import app
+from zoolens.errors import ZoolensError
 from zoolens.eval import retrieval_metrics
 from zoolens.ir import Net, load_net
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import FAMILIES, assert_invariant, cosine, random_net
+from zoolens.train import TrainConfig, Trainer
 from zoolens.train.function import fit_function_head
 from zoolens.train.quality import fit_quality_head
 from zoolens.zoo import Zoo
@@ -170,3 +172,11 @@ def test_cli_fit_function(zoo_dir: str, tmp_path) -> None:
     lw = ["fit-function", "--zoo", zoo_dir, "--encoder", "layerwise", "--out", str(tmp_path)]
     wrong = runner.invoke(app, lw)
     assert wrong.exit_code != 0 and "not a neural-graph" in wrong.output
+
+
+def test_training_refuses_a_function_head(zoo_dir: str, tmp_path) -> None:
+    """The trainer does not fit the head; an encoder config asking for one is refused
+    rather than trained with a random head in its embedding."""
+    cfg = TrainConfig(epochs=1, encoder_config={**SMALL, "function_head": 0.3})
+    with pytest.raises(ZoolensError, match="fit-function"):
+        Trainer(zoo_dir, str(tmp_path / "run"), cfg)

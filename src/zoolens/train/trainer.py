@@ -64,6 +64,11 @@ class Trainer:
         self.zoo, self.out, self.cfg = Zoo.open(zoo_dir), out, config
         _register_all()
         self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
+        if getattr(self.encoder, "function", None) is not None:
+            raise ZoolensError(
+                "a function head is not trained with the encoder: fit it afterwards "
+                "(zoolens fit-function)"
+            )
         params = _torch_encoder(self.encoder).parameters()  # the quality head's included
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(config.epochs, 1))
