@@ -90,11 +90,9 @@ def fit_function_head(
         raise ValueError(f"{zoo_dir}: fewer than 2 train models to fit the function head on")
     x = torch.from_numpy(_fingerprints(enc, train.nets))
     labels = torch.from_numpy(np.unique(train.groups, return_inverse=True)[1])
-    head = enc.function
-    assert head is not None  # weight > 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head.load_state_dict(enc.new_function_head().state_dict())
+        enc.function = head = enc.new_function_head()
         head.train()
         opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
         for step in range(steps):
