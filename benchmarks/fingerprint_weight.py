@@ -30,7 +30,7 @@ import torch
 from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
-from zoolens.nn.fingerprint import combine, fingerprints
+from zoolens.nn.fingerprint import fingerprints
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
 
@@ -45,19 +45,6 @@ def learned_part(enc: NeuralGraphEncoder, graphs: list, batch: int = 64) -> np.n
 def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.ndarray:
     dim, seed = int(enc.config["fingerprint_dim"]), int(enc.config["seed"])
     return fingerprints(graphs, dim, seed, norm)
-
-
-def head_part(enc: NeuralGraphEncoder, fp: np.ndarray) -> np.ndarray | None:
-    """The function head's vectors of fingerprints `fp` (None without a head)."""
-    if enc.function is None:
-        return None
-    with torch.no_grad():
-        return enc.function(torch.from_numpy(fp)).double().numpy()
-
-
-def parts(learned: np.ndarray, fp: np.ndarray, head: np.ndarray | None, w: float, v: float):
-    out = [(learned, 1.0 - w - v), (fp, w)]
-    return combine([*out, (head, v)] if v and head is not None else out)
 
 
 def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list) -> list:
@@ -76,14 +63,12 @@ def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: lis
         for key, enc in encs.items()
         for norm in dict.fromkeys(n for n, _, _ in grid)
     }
-    heads = {  # the head reads the fingerprint under the norm it was fit with
-        key: head_part(enc, fingerprint_part(enc, graphs[key], enc.config["fingerprint_norm"]))
-        for key, enc in encs.items()
-    }
     rows = []
     for norm, w, v in grid:
-        z = parts(learned["trained"], fps["trained", norm], heads.get("trained"), w, v)
-        h = parts(learned["heldout"], fps["heldout", norm], heads.get("heldout"), w, v)
+        z, h = (  # each encoder under these weights (its head reads this norm's fingerprint)
+            encs[key].with_fingerprint(w, norm, v).compose(learned[key], fps[key, norm])
+            for key in ("trained", "heldout")
+        )
         rows.append(
             (
                 retrieval_metrics(z, labels)["mAP"],

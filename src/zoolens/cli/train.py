@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import typer
 
 from zoolens.cli.app import app, fail
+
+if TYPE_CHECKING:
+    from zoolens.nn import Encoder
 
 
 @app.command()
@@ -124,19 +129,16 @@ def fit_quality(
     enc = load_encoder(encoder)
     if not isinstance(enc, TorchEncoder):
         raise fail(f"--encoder {encoder}: {enc.name!r} has no trained quality head")
-    try:
-        result = fit_quality_head(enc, zoo, stats=stats, steps=steps, seed=seed)
-    except ValueError as e:
-        raise fail(str(e)) from None
-    result.encoder.save(out)
-    summary = {
-        "weight_decay": result.weight_decay,
-        "val_R2": result.val_r2,
-        "n_train": result.n_train,
-        "n_val": result.n_val,
-        "encoder_dir": out,
-    }
-    typer.echo(json.dumps(summary))
+    _fit_and_save(
+        lambda: fit_quality_head(enc, zoo, stats=stats, steps=steps, seed=seed),
+        out,
+        lambda r: {
+            "weight_decay": r.weight_decay,
+            "val_R2": r.val_r2,
+            "n_train": r.n_train,
+            "n_val": r.n_val,
+        },
+    )
 
 
 @app.command("fit-function")
@@ -164,8 +166,8 @@ def fit_function(
     enc = load_encoder(encoder)
     if not isinstance(enc, NeuralGraphEncoder):
         raise fail(f"--encoder {encoder}: {enc.name!r} is not a neural-graph encoder")
-    try:
-        result = fit_function_head(
+    _fit_and_save(
+        lambda: fit_function_head(
             enc,
             zoo,
             weight,
@@ -175,14 +177,30 @@ def fit_function(
             steps=steps,
             tau=tau,
             seed=seed,
-        )
+        ),
+        out,
+        lambda r: {
+            "n_train": r.n_train,
+            "val_mAP_before": r.val_map_before,
+            "val_mAP_after": r.val_map_after,
+        },
+    )
+
+
+class _Fit(Protocol):
+    @property
+    def encoder(self) -> Encoder: ...
+
+
+F = TypeVar("F", bound=_Fit)
+
+
+def _fit_and_save(fit: Callable[[], F], out: str, summary: Callable[[F], dict[str, Any]]) -> None:
+    """Run `fit` (a ValueError becomes a one-line error), save its encoder to `out` (only
+    then: an earlier result there stays on failure) and print `summary` of it as JSON."""
+    try:
+        result = fit()
     except ValueError as e:
         raise fail(str(e)) from None
     result.encoder.save(out)
-    summary = {
-        "n_train": result.n_train,
-        "val_mAP_before": result.val_map_before,
-        "val_mAP_after": result.val_map_after,
-        "encoder_dir": out,
-    }
-    typer.echo(json.dumps(summary))
+    typer.echo(json.dumps({**summary(result), "encoder_dir": out}))

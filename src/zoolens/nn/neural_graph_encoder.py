@@ -192,15 +192,25 @@ class NeuralGraphEncoder(TorchEncoder):
         """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`):
         the learned part, then the fingerprint and the function head's vector if they
         weigh anything."""
+        if not (self.config["fingerprint"] or self.config["function_head"]):
+            return self._learned(models)[0].numpy()
+        return self.compose(*self.parts(models))
+
+    def parts(self, models: list[Net | TensorSet]) -> tuple[np.ndarray, np.ndarray]:
+        """The learned rows ``(n, module_dim)`` float64 and the fingerprints
+        ``(n, fingerprint_dim)`` of `models`: what `compose` makes an embedding of."""
         z, graphs = self._learned(models)
+        return z.numpy(), self.fingerprints(graphs)
+
+    def compose(self, learned: np.ndarray, fingerprint: np.ndarray) -> np.ndarray:
+        """The embeddings of models from their learned rows and fingerprints (`parts`)
+        under this encoder's weights: learned, fingerprint, function head side by side."""
         w, v = float(self.config["fingerprint"]), float(self.config["function_head"])
-        if not (w or v):
-            return z.numpy()
-        fp = self.fingerprints(graphs)
-        parts = [(z.numpy(), 1.0 - w - v)] + ([(fp, w)] if w else [])
+        parts = [(learned, 1.0 - w - v)] + ([(fingerprint, w)] if w else [])
         if self.function is not None:
             with _one_thread(), torch.no_grad():
-                parts.append((self.function(torch.from_numpy(fp)).double().numpy(), v))
+                head = self.function(torch.from_numpy(fingerprint).float())
+            parts.append((head.double().numpy(), v))
         return combine(parts)
 
     def fingerprints(self, graphs: list[NeuralGraph]) -> np.ndarray:

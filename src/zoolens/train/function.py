@@ -106,7 +106,7 @@ def fit_function_head(
                 log.info("function head, step %d: loss %.4f", step, loss.item())
     head.eval()
     val = load_split(zoo, "val")
-    before, after = (_val_map(e, val.nets, val.groups) for e in (encoder, enc))
+    before, after = _val_maps((encoder, enc), val.nets, val.groups)
     return FunctionFit(enc, len(train.nets), before, after)
 
 
@@ -119,7 +119,16 @@ def _fingerprints(enc: NeuralGraphEncoder, nets: list[Net], batch: int = 256) ->
     return np.vstack(parts)
 
 
-def _val_map(enc: NeuralGraphEncoder, nets: list[Net], groups: np.ndarray) -> float:
+def _val_maps(
+    encs: tuple[NeuralGraphEncoder, ...], nets: list[Net], groups: np.ndarray, batch: int = 256
+) -> list[float]:
+    """Validation mAP of each of `encs` — encoders that differ only in their weights and
+    function head, so the learned rows and fingerprints are computed once for all."""
     if len(nets) < 2:
-        return float("nan")
-    return float(retrieval_metrics(enc.encode(nets), groups)["mAP"])
+        return [float("nan")] * len(encs)
+    parts = []
+    for s in range(0, len(nets), batch):
+        models: list[Net | TensorSet] = list(nets[s : s + batch])
+        parts.append(encs[-1].parts(models))
+    z, fp = (np.vstack(p) for p in zip(*parts, strict=True))
+    return [float(retrieval_metrics(e.compose(z, fp), groups)["mAP"]) for e in encs]
