@@ -1,10 +1,11 @@
 """Choose the weight (and the per-output normalisation) of the function fingerprint of a
-trained neural-graph encoder, and of its function head if it has one, on the validation
-split; show what each gives on the test split.
+trained neural-graph encoder, of its function head if it has one, and of its interface
+part, on the validation split; show what each gives on the test split.
 
     python benchmarks/fingerprint_weight.py --zoo ZOO --run RUN --heldout-run RUN2
         --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...]
-        [--head-weights 0,0.2,...] [--norms none,centre,zscore] [--save DIR]
+        [--head-weights 0,0.2,...] [--interface-weights 0,0.1,...]
+        [--norms none,centre,zscore] [--save DIR]
 
 ``--head-weights`` needs encoders with a function head (`zoolens fit-function --out
 RUN/best`, the counterpart's fit without the held-out tasks and families; copy the
@@ -31,6 +32,7 @@ from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.nn.fingerprint import fingerprints
+from zoolens.nn.neural_graph_encoder import EmbeddingParts
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
 
@@ -49,7 +51,7 @@ def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.nda
 
 def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list) -> list:
     """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight,
-    head weight)."""
+    head weight, interface weight)."""
     m = zoo.manifest
     df = m[m["split"] == split].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
@@ -61,12 +63,15 @@ def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: lis
     fps = {
         (key, norm): fingerprint_part(enc, graphs[key], norm)
         for key, enc in encs.items()
-        for norm in dict.fromkeys(n for n, _, _ in grid)
+        for norm in dict.fromkeys(row[0] for row in grid)
     }
+    iface = {key: enc.interfaces(nets, graphs[key]) for key, enc in encs.items()}
     rows = []
-    for norm, w, v in grid:
+    for norm, w, v, k in grid:
         z, h = (  # each encoder under these weights (its head reads this norm's fingerprint)
-            encs[key].with_fingerprint(w, norm, v).compose(learned[key], fps[key, norm])
+            encs[key]
+            .with_fingerprint(w, norm, v, k)
+            .compose(EmbeddingParts(learned[key], fps[key, norm], iface[key]))
             for key in ("trained", "heldout")
         )
         rows.append(
@@ -85,6 +90,7 @@ def main() -> None:
         ap.add_argument(flag, required=True)
     ap.add_argument("--weights", default="0,0.1,0.2,0.25,0.3,0.35,0.4,0.5")
     ap.add_argument("--head-weights", default="0")
+    ap.add_argument("--interface-weights", default="0")
     ap.add_argument("--norms", default="none")
     ap.add_argument("--save", default="")
     args = ap.parse_args()
@@ -96,36 +102,39 @@ def main() -> None:
             raise SystemExit(f"{run}: not a neural-graph encoder")
         encs[key] = enc
     grid = [
-        (n, float(w), float(v))
+        (n, float(w), float(v), float(k))
         for n in args.norms.split(",")
         for w in args.weights.split(",")
         for v in args.head_weights.split(",")
-        if float(w) + float(v) < 1
+        for k in args.interface_weights.split(",")
+        if float(w) + float(v) + float(k) < 1
     ]
-    if any(v for _, _, v in grid) and any(e.function is None for e in encs.values()):
+    if any(row[2] for row in grid) and any(e.function is None for e in encs.values()):
         raise SystemExit(
             "--head-weights: both encoders need a function head (zoolens fit-function)"
         )
     val, test = (scores(zoo, s, encs, args, grid) for s in ("val", "test"))
     best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
     print(
-        "| norm | weight | head weight | val mAP | val held-out tasks | val held-out family "
-        "| val mean | test mAP | test held-out tasks | test held-out family |"
+        "| norm | weight | head weight | interface weight | val mAP | val held-out tasks "
+        "| val held-out family | val mean | test mAP | test held-out tasks "
+        "| test held-out family |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for i, (norm, w, v) in enumerate(grid):
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, (norm, w, v, k) in enumerate(grid):
         mark = " (chosen)" if i == best else ""
         cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
-        print(f"| {norm} | {w:g} | {v:g}{mark} | {cells} |")
+        print(f"| {norm} | {w:g} | {v:g} | {k:g}{mark} | {cells} |")
     if args.save:
         for (key, enc), run in zip(encs.items(), (args.run, args.heldout_run), strict=True):
             out = os.path.join(args.save, key)
-            norm, w, v = grid[best]
-            enc.with_fingerprint(w, norm, v).save(os.path.join(out, "best"))
+            norm, w, v, k = grid[best]
+            enc.with_fingerprint(w, norm, v, k).save(os.path.join(out, "best"))
             for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
                 shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
         print(
-            f"saved both encoders with (norm, weight, head weight) {grid[best]} under {args.save}"
+            "saved both encoders with (norm, weight, head weight, interface weight) "
+            f"{grid[best]} under {args.save}"
         )
 
 

@@ -3,7 +3,7 @@
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
         [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--function-head V]
-        [--quality-stats] [--command "..."]
+        [--interface K] [--quality-stats] [--command "..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
@@ -11,6 +11,7 @@ metrics.csv) and prints the card's table. Every number in the card comes from th
 its function fingerprint at weight W (choose W with `benchmarks/fingerprint_weight.py`).
 ``--function-head V`` fits a function head on each of the two encoders (`zoolens
 fit-function`; the counterpart's without its held-out tasks and families) and weighs it V.
+``--interface K`` weighs both encoders' interface part (input shape, output count) K.
 ``--quality-stats`` refits the trained encoder's quality head on the zoo, reading its
 function's output statistics too (`zoolens fit-quality`), before measuring it.
 """
@@ -98,6 +99,13 @@ def load_trained(path: str, fingerprint: float | None, norm: str | None = None) 
     return enc.with_fingerprint(fingerprint, norm)
 
 
+def with_interface(enc: Encoder, weight: float) -> Encoder:
+    """`enc` with its interface part at `weight` (neural-graph encoders only)."""
+    if not isinstance(enc, NeuralGraphEncoder):
+        raise SystemExit("--interface applies to neural-graph encoders only")
+    return enc.with_fingerprint(float(enc.config["fingerprint"]), interface=weight)
+
+
 def evaluate_all(
     zoo: Zoo,
     trained: tuple[str, Encoder],
@@ -179,6 +187,15 @@ def card(
             if heads
             else []
         ),
+        *(
+            [
+                f"Interface part at weight {args.interface:g} (`zoolens.nn.interface`: a fixed "
+                "random unit vector per input shape and output count; not trained).",
+                "",
+            ]
+            if args.interface
+            else []
+        ),
         "Held-out retrieval on the zoo's **test split** (models never seen in training), "
         "leave-one-out, relevant = same task (INRs: same task and digit). The INR and "
         "non-INR columns score the queries of each kind (gallery: every other test model). "
@@ -236,6 +253,7 @@ def card(
         + (f" --fingerprint {args.fingerprint:g}" if args.fingerprint is not None else "")
         + (f" --fingerprint-norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
         + (f" --function-head {args.function_head:g}" if args.function_head else "")
+        + (f" --interface {args.interface:g}" if args.interface else "")
         + (" --quality-stats" if args.quality_stats else "")
         + "`.",
     ]
@@ -254,6 +272,7 @@ def main() -> None:
     ap.add_argument("--fingerprint", type=float, default=None)
     ap.add_argument("--fingerprint-norm", default=None)
     ap.add_argument("--function-head", type=float, default=0.0)
+    ap.add_argument("--interface", type=float, default=0.0)
     ap.add_argument("--quality-stats", action="store_true")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
@@ -286,6 +305,9 @@ def main() -> None:
                 exclude_families=families,
             )
             heldout = heads["counterpart"].encoder
+    if args.interface:
+        enc = with_interface(enc, args.interface)
+        heldout = with_interface(heldout, args.interface) if heldout is not None else None
     fit = None
     if args.quality_stats:
         if not isinstance(enc, TorchEncoder):

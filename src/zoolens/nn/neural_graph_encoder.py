@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from zoolens.errors import LoadError
-from zoolens.graph import NeuralGraph, batch_graphs, default_probes, net_to_graph
+from zoolens.graph import ROLE_OUTPUT, NeuralGraph, batch_graphs, default_probes, net_to_graph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
 from zoolens.nn.fingerprint import (
@@ -24,6 +24,7 @@ from zoolens.nn.fingerprint import (
     output_statistics,
 )
 from zoolens.nn.gnn import NeuralGraphNet
+from zoolens.nn.interface import interface_vectors, signature
 from zoolens.nn.torch_encoder import TorchEncoder
 
 DEFAULTS: dict[str, Any] = {
@@ -48,11 +49,23 @@ DEFAULTS: dict[str, Any] = {
     "function_head": 0.0,  # weight of the learned map of the fingerprint (fit after training)
     "function_hidden": 512,
     "function_dim": 128,
+    "interface": 0.0,  # weight of the input-shape / output-count vector (`zoolens.nn.interface`)
+    "interface_dim": 128,
     "seed": 0,
 }
 
 
 _FUNCTION = "function_head."  # state-dict prefix of the function head
+
+
+class EmbeddingParts(NamedTuple):
+    """What `NeuralGraphEncoder.compose` makes embeddings of: the learned rows ``(n,
+    module_dim)``, the fingerprints ``(n, fingerprint_dim)`` and the interface vectors
+    ``(n, interface_dim)`` of n models."""
+
+    learned: np.ndarray
+    fingerprint: np.ndarray
+    interface: np.ndarray
 
 
 @register_encoder("neural-graph")
@@ -67,7 +80,9 @@ class NeuralGraphEncoder(TorchEncoder):
     the quality head read the learned part only; w can be set on a trained encoder.
     With ``function_head`` v > 0 a `FunctionHead` of the fingerprint follows, at weight
     v (``function_dim`` columns; the learned part then weighs ``1 - w - v``); it is fit on
-    a trained encoder by `zoolens.train.function.fit_function_head`.
+    a trained encoder by `zoolens.train.function.fit_function_head`. With ``interface`` k >
+    0 the net's interface vector (`zoolens.nn.interface`: input shape and output count)
+    comes last, at weight k, and the learned part weighs ``1 - w - v - k``.
 
     Args:
         config: overrides of `DEFAULTS`.
@@ -86,15 +101,16 @@ class NeuralGraphEncoder(TorchEncoder):
         "fingerprint_norm": "none",
         "quality_stats": False,
         "function_head": 0.0,
+        "interface": 0.0,
     }
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
-        w, v = float(self.config["fingerprint"]), float(self.config["function_head"])
-        if min(w, v) < 0.0 or w + v >= 1.0:
+        w, v, k = self._weights()
+        if min(w, v, k) < 0.0 or w + v + k >= 1.0:
             raise ValueError(
-                f"fingerprint weight {w}, function head weight {v}: "
-                "expected both >= 0 and their sum < 1"
+                f"fingerprint weight {w}, function head weight {v}, interface weight {k}: "
+                "expected all >= 0 and their sum < 1"
             )
         if (w or v) and not int(self.config["n_probes"]):
             raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
@@ -109,7 +125,13 @@ class NeuralGraphEncoder(TorchEncoder):
     def dim(self) -> int:
         fp = int(self.config["fingerprint_dim"]) if self.config["fingerprint"] else 0
         head = int(self.config["function_dim"]) if self.config["function_head"] else 0
-        return self.module_dim + fp + head
+        iface = int(self.config["interface_dim"]) if self.config["interface"] else 0
+        return self.module_dim + fp + head + iface
+
+    def _weights(self) -> tuple[float, float, float]:
+        """The weights of the fingerprint, the function head and the interface."""
+        cfg = self.config
+        return float(cfg["fingerprint"]), float(cfg["function_head"]), float(cfg["interface"])
 
     def new_function_head(self) -> FunctionHead:
         """An untrained `FunctionHead` for this configuration."""
@@ -141,16 +163,23 @@ class NeuralGraphEncoder(TorchEncoder):
         return z, output_statistics(graphs) if self.quality_extra_dim else None
 
     def with_fingerprint(
-        self, weight: float, norm: str | None = None, head: float | None = None
+        self,
+        weight: float,
+        norm: str | None = None,
+        head: float | None = None,
+        interface: float | None = None,
     ) -> NeuralGraphEncoder:
         """This encoder (same learned state) with the fingerprint's weight set to `weight`
-        (and its per-output normalisation to `norm`, and the function head's weight to
-        `head`, if given; a head weight of 0 drops the head)."""
+        (and its per-output normalisation to `norm`, the function head's weight to `head`
+        and the interface's to `interface`, if given; a head weight of 0 drops the
+        head)."""
         changes: dict[str, Any] = {"fingerprint": float(weight)}
         if norm is not None:
             changes["fingerprint_norm"] = norm
         if head is not None:
             changes["function_head"] = float(head)
+        if interface is not None:
+            changes["interface"] = float(interface)
         enc = NeuralGraphEncoder({**self.config, **changes})
         state = self.state_tensors()
         if enc.function is None:
@@ -190,28 +219,41 @@ class NeuralGraphEncoder(TorchEncoder):
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`):
-        the learned part, then the fingerprint and the function head's vector if they
-        weigh anything."""
-        if not (self.config["fingerprint"] or self.config["function_head"]):
+        the learned part, then the fingerprint, the function head's vector and the
+        interface vector if they weigh anything."""
+        if not any(self._weights()):
             return self._learned(models)[0].numpy()
-        return self.compose(*self.parts(models))
+        return self.compose(self.parts(models))
 
-    def parts(self, models: list[Net | TensorSet]) -> tuple[np.ndarray, np.ndarray]:
-        """The learned rows ``(n, module_dim)`` float64 and the fingerprints
-        ``(n, fingerprint_dim)`` of `models`: what `compose` makes an embedding of."""
+    def parts(self, models: list[Net | TensorSet]) -> EmbeddingParts:
+        """The parts of `models`' embeddings, before weighing (see `compose`)."""
         z, graphs = self._learned(models)
-        return z.numpy(), self.fingerprints(graphs)
+        return EmbeddingParts(z.numpy(), self.fingerprints(graphs), self.interfaces(models, graphs))
 
-    def compose(self, learned: np.ndarray, fingerprint: np.ndarray) -> np.ndarray:
-        """The embeddings of models from their learned rows and fingerprints (`parts`)
-        under this encoder's weights: learned, fingerprint, function head side by side."""
-        w, v = float(self.config["fingerprint"]), float(self.config["function_head"])
-        parts = [(learned, 1.0 - w - v)] + ([(fingerprint, w)] if w else [])
+    def compose(self, parts: EmbeddingParts) -> np.ndarray:
+        """The embeddings of models from their `parts` under this encoder's weights:
+        learned, fingerprint, function head, interface side by side."""
+        w, v, k = self._weights()
+        weighed = [(parts.learned, 1.0 - w - v - k)]
+        if w:
+            weighed.append((parts.fingerprint, w))
         if self.function is not None:
             with _one_thread(), torch.no_grad():
-                head = self.function(torch.from_numpy(fingerprint).float())
-            parts.append((head.double().numpy(), v))
-        return combine(parts)
+                head = self.function(torch.from_numpy(parts.fingerprint).float())
+            weighed.append((head.double().numpy(), v))
+        if k:
+            weighed.append((parts.interface, k))
+        return combine(weighed)
+
+    def interfaces(self, models: list[Net | TensorSet], graphs: list[NeuralGraph]) -> np.ndarray:
+        """The interface vectors ``(n, interface_dim)`` of `models` and their built
+        `graphs` (`zoolens.nn.interface`)."""
+        sigs = [
+            signature(m.input_shape, int((g.role == ROLE_OUTPUT).sum()))
+            for m, g in zip(models, graphs, strict=True)
+            if isinstance(m, Net)  # always: `graphs` refuses the rest
+        ]
+        return interface_vectors(sigs, int(self.config["interface_dim"]))
 
     def fingerprints(self, graphs: list[NeuralGraph]) -> np.ndarray:
         """The unit fingerprints ``(n, fingerprint_dim)`` float32 of built graphs (what

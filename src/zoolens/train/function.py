@@ -21,6 +21,7 @@ import torch
 from zoolens.eval import retrieval_metrics
 from zoolens.ir import Net, TensorSet
 from zoolens.nn import NeuralGraphEncoder
+from zoolens.nn.neural_graph_encoder import EmbeddingParts
 from zoolens.train.data import load_split
 from zoolens.train.losses import supcon_loss
 from zoolens.zoo import Zoo
@@ -126,9 +127,9 @@ def _val_maps(
     function head, so the learned rows and fingerprints are computed once for all."""
     if len(nets) < 2:
         return [float("nan")] * len(encs)
-    parts = []
+    chunks = []
     for s in range(0, len(nets), batch):
         models: list[Net | TensorSet] = list(nets[s : s + batch])
-        parts.append(encs[-1].parts(models))
-    z, fp = (np.vstack(p) for p in zip(*parts, strict=True))
-    return [float(retrieval_metrics(e.compose(z, fp), groups)["mAP"]) for e in encs]
+        chunks.append(encs[-1].parts(models))
+    parts = EmbeddingParts(*(np.vstack(p) for p in zip(*chunks, strict=True)))
+    return [float(retrieval_metrics(e.compose(parts), groups)["mAP"]) for e in encs]
