@@ -1,15 +1,16 @@
 """Choose the weight (and the per-output normalisation) of the function fingerprint of a
-trained neural-graph encoder, of its function head if it has one, and of its interface
-part, on the validation split; show what each gives on the test split.
+trained neural-graph encoder, of its function and class heads if it has them, and of its
+interface part, on the validation split; show what each gives on the test split.
 
     python benchmarks/fingerprint_weight.py --zoo ZOO --run RUN --heldout-run RUN2
         --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...]
-        [--head-weights 0,0.2,...] [--interface-weights 0,0.1,...]
+        [--head-weights 0,0.2,...] [--interface-weights 0,0.1,...] [--class-weights 0,...]
         [--norms none,centre,zscore] [--save DIR]
 
-``--head-weights`` needs encoders with a function head (`zoolens fit-function --out
-RUN/best`, the counterpart's fit without the held-out tasks and families; copy the
-training run's metrics.csv and train_config.json beside it).
+``--head-weights`` (``--class-weights``) needs encoders with a function head (a class
+head): `zoolens fit-function [--head class] --out RUN/best`, the counterpart's fit without
+the held-out tasks and families; copy the training run's metrics.csv and
+train_config.json beside it.
 
 The criterion, fixed before looking: the mean of three validation mAPs — every validation
 query (encoder `RUN`), and the queries of the held-out tasks and of the held-out families
@@ -51,7 +52,7 @@ def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.nda
 
 def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list) -> list:
     """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight,
-    head weight, interface weight)."""
+    head weight, interface weight, class head weight)."""
     m = zoo.manifest
     df = m[m["split"] == split].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
@@ -67,10 +68,10 @@ def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: lis
     }
     iface = {key: enc.interfaces(nets, graphs[key]) for key, enc in encs.items()}
     rows = []
-    for norm, w, v, k in grid:
+    for norm, w, v, k, u in grid:
         z, h = (  # each encoder under these weights (its head reads this norm's fingerprint)
             encs[key]
-            .with_fingerprint(w, norm, v, k)
+            .with_fingerprint(w, norm, v, k, u)
             .compose(EmbeddingParts(learned[key], fps[key, norm], iface[key]))
             for key in ("trained", "heldout")
         )
@@ -91,6 +92,7 @@ def main() -> None:
     ap.add_argument("--weights", default="0,0.1,0.2,0.25,0.3,0.35,0.4,0.5")
     ap.add_argument("--head-weights", default="0")
     ap.add_argument("--interface-weights", default="0")
+    ap.add_argument("--class-weights", default="0")
     ap.add_argument("--norms", default="none")
     ap.add_argument("--save", default="")
     args = ap.parse_args()
@@ -102,38 +104,39 @@ def main() -> None:
             raise SystemExit(f"{run}: not a neural-graph encoder")
         encs[key] = enc
     grid = [
-        (n, float(w), float(v), float(k))
+        (n, float(w), float(v), float(k), float(u))
         for n in args.norms.split(",")
         for w in args.weights.split(",")
         for v in args.head_weights.split(",")
         for k in args.interface_weights.split(",")
-        if float(w) + float(v) + float(k) < 1
+        for u in args.class_weights.split(",")
+        if float(w) + float(v) + float(k) + float(u) < 1
     ]
-    if any(row[2] for row in grid) and any(e.function is None for e in encs.values()):
-        raise SystemExit(
-            "--head-weights: both encoders need a function head (zoolens fit-function)"
-        )
+    for col, flag, attr in ((2, "--head-weights", "function"), (4, "--class-weights", "classes")):
+        if any(row[col] for row in grid) and any(getattr(e, attr) is None for e in encs.values()):
+            raise SystemExit(f"{flag}: both encoders need that head (zoolens fit-function)")
     val, test = (scores(zoo, s, encs, args, grid) for s in ("val", "test"))
     best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
     print(
-        "| norm | weight | head weight | interface weight | val mAP | val held-out tasks "
+        "| norm | weight | head weight | interface weight | class weight | val mAP "
+        "| val held-out tasks "
         "| val held-out family | val mean | test mAP | test held-out tasks "
         "| test held-out family |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for i, (norm, w, v, k) in enumerate(grid):
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, (norm, w, v, k, u) in enumerate(grid):
         mark = " (chosen)" if i == best else ""
         cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
-        print(f"| {norm} | {w:g} | {v:g} | {k:g}{mark} | {cells} |")
+        print(f"| {norm} | {w:g} | {v:g} | {k:g} | {u:g}{mark} | {cells} |")
     if args.save:
         for (key, enc), run in zip(encs.items(), (args.run, args.heldout_run), strict=True):
             out = os.path.join(args.save, key)
-            norm, w, v, k = grid[best]
-            enc.with_fingerprint(w, norm, v, k).save(os.path.join(out, "best"))
+            norm, w, v, k, u = grid[best]
+            enc.with_fingerprint(w, norm, v, k, u).save(os.path.join(out, "best"))
             for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
                 shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
         print(
-            "saved both encoders with (norm, weight, head weight, interface weight) "
+            "saved both encoders with (norm, weight, head, interface, class weights) "
             f"{grid[best]} under {args.save}"
         )
 

@@ -3,7 +3,7 @@
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
         [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--function-head V]
-        [--interface K] [--quality-stats] [--command "..."]
+        [--interface K] [--class-head U] [--quality-stats] [--command "..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
@@ -12,6 +12,8 @@ its function fingerprint at weight W (choose W with `benchmarks/fingerprint_weig
 ``--function-head V`` fits a function head on each of the two encoders (`zoolens
 fit-function`; the counterpart's without its held-out tasks and families) and weighs it V.
 ``--interface K`` weighs both encoders' interface part (input shape, output count) K.
+``--class-head U`` fits a class head on each (`zoolens fit-function --head class`, the
+counterpart's without its held-out tasks and families) and weighs it U.
 ``--quality-stats`` refits the trained encoder's quality head on the zoo, reading its
 function's output statistics too (`zoolens fit-quality`), before measuring it.
 """
@@ -33,7 +35,7 @@ from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
-from zoolens.train.function import FunctionFit, fit_function_head
+from zoolens.train.function import FunctionFit, fit_class_head, fit_function_head
 from zoolens.train.quality import QualityFit, fit_quality_head
 from zoolens.zoo import Zoo
 
@@ -176,7 +178,16 @@ def card(
             [
                 f"Function head at weight {args.function_head:g} (`zoolens fit-function`: an "
                 "MLP of the fingerprint, fit with the supervised contrastive loss on the "
-                "train split, the encoder frozen; the learned part weighs the rest). "
+                "train split, the encoder frozen)"
+                + (
+                    f"; class head at weight {args.class_head:g} (`zoolens fit-function --head "
+                    "class`: an MLP classifier of the fingerprint over the train split's "
+                    "relevance groups, cross-entropy; its class probabilities join the "
+                    "embedding)"
+                    if args.class_head
+                    else ""
+                )
+                + "; the learned part weighs the rest. "
                 + " ".join(
                     f"{key}: fit on {h.n_train} models, validation mAP "
                     f"{h.val_map_before:.3f} → {h.val_map_after:.3f}."
@@ -254,6 +265,7 @@ def card(
         + (f" --fingerprint-norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
         + (f" --function-head {args.function_head:g}" if args.function_head else "")
         + (f" --interface {args.interface:g}" if args.interface else "")
+        + (f" --class-head {args.class_head:g}" if args.class_head else "")
         + (" --quality-stats" if args.quality_stats else "")
         + "`.",
     ]
@@ -273,6 +285,7 @@ def main() -> None:
     ap.add_argument("--fingerprint-norm", default=None)
     ap.add_argument("--function-head", type=float, default=0.0)
     ap.add_argument("--interface", type=float, default=0.0)
+    ap.add_argument("--class-head", type=float, default=0.0)
     ap.add_argument("--quality-stats", action="store_true")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
@@ -291,20 +304,21 @@ def main() -> None:
         else None
     )
     heads: dict[str, FunctionFit] = {}
-    if args.function_head:
+    for flag, weight, fit_head in (
+        ("function head", args.function_head, fit_function_head),
+        ("class head", args.class_head, fit_class_head),
+    ):
+        if not weight:
+            continue
         if not isinstance(enc, NeuralGraphEncoder):
-            raise SystemExit(f"{args.run}: --function-head applies to neural-graph encoders")
-        heads["trained"] = fit_function_head(enc, args.zoo, args.function_head)
-        enc = heads["trained"].encoder
+            raise SystemExit(f"{args.run}: --{flag.replace(' ', '-')} needs a neural-graph encoder")
+        heads[f"{flag}, trained"] = fit_head(enc, args.zoo, weight)
+        enc = heads[f"{flag}, trained"].encoder
         if isinstance(heldout, NeuralGraphEncoder):
-            heads["counterpart"] = fit_function_head(
-                heldout,
-                args.zoo,
-                args.function_head,
-                exclude_tasks=tasks,
-                exclude_families=families,
+            heads[f"{flag}, counterpart"] = fit_head(
+                heldout, args.zoo, weight, exclude_tasks=tasks, exclude_families=families
             )
-            heldout = heads["counterpart"].encoder
+            heldout = heads[f"{flag}, counterpart"].encoder
     if args.interface:
         enc = with_interface(enc, args.interface)
         heldout = with_interface(heldout, args.interface) if heldout is not None else None

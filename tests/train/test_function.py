@@ -19,7 +19,7 @@ from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import FAMILIES, assert_invariant, cosine, random_net
 from zoolens.train import TrainConfig, Trainer
-from zoolens.train.function import fit_function_head
+from zoolens.train.function import fit_class_head, fit_function_head
 from zoolens.train.quality import fit_quality_head
 from zoolens.zoo import Zoo
 from zoolens.zoo.importers import write_zoo
@@ -178,5 +178,59 @@ def test_training_refuses_a_function_head(zoo_dir: str, tmp_path) -> None:
     """The trainer does not fit the head; an encoder config asking for one is refused
     rather than trained with a random head in its embedding."""
     cfg = TrainConfig(epochs=1, encoder_config={**SMALL, "function_head": 0.3})
+    with pytest.raises(ZoolensError, match="fit-function"):
+        Trainer(zoo_dir, str(tmp_path / "run"), cfg)
+
+
+def test_class_head_joins_what_the_raw_fingerprint_splits(zoo_dir: str) -> None:
+    """The class head classifies the fingerprint into the train split's groups: both
+    output signs of a task land in one class. Its part is a probability row, exactly
+    invariant, different for different tasks; the function head fit before stays."""
+    enc = fit_function_head(NeuralGraphEncoder(HEADED), zoo_dir, 0.3, steps=20).encoder
+    fit = fit_class_head(enc, zoo_dir, 0.3, steps=300)
+    assert fit.encoder.config["class_count"] == 3 and fit.encoder.classes is not None
+    assert fit.encoder.dim == 16 + 256 + 128 + 3
+    nets, tasks = _val(zoo_dir)
+    assert fit.val_map_after > fit.val_map_before + 0.15, (fit.val_map_before, fit.val_map_after)
+    probs = fit.encoder.encode(nets)[:, -3:] / np.sqrt(0.3)
+    np.testing.assert_allclose(np.linalg.norm(probs, axis=1), 1.0, atol=1e-5)
+    assert retrieval_metrics(probs, tasks)["mAP"] > 0.9
+    assert enc.function is not None and fit.encoder.function is not None
+    for key, v in enc.function.state_dict().items():
+        assert torch.equal(fit.encoder.function.state_dict()[key], v)
+    g = torch.Generator().manual_seed(6)
+    moved = fit.encoder.encode([random_exact_action(n, g) for n in nets[:4]])[:, -3:]
+    np.testing.assert_allclose(moved / np.sqrt(0.3), probs[:4], atol=1e-6)
+    refit = fit_function_head(fit.encoder, zoo_dir, 0.3, steps=5).encoder
+    assert refit.classes is not None  # fitting one head keeps the other
+    np.testing.assert_allclose(
+        refit.encode(nets)[:, -3:], fit.encoder.encode(nets)[:, -3:], atol=1e-6
+    )
+
+
+def test_class_head_weights_and_round_trip(zoo_dir: str, tmp_path) -> None:
+    enc = fit_class_head(NeuralGraphEncoder(SMALL), zoo_dir, 0.25, steps=5).encoder
+    nets, _ = _val(zoo_dir)
+    enc.save(str(tmp_path / "enc"))
+    back = load_encoder(str(tmp_path / "enc"))
+    assert back.id == enc.id and np.array_equal(back.encode(nets), enc.encode(nets))
+    assert isinstance(back, NeuralGraphEncoder)
+    dropped = back.with_fingerprint(0.0, classes=0.0)
+    assert dropped.classes is None and dropped.dim == 16
+    with pytest.raises(ValueError, match="no class head"):
+        NeuralGraphEncoder(SMALL).with_fingerprint(0.0, classes=0.2)
+    with pytest.raises(ValueError, match="class_count"):
+        NeuralGraphEncoder({**SMALL, "class_head": 0.2})
+    with pytest.raises(ValueError, match="class head weight"):
+        NeuralGraphEncoder({**SMALL, "class_head": 0.6, "class_count": 3, "fingerprint": 0.5})
+    runner = CliRunner()
+    out = str(tmp_path / "cli")
+    args = ["fit-function", "--zoo", zoo_dir, "--encoder", str(tmp_path / "enc"), "--out", out]
+    result = runner.invoke(app, [*args, "--head", "class", "--steps", "5", "--weight", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert load_encoder(out).config["class_head"] == 0.2
+    bad = runner.invoke(app, [*args, "--head", "softmax"])
+    assert bad.exit_code != 0 and "--head" in bad.output and "Traceback" not in bad.output
+    cfg = TrainConfig(epochs=1, encoder_config={**SMALL, "class_head": 0.2, "class_count": 3})
     with pytest.raises(ZoolensError, match="fit-function"):
         Trainer(zoo_dir, str(tmp_path / "run"), cfg)

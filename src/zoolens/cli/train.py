@@ -155,28 +155,35 @@ def fit_function(
         "", help="comma-separated architecture families kept out of the fit"
     ),
     steps: int = typer.Option(1500),
-    tau: float = typer.Option(0.05, help="temperature"),
+    tau: float = typer.Option(0.05, help="temperature (contrastive head)"),
     seed: int = typer.Option(0),
+    head: str = typer.Option(
+        "contrastive", help="contrastive (the function head) | class (the class head)"
+    ),
 ) -> None:
-    """Fit a neural-graph encoder's function head (a learned map of its fingerprint) on a
-    zoo, the encoder frozen; prints validation mAP before and after."""
+    """Fit a neural-graph encoder's function head (a learned map of its fingerprint) or
+    its class head (a classifier of it) on a zoo, the encoder frozen; prints validation
+    mAP before and after."""
     from zoolens.nn import NeuralGraphEncoder, load_encoder
-    from zoolens.train.function import fit_function_head
+    from zoolens.train.function import fit_class_head, fit_function_head
 
+    if head not in ("contrastive", "class"):
+        raise fail(f"--head {head!r}: expected contrastive or class")
     enc = load_encoder(encoder)
     if not isinstance(enc, NeuralGraphEncoder):
         raise fail(f"--encoder {encoder}: {enc.name!r} is not a neural-graph encoder")
+    common: dict[str, Any] = {
+        "fingerprint": None if fingerprint < 0 else fingerprint,
+        "exclude_tasks": _names(exclude_tasks),
+        "exclude_families": _names(exclude_families),
+        "steps": steps,
+        "seed": seed,
+    }
     _fit_and_save(
-        lambda: fit_function_head(
-            enc,
-            zoo,
-            weight,
-            fingerprint=None if fingerprint < 0 else fingerprint,
-            exclude_tasks=_names(exclude_tasks),
-            exclude_families=_names(exclude_families),
-            steps=steps,
-            tau=tau,
-            seed=seed,
+        lambda: (
+            fit_class_head(enc, zoo, weight, **common)
+            if head == "class"
+            else fit_function_head(enc, zoo, weight, tau=tau, **common)
         ),
         out,
         lambda r: {

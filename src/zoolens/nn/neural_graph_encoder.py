@@ -51,11 +51,16 @@ DEFAULTS: dict[str, Any] = {
     "function_dim": 128,
     "interface": 0.0,  # weight of the input-shape / output-count vector (`zoolens.nn.interface`)
     "interface_dim": 128,
+    "class_head": 0.0,  # weight of the class probabilities of the fingerprint (fit after training)
+    "class_count": 0,  # classes it tells apart: the train split's groups (set by the fit)
+    "class_temperature": 3.0,  # the probabilities are softmax(logits / T)
+    "class_dropout": 0.3,
     "seed": 0,
 }
 
 
-_FUNCTION = "function_head."  # state-dict prefix of the function head
+_FUNCTION = "function_head."  # state-dict prefixes of the function head
+_CLASSES = "class_head."  # and of the class head
 
 
 class EmbeddingParts(NamedTuple):
@@ -82,7 +87,10 @@ class NeuralGraphEncoder(TorchEncoder):
     v (``function_dim`` columns; the learned part then weighs ``1 - w - v``); it is fit on
     a trained encoder by `zoolens.train.function.fit_function_head`. With ``interface`` k >
     0 the net's interface vector (`zoolens.nn.interface`: input shape and output count)
-    comes last, at weight k, and the learned part weighs ``1 - w - v - k``.
+    comes next, at weight k. With ``class_head`` u > 0 a second `FunctionHead` of the
+    fingerprint, a classifier over the groups of the zoo it was fit on
+    (`zoolens.train.function.fit_class_head`), adds its class probabilities at weight u.
+    The learned part weighs ``1 - w - v - k - u``.
 
     Args:
         config: overrides of `DEFAULTS`.
@@ -102,36 +110,46 @@ class NeuralGraphEncoder(TorchEncoder):
         "quality_stats": False,
         "function_head": 0.0,
         "interface": 0.0,
+        "class_head": 0.0,
     }
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
-        w, v, k = self._weights()
-        if min(w, v, k) < 0.0 or w + v + k >= 1.0:
+        w, v, k, u = self._weights()
+        if min(w, v, k, u) < 0.0 or w + v + k + u >= 1.0:
             raise ValueError(
-                f"fingerprint weight {w}, function head weight {v}, interface weight {k}: "
-                "expected all >= 0 and their sum < 1"
+                f"fingerprint weight {w}, function head weight {v}, interface weight {k}, "
+                f"class head weight {u}: expected all >= 0 and their sum < 1"
             )
+        if u and int(self.config["class_count"]) < 2:
+            raise ValueError("a class head needs class_count >= 2 (set by fit_class_head)")
         if (w or v) and not int(self.config["n_probes"]):
             raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
         check_norm(str(self.config["fingerprint_norm"]))
         self.function: FunctionHead | None = None
-        if v:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(self.config["seed"]))
+        self.classes: FunctionHead | None = None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.config["seed"]))
+            if v:
                 self.function = self.new_function_head()
+            if u:
+                self.classes = self.new_class_head(int(self.config["class_count"]))
 
     @property
     def dim(self) -> int:
         fp = int(self.config["fingerprint_dim"]) if self.config["fingerprint"] else 0
         head = int(self.config["function_dim"]) if self.config["function_head"] else 0
         iface = int(self.config["interface_dim"]) if self.config["interface"] else 0
-        return self.module_dim + fp + head + iface
+        classes = int(self.config["class_count"]) if self.config["class_head"] else 0
+        return self.module_dim + fp + head + iface + classes
 
-    def _weights(self) -> tuple[float, float, float]:
-        """The weights of the fingerprint, the function head and the interface."""
+    def _weights(self) -> tuple[float, float, float, float]:
+        """The weights of the fingerprint, the function head, the interface and the class
+        head."""
         cfg = self.config
-        return float(cfg["fingerprint"]), float(cfg["function_head"]), float(cfg["interface"])
+        keys = ("fingerprint", "function_head", "interface", "class_head")
+        w, v, k, u = (float(cfg[key]) for key in keys)
+        return w, v, k, u
 
     def new_function_head(self) -> FunctionHead:
         """An untrained `FunctionHead` for this configuration."""
@@ -140,10 +158,22 @@ class NeuralGraphEncoder(TorchEncoder):
             int(cfg["fingerprint_dim"]), int(cfg["function_hidden"]), int(cfg["function_dim"])
         ).eval()
 
+    def new_class_head(self, count: int) -> FunctionHead:
+        """An untrained class head over `count` classes."""
+        cfg = self.config
+        return FunctionHead(
+            int(cfg["fingerprint_dim"]),
+            int(cfg["function_hidden"]),
+            count,
+            dropout=float(cfg["class_dropout"]),
+        ).eval()
+
     def heads(self) -> dict[str, nn.Module]:
         heads = super().heads()
         if self.function is not None:
             heads[_FUNCTION] = self.function
+        if self.classes is not None:
+            heads[_CLASSES] = self.classes
         return heads
 
     def build_module(self) -> nn.Module:
@@ -168,11 +198,12 @@ class NeuralGraphEncoder(TorchEncoder):
         norm: str | None = None,
         head: float | None = None,
         interface: float | None = None,
+        classes: float | None = None,
     ) -> NeuralGraphEncoder:
         """This encoder (same learned state) with the fingerprint's weight set to `weight`
-        (and its per-output normalisation to `norm`, the function head's weight to `head`
-        and the interface's to `interface`, if given; a head weight of 0 drops the
-        head)."""
+        (and its per-output normalisation to `norm`, the function head's weight to `head`,
+        the interface's to `interface` and the class head's to `classes`, if given; a head
+        weight of 0 drops that head)."""
         changes: dict[str, Any] = {"fingerprint": float(weight)}
         if norm is not None:
             changes["fingerprint_norm"] = norm
@@ -180,12 +211,19 @@ class NeuralGraphEncoder(TorchEncoder):
             changes["function_head"] = float(head)
         if interface is not None:
             changes["interface"] = float(interface)
+        if classes is not None:
+            changes["class_head"] = float(classes)
+        for kind, key, have in (
+            ("function", "function_head", self.function),
+            ("class", "class_head", self.classes),
+        ):
+            if changes.get(key) and have is None:
+                raise ValueError(f"no {kind} head to weigh: fit one first (zoolens fit-function)")
         enc = NeuralGraphEncoder({**self.config, **changes})
         state = self.state_tensors()
-        if enc.function is None:
-            state = {k: v for k, v in state.items() if not k.startswith(_FUNCTION)}
-        elif self.function is None:
-            raise ValueError("no function head to weigh: fit one first (zoolens fit-function)")
+        for prefix, module in ((_FUNCTION, enc.function), (_CLASSES, enc.classes)):
+            if module is None:
+                state = {k: v for k, v in state.items() if not k.startswith(prefix)}
         enc.load_state_tensors(state)
         return enc
 
@@ -232,17 +270,23 @@ class NeuralGraphEncoder(TorchEncoder):
 
     def compose(self, parts: EmbeddingParts) -> np.ndarray:
         """The embeddings of models from their `parts` under this encoder's weights:
-        learned, fingerprint, function head, interface side by side."""
-        w, v, k = self._weights()
-        weighed = [(parts.learned, 1.0 - w - v - k)]
+        learned, fingerprint, function head, interface, class probabilities side by
+        side."""
+        w, v, k, u = self._weights()
+        weighed = [(parts.learned, 1.0 - w - v - k - u)]
         if w:
             weighed.append((parts.fingerprint, w))
+        fp = torch.from_numpy(parts.fingerprint).float()
         if self.function is not None:
             with _one_thread(), torch.no_grad():
-                head = self.function(torch.from_numpy(parts.fingerprint).float())
-            weighed.append((head.double().numpy(), v))
+                weighed.append((self.function(fp).double().numpy(), v))
         if k:
             weighed.append((parts.interface, k))
+        if self.classes is not None:
+            t = float(self.config["class_temperature"])
+            with _one_thread(), torch.no_grad():
+                probs = torch.softmax(self.classes(fp).double() / t, dim=1)
+            weighed.append((probs.numpy(), u))
         return combine(weighed)
 
     def interfaces(self, models: list[Net | TensorSet], graphs: list[NeuralGraph]) -> np.ndarray:

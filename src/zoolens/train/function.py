@@ -10,13 +10,13 @@ embedding is then the learned part, the fingerprint and the head's vector side b
 
 from __future__ import annotations
 
-import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from zoolens.eval import retrieval_metrics
 from zoolens.ir import Net, TensorSet
@@ -77,34 +77,113 @@ def fit_function_head(
     Raises:
         ValueError: a weight out of range, no probes, or fewer than 2 train models.
     """
+
+    def loss(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return supcon_loss(torch.nn.functional.normalize(head(x), dim=1), y, tau)
+
+    return _fit_head(
+        encoder,
+        zoo_dir,
+        "function_head",
+        weight,
+        fingerprint,
+        loss,
+        _Optimisation(exclude_tasks, exclude_families, steps, lr, weight_decay, batch_size, seed),
+    )
+
+
+def fit_class_head(
+    encoder: NeuralGraphEncoder,
+    zoo_dir: str,
+    weight: float,
+    fingerprint: float | None = None,
+    exclude_tasks: Sequence[str] = (),
+    exclude_families: Sequence[str] = (),
+    steps: int = 1500,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> FunctionFit:
+    """Fit a new class head on the frozen `encoder` (a copy; the argument is untouched): a
+    classifier of the fingerprint over the train split's relevance groups (cross-entropy;
+    otherwise as `fit_function_head`). Its class probabilities (softmax of the logits over
+    the encoder's ``class_temperature``) join the embedding at `weight`: two models the
+    head puts in the same class are near, whatever else differs in their outputs."""
+
+    def loss(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(head(x), y)
+
+    return _fit_head(
+        encoder,
+        zoo_dir,
+        "class_head",
+        weight,
+        fingerprint,
+        loss,
+        _Optimisation(exclude_tasks, exclude_families, steps, lr, weight_decay, batch_size, seed),
+    )
+
+
+@dataclass
+class _Optimisation:
+    exclude_tasks: Sequence[str]
+    exclude_families: Sequence[str]
+    steps: int
+    lr: float
+    weight_decay: float
+    batch_size: int
+    seed: int
+
+
+def _fit_head(
+    encoder: NeuralGraphEncoder,
+    zoo_dir: str,
+    key: str,
+    weight: float,
+    fingerprint: float | None,
+    loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    opt: _Optimisation,
+) -> FunctionFit:
+    """Fit the head of config `key` ("function_head" or "class_head") on the train
+    split's fingerprints against their group labels; the encoder's other parts and heads
+    are copied unchanged."""
+    kind = key.split("_")[0]
     if weight <= 0:
-        raise ValueError(f"function head weight {weight}: expected > 0")
-    changes: dict[str, object] = {"function_head": float(weight)}
+        raise ValueError(f"{kind} head weight {weight}: expected > 0")
+    zoo = Zoo.open(zoo_dir)
+    train = load_split(zoo, "train", opt.exclude_tasks, opt.exclude_families)
+    if len(train.nets) < 2:
+        raise ValueError(f"{zoo_dir}: fewer than 2 train models to fit the {kind} head on")
+    names, labels_np = np.unique(train.groups, return_inverse=True)
+    count = max(len(names), 2)
+    changes: dict[str, object] = {key: float(weight)}
+    if key == "class_head":
+        changes["class_count"] = count
     if fingerprint is not None:
         changes["fingerprint"] = float(fingerprint)
     enc = NeuralGraphEncoder({**encoder.config, **changes})
-    enc.module.load_state_dict(encoder.module.state_dict())
-    enc.quality = copy.deepcopy(encoder.quality)
-    zoo = Zoo.open(zoo_dir)
-    train = load_split(zoo, "train", exclude_tasks, exclude_families)
-    if len(train.nets) < 2:
-        raise ValueError(f"{zoo_dir}: fewer than 2 train models to fit the function head on")
     x = torch.from_numpy(_fingerprints(enc, train.nets))
-    labels = torch.from_numpy(np.unique(train.groups, return_inverse=True)[1])
+    labels = torch.from_numpy(labels_np)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        enc.function = head = enc.new_function_head()
+        torch.manual_seed(opt.seed)
+        fresh = enc.new_class_head(count) if key == "class_head" else enc.new_function_head()
+        state = {k: v for k, v in encoder.state_tensors().items() if not k.startswith(key)}
+        enc.load_state_tensors(  # the encoder's other parts, this head fresh
+            state | {f"{key}.{k}": v for k, v in fresh.state_dict().items()}
+        )
+        head = enc.classes if key == "class_head" else enc.function
+        assert head is not None
         head.train()
-        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-        for step in range(steps):
-            idx = torch.randperm(len(x))[:batch_size]
-            z = torch.nn.functional.normalize(head(x[idx]), dim=1)
-            loss = supcon_loss(z, labels[idx], tau)
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            if step % 500 == 0 or step == steps - 1:
-                log.info("function head, step %d: loss %.4f", step, loss.item())
+        adam = torch.optim.AdamW(head.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        for step in range(opt.steps):
+            idx = torch.randperm(len(x))[: opt.batch_size]
+            value = loss(head, x[idx], labels[idx])
+            adam.zero_grad()
+            value.backward()  # type: ignore[no-untyped-call]
+            adam.step()
+            if step % 500 == 0 or step == opt.steps - 1:
+                log.info("%s head, step %d: loss %.4f", kind, step, value.item())
     head.eval()
     val = load_split(zoo, "val")
     before, after = _val_maps((encoder, enc), val.nets, val.groups)

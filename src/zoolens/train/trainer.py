@@ -64,9 +64,9 @@ class Trainer:
         self.zoo, self.out, self.cfg = Zoo.open(zoo_dir), out, config
         _register_all()
         self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
-        if getattr(self.encoder, "function", None) is not None:
+        if any(getattr(self.encoder, h, None) is not None for h in ("function", "classes")):
             raise ZoolensError(
-                "a function head is not trained with the encoder: fit it afterwards "
+                "a function or class head is not trained with the encoder: fit it afterwards "
                 "(zoolens fit-function)"
             )
         params = _torch_encoder(self.encoder).parameters()  # the quality head's included
