@@ -1,11 +1,14 @@
-"""Fit the function head of a trained neural-graph encoder, the encoder frozen.
+"""Fit the function head or the class head of a trained neural-graph encoder, the encoder
+frozen.
 
 The fingerprint (a net's outputs on the probes) is exactly invariant and needs no
 training, but compares outputs as they come: two digit INRs of the same digit drawn
 differently are far apart in it. `fit_function_head` trains a small MLP on the
 fingerprints of the zoo's train split with the supervised contrastive loss (same
-relevance group = positive), and sets it into the encoder at a given weight: the
-embedding is then the learned part, the fingerprint and the head's vector side by side.
+relevance group = positive), and sets it into the encoder at a given weight: the head's
+vector joins the embedding beside the learned part and the fingerprint.
+`fit_class_head` trains the same shape of MLP as a classifier over those groups
+(cross-entropy); its class probabilities join the embedding instead.
 """
 
 from __future__ import annotations
