@@ -223,6 +223,8 @@ def test_class_head_weights_and_round_trip(zoo_dir: str, tmp_path) -> None:
         NeuralGraphEncoder({**SMALL, "class_head": 0.2})
     with pytest.raises(ValueError, match="class head weight"):
         NeuralGraphEncoder({**SMALL, "class_head": 0.6, "class_count": 3, "fingerprint": 0.5})
+    with pytest.raises(ValueError, match="probe"):  # the class head reads the fingerprint
+        NeuralGraphEncoder({**SMALL, "class_head": 0.2, "class_count": 3, "n_probes": 0})
     runner = CliRunner()
     out = str(tmp_path / "cli")
     args = ["fit-function", "--zoo", zoo_dir, "--encoder", str(tmp_path / "enc"), "--out", out]

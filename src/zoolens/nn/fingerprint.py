@@ -9,7 +9,7 @@ different output counts still compare output by output; later outputs are droppe
 Each output's values can first be centred over the probes (``norm="centre"``: a constant
 offset, such as a regressor's mean, no longer dominates) or standardised (``"zscore"``).
 `output_statistics` summarises the same values in a few numbers for the quality head;
-`FunctionHead` maps a fingerprint to a learned vector.
+`FunctionHead` maps a fingerprint to a learned vector (or to class logits).
 """
 
 from __future__ import annotations
@@ -120,10 +120,11 @@ def combine(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
 
 
 class FunctionHead(nn.Module):
-    """A small MLP from a fingerprint to a vector, trained contrastively on a zoo with
-    the encoder frozen (`zoolens.train.function.fit_function_head`): it learns which
-    differences between functions' outputs on the probes matter for telling tasks apart.
-    It reads the fingerprint alone, so it is exactly invariant too.
+    """A small MLP from a fingerprint to a vector, trained on a zoo with the encoder
+    frozen: contrastively as the function head (`zoolens.train.function.fit_function_head`),
+    or as the class head, a classifier over the zoo's relevance groups (`fit_class_head`).
+    Either learns which differences between functions' outputs on the probes matter for
+    telling tasks apart. It reads the fingerprint alone, so it is exactly invariant too.
 
     Shapes:
         x: ``(n, d_in)`` → ``(n, d_out)`` (unnormalised).

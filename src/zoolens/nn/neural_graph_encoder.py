@@ -123,7 +123,7 @@ class NeuralGraphEncoder(TorchEncoder):
             )
         if u and int(self.config["class_count"]) < 2:
             raise ValueError("a class head needs class_count >= 2 (set by fit_class_head)")
-        if (w or v) and not int(self.config["n_probes"]):
+        if (w or v or u) and not int(self.config["n_probes"]):
             raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
         check_norm(str(self.config["fingerprint_norm"]))
         self.function: FunctionHead | None = None
@@ -257,8 +257,8 @@ class NeuralGraphEncoder(TorchEncoder):
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`):
-        the learned part, then the fingerprint, the function head's vector and the
-        interface vector if they weigh anything."""
+        the learned part, then the fingerprint, the function head's vector, the interface
+        vector and the class probabilities, each if it weighs anything."""
         if not any(self._weights()):
             return self._learned(models)[0].numpy()
         return self.compose(self.parts(models))
