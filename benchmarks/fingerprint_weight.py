@@ -50,9 +50,12 @@ def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.nda
     return fingerprints(graphs, dim, seed, norm)
 
 
-def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list) -> list:
+def scores(
+    zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list, weighed: list
+) -> list:
     """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight,
-    head weight, interface weight, class head weight)."""
+    head weight, interface weight, class head weight) of `grid`; `weighed` holds both
+    encoders under each row's weights."""
     m = zoo.manifest
     df = m[m["split"] == split].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
@@ -68,11 +71,9 @@ def scores(zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: lis
     }
     iface = {key: enc.interfaces(nets, graphs[key]) for key, enc in encs.items()}
     rows = []
-    for norm, w, v, k, u in grid:
+    for (norm, *_), pair in zip(grid, weighed, strict=True):
         z, h = (  # each encoder under these weights (its head reads this norm's fingerprint)
-            encs[key]
-            .with_fingerprint(w, norm, v, k, u)
-            .compose(EmbeddingParts(learned[key], fps[key, norm], iface[key]))
+            pair[key].compose(EmbeddingParts(learned[key], fps[key, norm], iface[key]))
             for key in ("trained", "heldout")
         )
         rows.append(
@@ -115,7 +116,11 @@ def main() -> None:
     for col, flag, attr in ((2, "--head-weights", "function"), (4, "--class-weights", "classes")):
         if any(row[col] for row in grid) and any(getattr(e, attr) is None for e in encs.values()):
             raise SystemExit(f"{flag}: both encoders need that head (zoolens fit-function)")
-    val, test = (scores(zoo, s, encs, args, grid) for s in ("val", "test"))
+    weighed = [  # built once, for both splits and --save
+        {key: enc.with_fingerprint(w, norm, v, k, u) for key, enc in encs.items()}
+        for norm, w, v, k, u in grid
+    ]
+    val, test = (scores(zoo, s, encs, args, grid, weighed) for s in ("val", "test"))
     best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
     print(
         "| norm | weight | head weight | interface weight | class weight | val mAP "
@@ -129,10 +134,9 @@ def main() -> None:
         cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
         print(f"| {norm} | {w:g} | {v:g} | {k:g} | {u:g}{mark} | {cells} |")
     if args.save:
-        for (key, enc), run in zip(encs.items(), (args.run, args.heldout_run), strict=True):
+        for key, run in zip(encs, (args.run, args.heldout_run), strict=True):
             out = os.path.join(args.save, key)
-            norm, w, v, k, u = grid[best]
-            enc.with_fingerprint(w, norm, v, k, u).save(os.path.join(out, "best"))
+            weighed[best][key].save(os.path.join(out, "best"))
             for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
                 shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
         print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -43,24 +44,36 @@ def _regressor(task: int, g: torch.Generator) -> Net:
     return net
 
 
-@pytest.fixture(scope="module")
-def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    g = torch.Generator().manual_seed(0)
+def write_signs_zoo(
+    out: str, n: int, family: Callable[[int], str], split: Callable[[int], str], seed: int
+) -> str:
+    """A zoo of `n` `_regressor` nets, model i of task ``x{i % 3}``, family and split by i."""
+    g = torch.Generator().manual_seed(seed)
     items = []
-    for i in range(90):
+    for i in range(n):
         row = {
             "id": f"m{i:03d}",
             "task": f"x{i % 3}",
             "kind": "regression",
-            "family": "other" if i % 10 == 9 else "mlp",  # 9 models, all in train
+            "family": family(i),
             "r2": 0.5,
-            "split": "val" if i // 3 % 5 == 0 else "train",  # 6 per task
+            "split": split(i),
             "index": i,
         }
         items.append((_regressor(i % 3, g), row))
-    out = str(tmp_path_factory.mktemp("zoo") / "signs")
     write_zoo(items, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_signs_zoo(
+        str(tmp_path_factory.mktemp("zoo") / "signs"),
+        90,
+        lambda i: "other" if i % 10 == 9 else "mlp",  # 9 models, all in train
+        lambda i: "val" if i // 3 % 5 == 0 else "train",  # 6 per task
+        seed=0,
+    )
 
 
 def _val(zoo_dir: str) -> tuple[list[Net], np.ndarray]:

@@ -10,35 +10,25 @@ import sys
 import numpy as np
 import pytest
 import torch
-from tests.train.test_function import SMALL, _regressor
+from tests.train.test_function import SMALL, write_signs_zoo
 
 from zoolens.eval import retrieval_metrics
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
-from zoolens.zoo.importers import write_zoo
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "fingerprint_weight.py")
 
 
 @pytest.fixture(scope="module")
 def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    g = torch.Generator().manual_seed(3)
-    items = []
-    for i in range(72):
-        row = {
-            "id": f"m{i:03d}",
-            "task": f"x{i % 3}",
-            "kind": "regression",
-            "family": "other" if i % 12 == 11 else "mlp",
-            "r2": 0.5,
-            "split": ("train", "val", "test")[i // 3 % 3],
-            "index": i,
-        }
-        items.append((_regressor(i % 3, g), row))
-    out = str(tmp_path_factory.mktemp("zoo") / "grid")
-    write_zoo(items, out)
-    return out
+    return write_signs_zoo(
+        str(tmp_path_factory.mktemp("zoo") / "grid"),
+        72,
+        lambda i: "other" if i % 12 == 11 else "mlp",
+        lambda i: ("train", "val", "test")[i // 3 % 3],
+        seed=3,
+    )
 
 
 def _run_dir(path: str, enc: NeuralGraphEncoder) -> str:

@@ -133,7 +133,7 @@ class NeuralGraphEncoder(TorchEncoder):
             if v:
                 self.function = self.new_function_head()
             if u:
-                self.classes = self.new_class_head(int(self.config["class_count"]))
+                self.classes = self.new_class_head()
 
     @property
     def dim(self) -> int:
@@ -158,13 +158,13 @@ class NeuralGraphEncoder(TorchEncoder):
             int(cfg["fingerprint_dim"]), int(cfg["function_hidden"]), int(cfg["function_dim"])
         ).eval()
 
-    def new_class_head(self, count: int) -> FunctionHead:
-        """An untrained class head over `count` classes."""
+    def new_class_head(self) -> FunctionHead:
+        """An untrained class head over ``class_count`` classes."""
         cfg = self.config
         return FunctionHead(
             int(cfg["fingerprint_dim"]),
             int(cfg["function_hidden"]),
-            count,
+            int(cfg["class_count"]),
             dropout=float(cfg["class_dropout"]),
         ).eval()
 

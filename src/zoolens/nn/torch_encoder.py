@@ -12,7 +12,7 @@ from torch import nn
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import Encoder, as_model
 
-_QUALITY = "quality_head."  # state-dict prefix of the quality head
+QUALITY_PREFIX = "quality_head."  # state-dict prefix of the quality head
 
 
 class TorchEncoder(Encoder):
@@ -130,13 +130,21 @@ class TorchEncoder(Encoder):
     def heads(self) -> dict[str, nn.Module]:
         """The small modules saved beside the main one, by state-dict prefix (here the
         quality head, when there is one)."""
-        return {_QUALITY: self.quality} if self.quality is not None else {}
+        return {QUALITY_PREFIX: self.quality} if self.quality is not None else {}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         state = dict(self.module.state_dict())
         for prefix, head in self.heads().items():
             state.update({f"{prefix}{k}": v for k, v in head.state_dict().items()})
         return state
+
+    def adopt(self, other: TorchEncoder, keep: str) -> None:
+        """Load `other`'s main module and heads into this encoder, all but the head at
+        state-dict prefix `keep`, which stays this encoder's own (the one a fit replaces).
+        The two must share their configuration apart from that head."""
+        own = {k: v for k, v in self.state_tensors().items() if k.startswith(keep)}
+        theirs = {k: v for k, v in other.state_tensors().items() if not k.startswith(keep)}
+        self.load_state_tensors(theirs | own)
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         heads = self.heads()
@@ -145,7 +153,7 @@ class TorchEncoder(Encoder):
                 {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             )
         self.module.load_state_dict(
-            {k: v for k, v in tensors.items() if not k.startswith((_QUALITY, *heads))}
+            {k: v for k, v in tensors.items() if not k.startswith((QUALITY_PREFIX, *heads))}
         )
 
 

@@ -159,24 +159,20 @@ def _fit_head(
     if len(train.nets) < 2:
         raise ValueError(f"{zoo_dir}: fewer than 2 train models to fit the {kind} head on")
     names, labels_np = np.unique(train.groups, return_inverse=True)
-    count = max(len(names), 2)
     changes: dict[str, object] = {key: float(weight)}
     if key == "class_head":
-        changes["class_count"] = count
+        changes["class_count"] = max(len(names), 2)
     if fingerprint is not None:
         changes["fingerprint"] = float(fingerprint)
     enc = NeuralGraphEncoder({**encoder.config, **changes})
     x = torch.from_numpy(_fingerprints(enc, train.nets))
     labels = torch.from_numpy(labels_np)
+    enc.adopt(encoder, keep=f"{key}.")  # the encoder's other parts; this head is refit
+    head = enc.heads()[f"{key}."]
+    new_head = {"function_head": enc.new_function_head, "class_head": enc.new_class_head}[key]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(opt.seed)
-        fresh = enc.new_class_head(count) if key == "class_head" else enc.new_function_head()
-        state = {k: v for k, v in encoder.state_tensors().items() if not k.startswith(key)}
-        enc.load_state_tensors(  # the encoder's other parts, this head fresh
-            state | {f"{key}.{k}": v for k, v in fresh.state_dict().items()}
-        )
-        head = enc.classes if key == "class_head" else enc.function
-        assert head is not None
+        head.load_state_dict(new_head().state_dict())
         head.train()
         adam = torch.optim.AdamW(head.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
         for step in range(opt.steps):
@@ -206,7 +202,7 @@ def _val_maps(
     encs: tuple[NeuralGraphEncoder, ...], nets: list[Net], groups: np.ndarray, batch: int = 256
 ) -> list[float]:
     """Validation mAP of each of `encs` — encoders that differ only in their weights and
-    function head, so the learned rows and fingerprints are computed once for all."""
+    heads, so the learned rows, fingerprints and interfaces are computed once for all."""
     if len(nets) < 2:
         return [float("nan")] * len(encs)
     chunks = []

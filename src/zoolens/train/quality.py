@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoolens.nn.torch_encoder import Standardise, TorchEncoder
+from zoolens.nn.torch_encoder import QUALITY_PREFIX, Standardise, TorchEncoder
 from zoolens.train.data import load_split
 from zoolens.zoo import Zoo
 
@@ -95,11 +95,7 @@ def fit_quality_head(
     enc = type(encoder)({**encoder.config, **changes})
     if stats and not enc.quality_extra_dim:
         raise ValueError(f"encoder {encoder.name!r} has no function statistics for its head")
-    enc.module.load_state_dict(encoder.module.state_dict())
-    own = enc.heads()
-    for prefix, head in encoder.heads().items():  # other heads (a function head) as they are
-        if head is not encoder.quality:
-            own[prefix].load_state_dict(head.state_dict())
+    enc.adopt(encoder, keep=QUALITY_PREFIX)  # the module and other heads as they are
     zoo = Zoo.open(zoo_dir)
     (zt, et, yt), (zv, ev, yv) = (_inputs(enc, zoo, s) for s in ("train", "val"))
     best: tuple[float, float, nn.Module] | None = None

@@ -20,7 +20,7 @@ from zoolens.graph import NeuralGraph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
 from zoolens.nn.load import _register_all
-from zoolens.nn.torch_encoder import TorchEncoder
+from zoolens.nn.torch_encoder import QUALITY_PREFIX, TorchEncoder
 from zoolens.train.config import TrainConfig
 from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
 from zoolens.train.losses import accuracy_loss, supcon_loss
@@ -64,12 +64,13 @@ class Trainer:
         self.zoo, self.out, self.cfg = Zoo.open(zoo_dir), out, config
         _register_all()
         self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
-        if any(getattr(self.encoder, h, None) is not None for h in ("function", "classes")):
+        torch_enc = _torch_encoder(self.encoder)
+        if set(torch_enc.heads()) - {QUALITY_PREFIX}:  # heads fit on a trained encoder
             raise ZoolensError(
                 "a function or class head is not trained with the encoder: fit it afterwards "
                 "(zoolens fit-function)"
             )
-        params = _torch_encoder(self.encoder).parameters()  # the quality head's included
+        params = torch_enc.parameters()  # the quality head's included
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(config.epochs, 1))
         self.epoch, self.best_map, self.best_epoch, self.stale = 0, -1.0, -1, 0
