@@ -1,16 +1,19 @@
 """Choose the weight (and the per-output normalisation) of the function fingerprint of a
-trained neural-graph encoder, of its function and class heads if it has them, and of its
-interface part, on the validation split; show what each gives on the test split.
+trained neural-graph encoder, of its function, class and render heads if it has them,
+and of its interface part, on the validation split; show what each gives on the test
+split.
 
     python benchmarks/fingerprint_weight.py --zoo ZOO --run RUN --heldout-run RUN2
         --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...]
         [--head-weights 0,0.2,...] [--interface-weights 0,0.1,...] [--class-weights 0,...]
-        [--norms none,centre,zscore] [--save DIR]
+        [--render-weights 0,0.1,...] [--norms none,centre,zscore] [--save DIR]
 
-``--head-weights`` (``--class-weights``) needs encoders with a function head (a class
-head): `zoolens fit-function [--head class] --out RUN/best`, the counterpart's fit without
-the held-out tasks and families; copy the training run's metrics.csv and
-train_config.json beside it.
+``--head-weights`` (``--class-weights``, ``--render-weights``) needs encoders with a
+function head (a class head, a render head): `zoolens fit-function [--head class|render]
+--out RUN/best`, the counterpart's fit without the held-out tasks and families; copy the
+training run's metrics.csv and train_config.json beside it. A render weight r scales the
+row's other weights by 1 - r (the table prints the scaled ones, which the encoders use):
+the nets that are not drawn then keep their neighbours' order among themselves.
 
 The criterion, fixed before looking: the mean of three validation mAPs — every validation
 query (encoder `RUN`), and the queries of the held-out tasks and of the held-out families
@@ -34,6 +37,7 @@ from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.nn.fingerprint import fingerprints
 from zoolens.nn.neural_graph_encoder import EmbeddingParts
+from zoolens.nn.render import renders
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
 
@@ -54,8 +58,8 @@ def scores(
     zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list, weighed: list
 ) -> list:
     """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight,
-    head weight, interface weight, class head weight) of `grid`; `weighed` holds both
-    encoders under each row's weights."""
+    head weight, interface weight, class head weight, render head weight) of `grid`;
+    `weighed` holds both encoders under each row's weights."""
     m = zoo.manifest
     df = m[m["split"] == split].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
@@ -70,10 +74,13 @@ def scores(
         for norm in dict.fromkeys(row[0] for row in grid)
     }
     iface = {key: enc.interfaces(nets, graphs[key]) for key, enc in encs.items()}
+    drawing = {key: renders(nets, int(enc.config["render_side"])) for key, enc in encs.items()}
     rows = []
     for (norm, *_), pair in zip(grid, weighed, strict=True):
         z, h = (  # each encoder under these weights (its head reads this norm's fingerprint)
-            pair[key].compose(EmbeddingParts(learned[key], fps[key, norm], iface[key]))
+            pair[key].compose(
+                EmbeddingParts(learned[key], fps[key, norm], iface[key], *drawing[key])
+            )
             for key in ("trained", "heldout")
         )
         rows.append(
@@ -94,6 +101,7 @@ def main() -> None:
     ap.add_argument("--head-weights", default="0")
     ap.add_argument("--interface-weights", default="0")
     ap.add_argument("--class-weights", default="0")
+    ap.add_argument("--render-weights", default="0")
     ap.add_argument("--norms", default="none")
     ap.add_argument("--save", default="")
     args = ap.parse_args()
@@ -105,34 +113,37 @@ def main() -> None:
             raise SystemExit(f"{run}: not a neural-graph encoder")
         encs[key] = enc
     grid = [
-        (n, float(w), float(v), float(k), float(u))
+        (n, *(float(x) * (1 - float(r)) for x in (w, v, k, u)), float(r))
         for n in args.norms.split(",")
         for w in args.weights.split(",")
         for v in args.head_weights.split(",")
         for k in args.interface_weights.split(",")
         for u in args.class_weights.split(",")
-        if float(w) + float(v) + float(k) + float(u) < 1
+        for r in args.render_weights.split(",")
+        if float(w) + float(v) + float(k) + float(u) < 1 and 0 <= float(r) < 1
     ]
-    for col, flag, attr in ((2, "--head-weights", "function"), (4, "--class-weights", "classes")):
+    heads = ((2, "--head-weights", "function"), (4, "--class-weights", "classes"))
+    for col, flag, attr in (*heads, (5, "--render-weights", "render")):
         if any(row[col] for row in grid) and any(getattr(e, attr) is None for e in encs.values()):
             raise SystemExit(f"{flag}: both encoders need that head (zoolens fit-function)")
     weighed = [  # built once, for both splits and --save
-        {key: enc.with_fingerprint(w, norm, v, k, u) for key, enc in encs.items()}
-        for norm, w, v, k, u in grid
+        {key: enc.with_fingerprint(w, norm, v, k, u, r) for key, enc in encs.items()}
+        for norm, w, v, k, u, r in grid
     ]
     val, test = (scores(zoo, s, encs, args, grid, weighed) for s in ("val", "test"))
     best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
     print(
-        "| norm | weight | head weight | interface weight | class weight | val mAP "
+        "| norm | weight | head weight | interface weight | class weight | render weight "
+        "| val mAP "
         "| val held-out tasks "
         "| val held-out family | val mean | test mAP | test held-out tasks "
         "| test held-out family |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for i, (norm, w, v, k, u) in enumerate(grid):
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, (norm, w, v, k, u, r) in enumerate(grid):
         mark = " (chosen)" if i == best else ""
         cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
-        print(f"| {norm} | {w:g} | {v:g} | {k:g} | {u:g}{mark} | {cells} |")
+        print(f"| {norm} | {w:.6g} | {v:.6g} | {k:.6g} | {u:.6g} | {r:g}{mark} | {cells} |")
     if args.save:
         for key, run in zip(encs, (args.run, args.heldout_run), strict=True):
             out = os.path.join(args.save, key)
@@ -140,7 +151,7 @@ def main() -> None:
             for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
                 shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
         print(
-            "saved both encoders with (norm, weight, head, interface, class weights) "
+            "saved both encoders with (norm, weight, head, interface, class, render weights) "
             f"{grid[best]} under {args.save}"
         )
 

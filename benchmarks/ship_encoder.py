@@ -3,7 +3,7 @@
     python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
         [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--function-head V]
-        [--interface K] [--class-head U] [--quality-stats] [--command "..."]
+        [--interface K] [--class-head U] [--render-head R] [--quality-stats] [--command "..."]
 
 Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
 metrics.csv) and prints the card's table. Every number in the card comes from this run.
@@ -14,6 +14,8 @@ fit-function`; the counterpart's without its held-out tasks and families) and we
 ``--interface K`` weighs both encoders' interface part (input shape, output count) K.
 ``--class-head U`` fits a class head on each (`zoolens fit-function --head class`, the
 counterpart's without its held-out tasks and families) and weighs it U.
+``--render-head R`` fits a render head on each (`zoolens fit-function --head render`: a
+classifier of the INRs' drawings) and weighs it R.
 ``--quality-stats`` refits the trained encoder's quality head on the zoo, reading its
 function's output statistics too (`zoolens fit-quality`), before measuring it.
 """
@@ -35,7 +37,12 @@ from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
-from zoolens.train.function import FunctionFit, fit_class_head, fit_function_head
+from zoolens.train.function import (
+    FunctionFit,
+    fit_class_head,
+    fit_function_head,
+    fit_render_head,
+)
 from zoolens.train.quality import QualityFit, fit_quality_head
 from zoolens.zoo import Zoo
 
@@ -187,6 +194,16 @@ def card(
                     if args.class_head
                     else ""
                 )
+                + (
+                    f"; render head at weight {args.render_head:g} (`zoolens fit-function "
+                    "--head render`: a small CNN classifying the drawings of the coordinate "
+                    f"nets (INRs) on a {enc_side(heads)}-pixel-side grid over the train "
+                    "split's INR groups, cross-entropy; its class probabilities join the "
+                    "embedding of every INR, one shared orthogonal vector that of every "
+                    "other net)"
+                    if args.render_head
+                    else ""
+                )
                 + "; the learned part weighs the rest. "
                 + " ".join(
                     f"{key}: fit on {h.n_train} models, validation mAP "
@@ -266,10 +283,16 @@ def card(
         + (f" --function-head {args.function_head:g}" if args.function_head else "")
         + (f" --interface {args.interface:g}" if args.interface else "")
         + (f" --class-head {args.class_head:g}" if args.class_head else "")
+        + (f" --render-head {args.render_head:g}" if args.render_head else "")
         + (" --quality-stats" if args.quality_stats else "")
         + "`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def enc_side(heads: dict[str, FunctionFit]) -> int:
+    """The drawings' side of the encoders the heads were fit into."""
+    return int(next(iter(heads.values())).encoder.config["render_side"])
 
 
 def main() -> None:
@@ -286,6 +309,7 @@ def main() -> None:
     ap.add_argument("--function-head", type=float, default=0.0)
     ap.add_argument("--interface", type=float, default=0.0)
     ap.add_argument("--class-head", type=float, default=0.0)
+    ap.add_argument("--render-head", type=float, default=0.0)
     ap.add_argument("--quality-stats", action="store_true")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
@@ -307,6 +331,7 @@ def main() -> None:
     for flag, weight, fit_head in (
         ("function head", args.function_head, fit_function_head),
         ("class head", args.class_head, fit_class_head),
+        ("render head", args.render_head, fit_render_head),
     ):
         if not weight:
             continue

@@ -50,8 +50,8 @@ def test_grid_rows_choice_and_save(zoo_dir: str, tmp_path) -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("| zscore")]
     assert len(rows) == 4
     cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
-    val_mean = [float(c[8]) for c in cells]
-    chosen = [i for i, c in enumerate(cells) if "(chosen)" in c[4]]
+    val_mean = [float(c[9]) for c in cells]
+    chosen = [i for i, c in enumerate(cells) if "(chosen)" in c[5]]
     assert chosen == [int(np.argmax(val_mean))]
     zoo = Zoo.open(zoo_dir)
     val = zoo.manifest[zoo.manifest["split"] == "val"].reset_index(drop=True)
@@ -60,7 +60,7 @@ def test_grid_rows_choice_and_save(zoo_dir: str, tmp_path) -> None:
         w, k = float(c[1]), float(c[3])
         z = enc.with_fingerprint(w, "zscore", interface=k).encode(nets)
         want = retrieval_metrics(z, group_labels(val))["mAP"]
-        assert float(c[5]) == pytest.approx(want, abs=2e-3)
+        assert float(c[6]) == pytest.approx(want, abs=2e-3)
     best = cells[chosen[0]]
     for key in ("trained", "heldout"):
         saved = load_encoder(os.path.join(out, key, "best"))

@@ -158,33 +158,37 @@ def fit_function(
     tau: float = typer.Option(0.05, help="temperature (contrastive head)"),
     seed: int = typer.Option(0),
     head: str = typer.Option(
-        "contrastive", help="contrastive (the function head) | class (the class head)"
+        "contrastive",
+        help="contrastive (the function head) | class (the class head) | render (the "
+        "render head: a classifier of the INRs' drawings)",
     ),
 ) -> None:
-    """Fit a neural-graph encoder's function head (a learned map of its fingerprint) or
-    its class head (a classifier of it) on a zoo, the encoder frozen; prints validation
-    mAP before and after."""
+    """Fit a neural-graph encoder's function head (a learned map of its fingerprint), its
+    class head (a classifier of it) or its render head (a classifier of the drawings of
+    coordinate nets) on a zoo, the encoder frozen; prints validation mAP before and
+    after."""
     from zoolens.nn import NeuralGraphEncoder, load_encoder
-    from zoolens.train.function import fit_class_head, fit_function_head
+    from zoolens.train.function import fit_class_head, fit_function_head, fit_render_head
 
-    if head not in ("contrastive", "class"):
-        raise fail(f"--head {head!r}: expected contrastive or class")
+    if head not in ("contrastive", "class", "render"):
+        raise fail(f"--head {head!r}: expected contrastive, class or render")
     enc = load_encoder(encoder)
     if not isinstance(enc, NeuralGraphEncoder):
         raise fail(f"--encoder {encoder}: {enc.name!r} is not a neural-graph encoder")
     common: dict[str, Any] = {
-        "fingerprint": None if fingerprint < 0 else fingerprint,
         "exclude_tasks": _names(exclude_tasks),
         "exclude_families": _names(exclude_families),
         "steps": steps,
         "seed": seed,
     }
+    fp = None if fingerprint < 0 else fingerprint  # the render head does not read it
+    fits = {
+        "contrastive": lambda: fit_function_head(enc, zoo, weight, fp, tau=tau, **common),
+        "class": lambda: fit_class_head(enc, zoo, weight, fp, **common),
+        "render": lambda: fit_render_head(enc, zoo, weight, **common),
+    }
     _fit_and_save(
-        lambda: (
-            fit_class_head(enc, zoo, weight, **common)
-            if head == "class"
-            else fit_function_head(enc, zoo, weight, tau=tau, **common)
-        ),
+        fits[head],
         out,
         lambda r: {
             "n_train": r.n_train,

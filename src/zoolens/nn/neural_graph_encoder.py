@@ -25,6 +25,7 @@ from zoolens.nn.fingerprint import (
 )
 from zoolens.nn.gnn import NeuralGraphNet
 from zoolens.nn.interface import interface_vectors, signature
+from zoolens.nn.render import RenderHead, renders
 from zoolens.nn.torch_encoder import TorchEncoder
 
 DEFAULTS: dict[str, Any] = {
@@ -55,22 +56,30 @@ DEFAULTS: dict[str, Any] = {
     "class_count": 0,  # classes it tells apart: the train split's groups (set by the fit)
     "class_temperature": 3.0,  # the probabilities are softmax(logits / T)
     "class_dropout": 0.3,
+    "render_head": 0.0,  # weight of the class probabilities of coordinate nets' drawings
+    "render_side": 28,  # pixels per side of the drawings (`zoolens.nn.render`)
+    "render_count": 0,  # classes the render head tells apart (set by the fit)
+    "render_temperature": 3.0,
     "seed": 0,
 }
 
 
 _FUNCTION = "function_head."  # state-dict prefixes of the function head
-_CLASSES = "class_head."  # and of the class head
+_CLASSES = "class_head."  # of the class head
+_RENDER = "render_head."  # and of the render head
 
 
 class EmbeddingParts(NamedTuple):
     """What `NeuralGraphEncoder.compose` makes embeddings of: the learned rows ``(n,
-    module_dim)``, the fingerprints ``(n, fingerprint_dim)`` and the interface vectors
-    ``(n, interface_dim)`` of n models."""
+    module_dim)``, the fingerprints ``(n, fingerprint_dim)``, the interface vectors
+    ``(n, interface_dim)``, the drawings ``(n, RENDER_CHANNELS, side, side)`` and which
+    models are drawn ``(n,)`` (`zoolens.nn.render`) of n models."""
 
     learned: np.ndarray
     fingerprint: np.ndarray
     interface: np.ndarray
+    drawing: np.ndarray
+    drawn: np.ndarray
 
 
 @register_encoder("neural-graph")
@@ -90,7 +99,11 @@ class NeuralGraphEncoder(TorchEncoder):
     comes next, at weight k. With ``class_head`` u > 0 a second `FunctionHead` of the
     fingerprint, a classifier over the groups of the zoo it was fit on
     (`zoolens.train.function.fit_class_head`), adds its class probabilities at weight u.
-    The learned part weighs ``1 - w - v - k - u``.
+    With ``render_head`` r > 0 a `RenderHead`, a classifier of the drawings of coordinate
+    nets (`zoolens.nn.render`; fit by `zoolens.train.function.fit_render_head`), adds
+    its class probabilities at weight r (nets that are not drawn share one vector
+    orthogonal to them: `render_probabilities`).
+    The learned part weighs ``1 - w - v - k - u - r``.
 
     Args:
         config: overrides of `DEFAULTS`.
@@ -111,29 +124,36 @@ class NeuralGraphEncoder(TorchEncoder):
         "function_head": 0.0,
         "interface": 0.0,
         "class_head": 0.0,
+        "render_head": 0.0,
     }
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
-        w, v, k, u = self._weights()
-        if min(w, v, k, u) < 0.0 or w + v + k + u >= 1.0:
+        w, v, k, u, r = self._weights()
+        if min(w, v, k, u, r) < 0.0 or w + v + k + u + r >= 1.0:
             raise ValueError(
                 f"fingerprint weight {w}, function head weight {v}, interface weight {k}, "
-                f"class head weight {u}: expected all >= 0 and their sum < 1"
+                f"class head weight {u}, render head weight {r}: expected all >= 0 and "
+                "their sum < 1"
             )
         if u and int(self.config["class_count"]) < 2:
             raise ValueError("a class head needs class_count >= 2 (set by fit_class_head)")
+        if r and int(self.config["render_count"]) < 2:
+            raise ValueError("a render head needs render_count >= 2 (set by fit_render_head)")
         if (w or v or u) and not int(self.config["n_probes"]):
             raise ValueError("the fingerprint reads the probe values: set n_probes > 0")
         check_norm(str(self.config["fingerprint_norm"]))
         self.function: FunctionHead | None = None
         self.classes: FunctionHead | None = None
+        self.render: RenderHead | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.config["seed"]))
             if v:
                 self.function = self.new_function_head()
             if u:
                 self.classes = self.new_class_head()
+            if r:
+                self.render = self.new_render_head()
 
     @property
     def dim(self) -> int:
@@ -141,15 +161,16 @@ class NeuralGraphEncoder(TorchEncoder):
         head = int(self.config["function_dim"]) if self.config["function_head"] else 0
         iface = int(self.config["interface_dim"]) if self.config["interface"] else 0
         classes = int(self.config["class_count"]) if self.config["class_head"] else 0
-        return self.module_dim + fp + head + iface + classes
+        render = int(self.config["render_count"]) + 1 if self.config["render_head"] else 0
+        return self.module_dim + fp + head + iface + classes + render
 
-    def _weights(self) -> tuple[float, float, float, float]:
-        """The weights of the fingerprint, the function head, the interface and the class
-        head."""
+    def _weights(self) -> tuple[float, float, float, float, float]:
+        """The weights of the fingerprint, the function head, the interface, the class
+        head and the render head."""
         cfg = self.config
-        keys = ("fingerprint", "function_head", "interface", "class_head")
-        w, v, k, u = (float(cfg[key]) for key in keys)
-        return w, v, k, u
+        keys = ("fingerprint", "function_head", "interface", "class_head", "render_head")
+        w, v, k, u, r = (float(cfg[key]) for key in keys)
+        return w, v, k, u, r
 
     def new_function_head(self) -> FunctionHead:
         """An untrained `FunctionHead` for this configuration."""
@@ -168,12 +189,19 @@ class NeuralGraphEncoder(TorchEncoder):
             dropout=float(cfg["class_dropout"]),
         ).eval()
 
+    def new_render_head(self) -> RenderHead:
+        """An untrained render head over ``render_count`` classes."""
+        cfg = self.config
+        return RenderHead(int(cfg["render_count"]), float(cfg["class_dropout"])).eval()
+
     def heads(self) -> dict[str, nn.Module]:
         heads = super().heads()
         if self.function is not None:
             heads[_FUNCTION] = self.function
         if self.classes is not None:
             heads[_CLASSES] = self.classes
+        if self.render is not None:
+            heads[_RENDER] = self.render
         return heads
 
     def build_module(self) -> nn.Module:
@@ -199,11 +227,12 @@ class NeuralGraphEncoder(TorchEncoder):
         head: float | None = None,
         interface: float | None = None,
         classes: float | None = None,
+        render: float | None = None,
     ) -> NeuralGraphEncoder:
         """This encoder (same learned state) with the fingerprint's weight set to `weight`
         (and its per-output normalisation to `norm`, the function head's weight to `head`,
-        the interface's to `interface` and the class head's to `classes`, if given; a head
-        weight of 0 drops that head)."""
+        the interface's to `interface`, the class head's to `classes` and the render
+        head's to `render`, if given; a head weight of 0 drops that head)."""
         changes: dict[str, Any] = {"fingerprint": float(weight)}
         if norm is not None:
             changes["fingerprint_norm"] = norm
@@ -213,15 +242,19 @@ class NeuralGraphEncoder(TorchEncoder):
             changes["interface"] = float(interface)
         if classes is not None:
             changes["class_head"] = float(classes)
+        if render is not None:
+            changes["render_head"] = float(render)
         for kind, key, have in (
             ("function", "function_head", self.function),
             ("class", "class_head", self.classes),
+            ("render", "render_head", self.render),
         ):
             if changes.get(key) and have is None:
                 raise ValueError(f"no {kind} head to weigh: fit one first (zoolens fit-function)")
         enc = NeuralGraphEncoder({**self.config, **changes})
         state = self.state_tensors()
-        for prefix, module in ((_FUNCTION, enc.function), (_CLASSES, enc.classes)):
+        heads = ((_FUNCTION, enc.function), (_CLASSES, enc.classes), (_RENDER, enc.render))
+        for prefix, module in heads:
             if module is None:
                 state = {k: v for k, v in state.items() if not k.startswith(prefix)}
         enc.load_state_tensors(state)
@@ -258,7 +291,8 @@ class NeuralGraphEncoder(TorchEncoder):
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         """Embeddings without autograd, on one torch intra-op thread (see `_one_thread`):
         the learned part, then the fingerprint, the function head's vector, the interface
-        vector and the class probabilities, each if it weighs anything."""
+        vector, the class probabilities and the drawings' class probabilities, each if it
+        weighs anything."""
         if not any(self._weights()):
             return self._learned(models)[0].numpy()
         return self.compose(self.parts(models))
@@ -266,14 +300,17 @@ class NeuralGraphEncoder(TorchEncoder):
     def parts(self, models: list[Net | TensorSet]) -> EmbeddingParts:
         """The parts of `models`' embeddings, before weighing (see `compose`)."""
         z, graphs = self._learned(models)
-        return EmbeddingParts(z.numpy(), self.fingerprints(graphs), self.interfaces(models, graphs))
+        fp, iface = self.fingerprints(graphs), self.interfaces(models, graphs)
+        with _one_thread():
+            drawing, drawn = renders(models, int(self.config["render_side"]))
+        return EmbeddingParts(z.numpy(), fp, iface, drawing, drawn)
 
     def compose(self, parts: EmbeddingParts) -> np.ndarray:
         """The embeddings of models from their `parts` under this encoder's weights:
-        learned, fingerprint, function head, interface, class probabilities side by
-        side."""
-        w, v, k, u = self._weights()
-        weighed = [(parts.learned, 1.0 - w - v - k - u)]
+        learned, fingerprint, function head, interface, class probabilities, drawings'
+        class probabilities side by side."""
+        w, v, k, u, r = self._weights()
+        weighed = [(parts.learned, 1.0 - w - v - k - u - r)]
         if w:
             weighed.append((parts.fingerprint, w))
         fp = torch.from_numpy(parts.fingerprint).float()
@@ -287,7 +324,27 @@ class NeuralGraphEncoder(TorchEncoder):
             with _one_thread(), torch.no_grad():
                 probs = torch.softmax(self.classes(fp).double() / t, dim=1)
             weighed.append((probs.numpy(), u))
+        if self.render is not None:
+            weighed.append((self.render_probabilities(parts.drawing, parts.drawn), r))
         return combine(weighed)
+
+    def render_probabilities(self, drawing: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+        """The render part ``(n, render_count + 1)`` float64: for the drawn rows of
+        `drawing`, the render head's class probabilities (softmax of the logits over
+        ``render_temperature``) and a 0; for the models that are not drawn, zeros and a 1.
+        Every row is a unit vector (so the embedding's cosine stays the weighted sum of
+        its parts'); a drawn and an undrawn model's render cosine is 0, two undrawn ones'
+        is 1 whatever they are, so it reorders none of their neighbours among
+        themselves."""
+        assert self.render is not None
+        out = np.zeros((len(drawn), int(self.config["render_count"]) + 1))
+        out[~drawn, -1] = 1.0
+        if drawn.any():
+            t = float(self.config["render_temperature"])
+            x = torch.from_numpy(drawing[drawn])
+            with _one_thread(), torch.no_grad():
+                out[drawn, :-1] = torch.softmax(self.render(x).double() / t, dim=1).numpy()
+        return out
 
     def interfaces(self, models: list[Net | TensorSet], graphs: list[NeuralGraph]) -> np.ndarray:
         """The interface vectors ``(n, interface_dim)`` of `models` and their built

@@ -8,7 +8,9 @@ fingerprints of the zoo's train split with the supervised contrastive loss (same
 relevance group = positive), and sets it into the encoder at a given weight: the head's
 vector joins the embedding beside the learned part and the fingerprint.
 `fit_class_head` trains the same shape of MLP as a classifier over those groups
-(cross-entropy); its class probabilities join the embedding instead.
+(cross-entropy); its class probabilities join the embedding instead. `fit_render_head`
+trains the render head, a small CNN, as a classifier of the drawings of the coordinate
+nets (INRs) among them (`zoolens.nn.render`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from zoolens.eval import retrieval_metrics
 from zoolens.ir import Net, TensorSet
 from zoolens.nn import NeuralGraphEncoder
 from zoolens.nn.neural_graph_encoder import EmbeddingParts
+from zoolens.nn.render import renders
 from zoolens.train.data import load_split
 from zoolens.train.losses import supcon_loss
 from zoolens.zoo import Zoo
@@ -38,7 +41,8 @@ class FunctionFit:
 
     Args:
         encoder: the encoder with the head set in (same learned module and quality head).
-        n_train: models it was fit on (train split, minus the excluded tasks and families).
+        n_train: models it was fit on (train split, minus the excluded tasks and families;
+            for the render head, the coordinate nets among them).
         val_map_before, val_map_after: validation retrieval mAP of the encoder given and of
             the returned one (every validation model queries all the others).
     """
@@ -92,6 +96,7 @@ def fit_function_head(
         fingerprint,
         loss,
         _Optimisation(exclude_tasks, exclude_families, steps, lr, weight_decay, batch_size, seed),
+        _fingerprints,
     )
 
 
@@ -114,18 +119,49 @@ def fit_class_head(
     the encoder's ``class_temperature``) join the embedding at `weight`: two models the
     head puts in the same class are near, whatever else differs in their outputs."""
 
-    def loss(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(head(x), y)
-
     return _fit_head(
         encoder,
         zoo_dir,
         "class_head",
         weight,
         fingerprint,
-        loss,
+        _cross_entropy,
         _Optimisation(exclude_tasks, exclude_families, steps, lr, weight_decay, batch_size, seed),
+        _fingerprints,
     )
+
+
+def fit_render_head(
+    encoder: NeuralGraphEncoder,
+    zoo_dir: str,
+    weight: float,
+    exclude_tasks: Sequence[str] = (),
+    exclude_families: Sequence[str] = (),
+    steps: int = 1500,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> FunctionFit:
+    """Fit a new render head on the frozen `encoder` (a copy; the argument is untouched):
+    a CNN classifier of the drawings of the train split's coordinate nets (INRs) over
+    their relevance groups (cross-entropy; otherwise as `fit_function_head`). Its class
+    probabilities join the embedding at `weight` for every drawn net (the others share one
+    vector orthogonal to them). Needs two groups of coordinate nets in the train split."""
+    return _fit_head(
+        encoder,
+        zoo_dir,
+        "render_head",
+        weight,
+        None,
+        _cross_entropy,
+        _Optimisation(exclude_tasks, exclude_families, steps, lr, weight_decay, batch_size, seed),
+        _drawings,
+    )
+
+
+def _cross_entropy(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(head(x), y)
 
 
 @dataclass
@@ -147,10 +183,11 @@ def _fit_head(
     fingerprint: float | None,
     loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
     opt: _Optimisation,
+    inputs: Callable[[NeuralGraphEncoder, list[Net]], tuple[np.ndarray, np.ndarray]],
 ) -> FunctionFit:
-    """Fit the head of config `key` ("function_head" or "class_head") on the train
-    split's fingerprints against their group labels; the encoder's other parts and heads
-    are copied unchanged."""
+    """Fit the head of config `key` ("function_head", "class_head" or "render_head") on
+    what `inputs` reads of the train split's nets (the rows it keeps) against their group
+    labels; the encoder's other parts and heads are copied unchanged."""
     kind = key.split("_")[0]
     if weight <= 0:
         raise ValueError(f"{kind} head weight {weight}: expected > 0")
@@ -158,18 +195,30 @@ def _fit_head(
     train = load_split(zoo, "train", opt.exclude_tasks, opt.exclude_families)
     if len(train.nets) < 2:
         raise ValueError(f"{zoo_dir}: fewer than 2 train models to fit the {kind} head on")
-    names, labels_np = np.unique(train.groups, return_inverse=True)
+    x_np, rows = inputs(encoder, train.nets)
+    names, labels_np = np.unique(train.groups[rows], return_inverse=True)
+    if len(x_np) < 2 or (key != "function_head" and len(names) < 2):
+        what = "coordinate nets (INRs)" if key == "render_head" else "models"
+        raise ValueError(
+            f"{zoo_dir}: too few train {what} to fit the {kind} head on "
+            f"({len(x_np)}, in {len(names)} groups)"
+        )
     changes: dict[str, object] = {key: float(weight)}
-    if key == "class_head":
-        changes["class_count"] = max(len(names), 2)
+    count = {"class_head": "class_count", "render_head": "render_count"}.get(key)
+    if count:
+        changes[count] = len(names)
     if fingerprint is not None:
         changes["fingerprint"] = float(fingerprint)
     enc = NeuralGraphEncoder({**encoder.config, **changes})
-    x = torch.from_numpy(_fingerprints(enc, train.nets))
+    x = torch.from_numpy(x_np)
     labels = torch.from_numpy(labels_np)
     enc.adopt(encoder, keep=f"{key}.")  # the encoder's other parts; this head is refit
     head = enc.heads()[f"{key}."]
-    new_head = {"function_head": enc.new_function_head, "class_head": enc.new_class_head}[key]
+    new_head = {
+        "function_head": enc.new_function_head,
+        "class_head": enc.new_class_head,
+        "render_head": enc.new_render_head,
+    }[key]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(opt.seed)
         head.load_state_dict(new_head().state_dict())
@@ -186,16 +235,25 @@ def _fit_head(
     head.eval()
     val = load_split(zoo, "val")
     before, after = _val_maps((encoder, enc), val.nets, val.groups)
-    return FunctionFit(enc, len(train.nets), before, after)
+    return FunctionFit(enc, len(x_np), before, after)
 
 
-def _fingerprints(enc: NeuralGraphEncoder, nets: list[Net], batch: int = 256) -> np.ndarray:
-    """The fingerprints the head reads, built batch by batch (graphs are dropped after)."""
+def _fingerprints(
+    enc: NeuralGraphEncoder, nets: list[Net], batch: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fingerprints the function and class heads read, built batch by batch (graphs
+    are dropped after), and the rows kept: all."""
     parts = []
     for s in range(0, len(nets), batch):
         models: list[Net | TensorSet] = list(nets[s : s + batch])
         parts.append(enc.fingerprints(enc.graphs(models)))
-    return np.vstack(parts)
+    return np.vstack(parts), np.ones(len(nets), dtype=bool)
+
+
+def _drawings(enc: NeuralGraphEncoder, nets: list[Net]) -> tuple[np.ndarray, np.ndarray]:
+    """The drawings the render head reads and the rows kept: the coordinate nets."""
+    drawing, drawn = renders(nets, int(enc.config["render_side"]))
+    return drawing[drawn], drawn
 
 
 def _val_maps(
@@ -209,5 +267,5 @@ def _val_maps(
     for s in range(0, len(nets), batch):
         models: list[Net | TensorSet] = list(nets[s : s + batch])
         chunks.append(encs[-1].parts(models))
-    parts = EmbeddingParts(*(np.vstack(p) for p in zip(*chunks, strict=True)))
+    parts = EmbeddingParts(*(np.concatenate(p) for p in zip(*chunks, strict=True)))
     return [float(retrieval_metrics(e.compose(parts), groups)["mAP"]) for e in encs]
