@@ -179,6 +179,12 @@ def test_cli_fit_function(zoo_dir: str, tmp_path) -> None:
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["n_train"] == 72 - 24 and summary["encoder_dir"] == out
     assert load_encoder(out).config["function_head"] == 0.4
+    assert load_encoder(out).config["fingerprint_norm"] == "none"
+    normed = runner.invoke(app, [*args, "--steps", "5", "--fingerprint-norm", "zscore"])
+    assert normed.exit_code == 0 and load_encoder(out).config["fingerprint_norm"] == "zscore"
+    wrong_norm = runner.invoke(app, [*args, "--fingerprint-norm", "l2"])
+    assert wrong_norm.exit_code != 0 and "--fingerprint-norm" in wrong_norm.output
+    assert "Traceback" not in wrong_norm.output
     bad = runner.invoke(app, ["fit-function", "--zoo", str(tmp_path / "nope"), *args[3:]])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert os.path.exists(os.path.join(out, "config.json"))  # the earlier result is kept

@@ -150,6 +150,9 @@ def fit_function(
     fingerprint: float = typer.Option(
         -1.0, help="the fingerprint's weight; -1 keeps the encoder's"
     ),
+    fingerprint_norm: str = typer.Option(
+        "", help="none | centre | zscore: the fingerprint's per-output norm; empty keeps it"
+    ),
     exclude_tasks: str = typer.Option("", help="comma-separated tasks kept out of the fit"),
     exclude_families: str = typer.Option(
         "", help="comma-separated architecture families kept out of the fit"
@@ -175,6 +178,11 @@ def fit_function(
     enc = load_encoder(encoder)
     if not isinstance(enc, NeuralGraphEncoder):
         raise fail(f"--encoder {encoder}: {enc.name!r} is not a neural-graph encoder")
+    if fingerprint_norm:
+        try:
+            enc = enc.with_fingerprint(float(enc.config["fingerprint"]), fingerprint_norm)
+        except ValueError as e:
+            raise fail(f"--fingerprint-norm: {e}") from None
     common: dict[str, Any] = {
         "exclude_tasks": _names(exclude_tasks),
         "exclude_families": _names(exclude_families),
