@@ -67,3 +67,28 @@ def test_grid_rows_choice_and_save(zoo_dir: str, tmp_path) -> None:
         assert saved.config["fingerprint"] == float(best[1])
         assert saved.config["interface"] == float(best[3])
         assert os.path.exists(os.path.join(out, key, "metrics.csv"))
+
+
+def test_render_weight_scales_the_rest(zoo_dir: str, tmp_path) -> None:
+    """A render weight r prints (and uses) the row's other weights times 1 - r; on a zoo
+    without coordinate nets every net shares the render part, so each row scores as the
+    same row without it."""
+    enc = NeuralGraphEncoder({**SMALL, "render_head": 0.1, "render_count": 3})
+    run = _run_dir(str(tmp_path / "run"), enc)
+    cmd = [sys.executable, SCRIPT, "--zoo", zoo_dir, "--run", run, "--heldout-run", run]
+    cmd += ["--heldout-tasks", "x2", "--heldout-families", "other", "--norms", "zscore"]
+    cmd += ["--weights", "0.5", "--interface-weights", "0.3", "--render-weights", "0,0.2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| zscore")]
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+    assert [(c[1], c[3], c[5].split()[0]) for c in cells] == [
+        ("0.5", "0.3", "0"),
+        ("0.4", "0.24", "0.2"),
+    ]
+    assert cells[0][6:] == cells[1][6:]  # every mAP, validation and test
+    zoo = Zoo.open(zoo_dir)
+    val = zoo.manifest[zoo.manifest["split"] == "val"].reset_index(drop=True)
+    nets = [zoo.load(str(i)).to(torch.float32) for i in val["id"]]
+    z = enc.with_fingerprint(0.4, "zscore", interface=0.24, render=0.2).encode(nets)
+    want = retrieval_metrics(z, group_labels(val))["mAP"]
+    assert float(cells[1][6]) == pytest.approx(want, abs=2e-3)

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "class_head": 0.0,  # weight of the class probabilities of the fingerprint (fit after training)
     "class_count": 0,  # classes it tells apart: the train split's groups (set by the fit)
     "class_temperature": 3.0,  # the probabilities are softmax(logits / T)
-    "class_dropout": 0.3,
+    "class_dropout": 0.3,  # input dropout of the class head (and of the render head's MLP)
     "render_head": 0.0,  # weight of the class probabilities of coordinate nets' drawings
     "render_side": 28,  # pixels per side of the drawings (`zoolens.nn.render`)
     "render_count": 0,  # classes the render head tells apart (set by the fit)
