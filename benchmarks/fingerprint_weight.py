@@ -74,12 +74,13 @@ def scores(
         for norm in dict.fromkeys(row[0] for row in grid)
     }
     iface = {key: enc.interfaces(nets, graphs[key]) for key, enc in encs.items()}
-    drawing = {key: renders(nets, int(enc.config["render_side"])) for key, enc in encs.items()}
+    sides = {key: int(enc.config["render_side"]) for key, enc in encs.items()}
+    drawings = {side: renders(nets, side) for side in set(sides.values())}  # once per side
     rows = []
     for (norm, *_), pair in zip(grid, weighed, strict=True):
         z, h = (  # each encoder under these weights (its head reads this norm's fingerprint)
             pair[key].compose(
-                EmbeddingParts(learned[key], fps[key, norm], iface[key], *drawing[key])
+                EmbeddingParts(learned[key], fps[key, norm], iface[key], *drawings[sides[key]])
             )
             for key in ("trained", "heldout")
         )

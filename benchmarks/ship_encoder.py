@@ -197,7 +197,9 @@ def card(
                 + (
                     f"; render head at weight {args.render_head:g} (`zoolens fit-function "
                     "--head render`: a small CNN classifying the drawings of the coordinate "
-                    f"nets (INRs) on a {enc_side(heads)}-pixel-side grid over the train "
+                    "nets (INRs) on a "
+                    f"{heads['render head, trained'].encoder.config['render_side']}-pixel-side "
+                    "grid over the train "
                     "split's INR groups, cross-entropy; its class probabilities join the "
                     "embedding of every INR, one shared orthogonal vector that of every "
                     "other net)"
@@ -288,11 +290,6 @@ def card(
         + "`.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def enc_side(heads: dict[str, FunctionFit]) -> int:
-    """The drawings' side of the encoders the heads were fit into."""
-    return int(next(iter(heads.values())).encoder.config["render_side"])
 
 
 def main() -> None:

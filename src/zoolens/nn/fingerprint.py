@@ -52,7 +52,7 @@ def fingerprints(
     for g in graphs:
         y = output_responses(g)[:, :MAX_OUTPUTS]
         if norm != "none":
-            y = _normalise(y, norm == "zscore")
+            y = normalise_columns(y, norm == "zscore")
         slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
         slots[:, : y.shape[1]] = y
         rows.append(slots.flatten())
@@ -146,10 +146,11 @@ class FunctionHead(nn.Module):
         return out
 
 
-def _normalise(y: torch.Tensor, scale: bool) -> torch.Tensor:
-    """Centre each output (column) over the probes, and divide by its spread if `scale`.
-    An output that does not vary beyond float noise becomes zero: its noise, scaled up,
-    would differ between a net and a symmetric copy of it."""
+def normalise_columns(y: torch.Tensor, scale: bool) -> torch.Tensor:
+    """Centre each column of `y` (an output over the probes, or over a drawing's pixels),
+    and divide by its spread if `scale`. A column that does not vary beyond float noise
+    becomes zero: its noise, scaled up, would differ between a net and a symmetric copy
+    of it."""
     mean = y.mean(dim=0, keepdim=True)
     std = y.std(dim=0, correction=0, keepdim=True)
     varies = std > CONSTANT_TOL * (1.0 + mean.abs())

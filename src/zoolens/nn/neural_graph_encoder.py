@@ -25,7 +25,7 @@ from zoolens.nn.fingerprint import (
 )
 from zoolens.nn.gnn import NeuralGraphNet
 from zoolens.nn.interface import interface_vectors, signature
-from zoolens.nn.render import RenderHead, renders
+from zoolens.nn.render import RENDER_CHANNELS, RenderHead, renders
 from zoolens.nn.torch_encoder import TorchEncoder
 
 DEFAULTS: dict[str, Any] = {
@@ -298,11 +298,17 @@ class NeuralGraphEncoder(TorchEncoder):
         return self.compose(self.parts(models))
 
     def parts(self, models: list[Net | TensorSet]) -> EmbeddingParts:
-        """The parts of `models`' embeddings, before weighing (see `compose`)."""
+        """The parts of `models`' embeddings, before weighing (see `compose`); the
+        drawings only with a render head to read them (else ``(n, RENDER_CHANNELS, 0,
+        0)``, none drawn)."""
         z, graphs = self._learned(models)
         fp, iface = self.fingerprints(graphs), self.interfaces(models, graphs)
-        with _one_thread():
-            drawing, drawn = renders(models, int(self.config["render_side"]))
+        if self.render is not None:
+            with _one_thread():
+                drawing, drawn = renders(models, int(self.config["render_side"]))
+        else:
+            drawing = np.zeros((len(models), RENDER_CHANNELS, 0, 0), dtype=np.float32)
+            drawn = np.zeros(len(models), dtype=bool)
         return EmbeddingParts(z.numpy(), fp, iface, drawing, drawn)
 
     def compose(self, parts: EmbeddingParts) -> np.ndarray:
@@ -337,6 +343,9 @@ class NeuralGraphEncoder(TorchEncoder):
         is 1 whatever they are, so it reorders none of their neighbours among
         themselves."""
         assert self.render is not None
+        side = int(self.config["render_side"])
+        if drawing.shape[-2:] != (side, side):
+            raise ValueError(f"drawings of side {drawing.shape[-1]}; the render head reads {side}")
         out = np.zeros((len(drawn), int(self.config["render_count"]) + 1))
         out[~drawn, -1] = 1.0
         if drawn.any():

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from zoolens.ir import Net, TensorSet
+from zoolens.nn.fingerprint import normalise_columns
 
 RENDER_INPUT = (2,)  # the input shape of the nets that are drawn
 RENDER_CHANNELS = 3  # outputs drawn as channels (the rest are dropped, missing ones zero)
@@ -48,12 +49,8 @@ def renders(models: Sequence[Net | TensorSet], side: int) -> tuple[np.ndarray, n
             assert isinstance(net, Net)  # is_coordinate_net
             p = next(net.parameters(), None)
             y = net(grid.to(p.dtype if p is not None else torch.float32)).double()
-            y = y.reshape(side * side, -1)[:, :RENDER_CHANNELS].T  # (channels, pixels)
-            mean = y.mean(dim=1, keepdim=True)
-            std = y.std(dim=1, correction=0, keepdim=True)
-            varies = std > 1e-5 * (1.0 + mean.abs())
-            y = torch.where(varies, (y - mean) / std.clamp_min(1e-300), 0.0)
-            images[i, : y.shape[0]] = y.reshape(-1, side, side).float().numpy()
+            y = normalise_columns(y.reshape(side * side, -1)[:, :RENDER_CHANNELS], scale=True)
+            images[i, : y.shape[1]] = y.T.reshape(-1, side, side).float().numpy()
     return images, drawn
 
 

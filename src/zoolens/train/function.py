@@ -197,14 +197,14 @@ def _fit_head(
         raise ValueError(f"{zoo_dir}: fewer than 2 train models to fit the {kind} head on")
     x_np, rows = inputs(encoder, train.nets)
     names, labels_np = np.unique(train.groups[rows], return_inverse=True)
-    if len(x_np) < 2 or (key != "function_head" and len(names) < 2):
-        what = "coordinate nets (INRs)" if key == "render_head" else "models"
+    count = {"class_head": "class_count", "render_head": "render_count"}.get(key)
+    if len(x_np) < 2 or (count and len(names) < 2):  # a classifier needs two classes
+        what = "models" if rows.all() else "coordinate nets (INRs)"
         raise ValueError(
             f"{zoo_dir}: too few train {what} to fit the {kind} head on "
             f"({len(x_np)}, in {len(names)} groups)"
         )
     changes: dict[str, object] = {key: float(weight)}
-    count = {"class_head": "class_count", "render_head": "render_count"}.get(key)
     if count:
         changes[count] = len(names)
     if fingerprint is not None:

@@ -67,7 +67,7 @@ class Trainer:
         torch_enc = _torch_encoder(self.encoder)
         if set(torch_enc.heads()) - {QUALITY_PREFIX}:  # heads fit on a trained encoder
             raise ZoolensError(
-                "a function or class head is not trained with the encoder: fit it afterwards "
+                "a function, class or render head is not trained with the encoder: fit it later "
                 "(zoolens fit-function)"
             )
         params = torch_enc.parameters()  # the quality head's included
