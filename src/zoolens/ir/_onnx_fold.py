@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -119,8 +120,9 @@ def _outer_reads(node: onnx.NodeProto) -> set[str]:
 def _is_evaluable(node: onnx.NodeProto) -> bool:
     if node.domain not in ("", "ai.onnx") or node.op_type in _RANDOM:
         return False
-    return not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                   for a in node.attribute)
+    return not any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+    )
 
 
 def _run(
@@ -211,8 +213,12 @@ def infer_at(
 
 
 _FLOATS = frozenset(
-    {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
-     onnx.TensorProto.BFLOAT16}
+    {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+    }
 )
 
 
@@ -245,10 +251,16 @@ def _compare(
 
 def _batch_invariant(arrays: list[np.ndarray], batches: tuple[int, ...]) -> np.ndarray | None:
     first = arrays[0]
-    if all(a.shape == first.shape and a.dtype == first.dtype for a in arrays):
-        if all(np.array_equal(a, first, equal_nan=True) for a in arrays[1:]):
-            return first
-    if first.ndim != 1 or first.dtype.kind not in "iu" or any(a.shape != first.shape for a in arrays):
+    if all(
+        a.shape == first.shape and a.dtype == first.dtype and np.array_equal(a, first, True)
+        for a in arrays[1:]
+    ):
+        return first
+    if (
+        first.ndim != 1
+        or first.dtype.kind not in "iu"
+        or any(a.shape != first.shape for a in arrays)
+    ):
         return None
     stacked = np.stack([a.astype(np.int64) for a in arrays])  # (runs, n)
     same = (stacked == stacked[:1]).all(axis=0)

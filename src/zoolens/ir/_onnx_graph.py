@@ -110,8 +110,10 @@ class OnnxGraph:
         self.consts: dict[str, np.ndarray] = {**self.initializers, **folded.consts}
         for v, s in folded.shapes.items():
             old = self.shapes.get(v)
-            if old is None or len(old) != len(s) or sum(d is None for d in s) <= sum(
-                d is None for d in old
+            if (
+                old is None
+                or len(old) != len(s)
+                or sum(d is None for d in s) <= sum(d is None for d in old)
             ):
                 self.shapes[v] = s
         self.nodes = [node_from_proto(n) for n in folded.nodes]

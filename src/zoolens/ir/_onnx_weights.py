@@ -28,7 +28,9 @@ def file_weights(model: onnx.ModelProto, path: str = "") -> dict[str, torch.Tens
         try:
             a = numpy_helper.to_array(t)
         except Exception as e:  # external data missing, bad raw_data length, unknown dtype
-            raise LoadError(f"{path}: cannot read tensor {name!r} ({e}); the file is corrupt") from None
+            raise LoadError(
+                f"{path}: cannot read tensor {name!r} ({e}); the file is corrupt"
+            ) from None
         if is_float(a):
             out[name] = to_tensor(a)
     return out

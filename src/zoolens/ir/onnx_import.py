@@ -16,9 +16,9 @@ import onnx
 
 from zoolens.errors import LoadError, UnsupportedOpError
 from zoolens.ir._onnx_graph import OnnxGraph, Unsupported
-from zoolens.ir._onnx_weights import file_weights
 from zoolens.ir._onnx_ops import KNOWN_OPS, Builder
 from zoolens.ir._onnx_patterns import rewrite
+from zoolens.ir._onnx_weights import file_weights
 from zoolens.ir.net import Net
 from zoolens.ir.tensorset import TensorSet
 from zoolens.ir.weights import file_size
