@@ -166,8 +166,17 @@ def _walk(
 ) -> tuple[_Builder, dict[str, _Units]]:
     b = _Builder(structure, flatten)
     infos = net.value_infos()
-    units = {net.input: _Units(b.new_layer(infos[net.input].units, ROLE_INPUT))}
+    first = _input_reshape(net)  # its output is the input layer
+    src = net.input if first is None else first.output
+    units = {src: _Units(b.new_layer(infos[src].units, ROLE_INPUT))}
     for op in net.ops:
+        if op is first:
+            continue
+        if op.kind == "reshape":
+            raise UnsupportedOpError(
+                f"op {op.name!r}: reshape of a hidden value (the neural graph reads a "
+                "reshape of the network input only)"
+            )
         ins = [units[v] for v in op.inputs]
         u = ins[0]
         if op.kind in ("linear", "conv1d", "conv2d"):
@@ -188,6 +197,12 @@ def _walk(
             _mark_unitwise(b, op, u)
             units[op.output] = replace(u, fresh=u.fresh and op.kind == "dropout")
     return b, units
+
+
+def _input_reshape(net: Net) -> Op | None:
+    """The reshape that is the only reader of the network input, if there is one."""
+    readers = [op for op in net.ops if net.input in op.inputs]
+    return readers[0] if len(readers) == 1 and readers[0].kind == "reshape" else None
 
 
 def _mark_unitwise(b: _Builder, op: Op, u: _Units) -> None:

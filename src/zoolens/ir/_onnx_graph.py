@@ -81,30 +81,57 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
 
 
 class OnnxGraph:
-    """Nodes of one ONNX model with every constant-only computation folded away.
+    """Nodes of one ONNX model's data path with everything that does not depend on the
+    input's values folded into constants (`zoolens.ir._onnx_fold`).
 
     Args:
         model: a loaded, checked model.
         path: the file it came from (for messages).
+        output: the graph output to read (default: the first).
     """
 
-    def __init__(self, model: onnx.ModelProto, path: str) -> None:
+    def __init__(self, model: onnx.ModelProto, path: str, output: str | None = None) -> None:
+        from zoolens.ir._onnx_fold import fold
+
         g = model.graph
         self.path = path
         self.initializers = {t.name: self._read_initializer(t) for t in g.initializer}
-        self.consts: dict[str, np.ndarray] = dict(self.initializers)
         self._check_finite(self.initializers)
-        inputs = [i for i in g.input if i.name not in self.initializers]
-        if len(inputs) != 1 or len(g.output) != 1:
+        names = [o.name for o in g.output]
+        if output is not None and output not in names:
+            raise LoadError(f"{path}: no graph output {output!r}; it has {', '.join(names)}")
+        self.output = output or names[0]
+        #: graph outputs besides the one read
+        self.other_outputs = [n for n in names if n != self.output]
+        self.shapes = _infer_shapes(model)
+        self.input = self._data_input(model)
+        folded = fold(model, self.initializers, self.input, self.shape(self.input), self.output)
+        self._check_finite({k: a for k, a in folded.consts.items() if k not in self.initializers})
+        self.consts: dict[str, np.ndarray] = {**self.initializers, **folded.consts}
+        for v, s in folded.shapes.items():
+            old = self.shapes.get(v)
+            if (
+                old is None
+                or len(old) != len(s)
+                or sum(d is None for d in s) <= sum(d is None for d in old)
+            ):
+                self.shapes[v] = s
+        self.nodes = [node_from_proto(n) for n in folded.nodes]
+        self._check_defined()
+
+    def _data_input(self, model: onnx.ModelProto) -> str:
+        """The one graph input the chosen output depends on."""
+        from zoolens.ir._onnx_fold import live_inputs
+
+        inputs = [i.name for i in model.graph.input if i.name not in self.initializers]
+        used = live_inputs(model, inputs, self.output)
+        if len(used) != 1:
             raise Unsupported(
                 ["<graph>"],
-                f"{len(inputs)} inputs and {len(g.output)} outputs "
-                "(zoolens reads networks with one input and one output)",
+                f"output {self.output!r} is computed from {len(used)} inputs "
+                f"({', '.join(used) or 'none'}); zoolens reads networks with one input",
             )
-        self.input, self.output = inputs[0].name, g.output[0].name
-        self.shapes = _infer_shapes(model)
-        self.nodes = [node_from_proto(n) for n in g.node]
-        self._fold_constants()
+        return used[0]
 
     # -- reading --------------------------------------------------------------------------
     def _read_initializer(self, t: onnx.TensorProto) -> np.ndarray:
@@ -151,10 +178,8 @@ class OnnxGraph:
         ids = {id(n) for n in old}
         self.nodes = [n for n in self.nodes if id(n) not in ids or n is new]
 
-    # -- constant folding -----------------------------------------------------------------
-    def _fold_constants(self) -> None:
+    def _check_defined(self) -> None:
         defined = {self.input, *self.consts}
-        kept: list[Node] = []
         for node in self.nodes:
             for v in node.inputs:
                 if v and v not in defined:
@@ -163,50 +188,8 @@ class OnnxGraph:
                         "the file is truncated or corrupt"
                     )
             defined.update(node.outputs)
-            value = self._fold(node)
-            if value is None:
-                kept.append(node)
-            else:
-                self._check_finite({node.outputs[0]: value})
-                self.consts[node.outputs[0]] = value
         if self.output not in defined:
             raise LoadError(f"{self.path}: graph output {self.output!r} is never computed")
-        self.nodes = kept
-
-    def _fold(self, node: Node) -> np.ndarray | None:
-        if node.domain or len(node.outputs) != 1:
-            return None
-        if node.op_type == "Constant":
-            return _constant_value(node)
-        if node.op_type == "Shape":
-            return self._fold_shape(node)
-        args = [self.consts.get(v) for v in node.inputs if v]
-        if not args or any(a is None for a in args):
-            return None
-        if node.op_type in _SHAPE_FOLDERS:
-            return np.asarray(_SHAPE_FOLDERS[node.op_type](node, args))
-        from zoolens.ir._onnx_elementwise import ELEMENTWISE, evaluate
-
-        if node.op_type in ELEMENTWISE:
-            out = evaluate(node, [torch.from_numpy(np.array(a)) for a in args])
-            return out.numpy()
-        return None
-
-    def _fold_shape(self, node: Node) -> np.ndarray | None:
-        s = self.shapes.get(node.inputs[0])
-        if s is None or any(d is None for d in s[1:]) or node.attr("start") or node.attr("end"):
-            return None
-        return np.array([BATCH if s[0] is None else s[0], *s[1:]], dtype=np.int64)
-
-
-def _constant_value(node: Node) -> np.ndarray | None:
-    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
-        if key in node.attrs:
-            v = node.attrs[key]
-            if key.startswith("value_float"):
-                return np.asarray(v, dtype=np.float32)
-            return np.asarray(v, dtype=np.int64) if key.startswith("value_int") else np.asarray(v)
-    return None
 
 
 def reduce_axes(node: Node, consts: dict[str, np.ndarray]) -> list[int] | None:
@@ -216,46 +199,6 @@ def reduce_axes(node: Node, consts: dict[str, np.ndarray]) -> list[int] | None:
     if len(node.inputs) > 1 and node.inputs[1] in consts:
         return [int(a) for a in consts[node.inputs[1]].reshape(-1)]
     return None
-
-
-def _axes(node: Node, args: list[np.ndarray]) -> list[int]:
-    return [int(a) for a in (args[1].reshape(-1) if len(args) > 1 else node.attr("axes", []))]
-
-
-def _unsqueeze(node: Node, args: list[np.ndarray]) -> np.ndarray:
-    out, axes = args[0], _axes(node, args)
-    rank = out.ndim + len(axes)
-    for a in sorted(x % rank for x in axes):
-        out = np.expand_dims(out, a)
-    return out
-
-
-def _squeeze(node: Node, args: list[np.ndarray]) -> np.ndarray:
-    axes = _axes(node, args)
-    return np.squeeze(args[0], axis=tuple(axes)) if axes else np.squeeze(args[0])
-
-
-def _reshape(node: Node, args: list[np.ndarray]) -> np.ndarray:
-    x, target = args[0], [int(d) for d in args[1].reshape(-1)]
-    if not node.attr("allowzero", 0):
-        target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
-    return x.reshape(target)
-
-
-def _cast(node: Node, args: list[np.ndarray]) -> np.ndarray:
-    return args[0].astype(onnx.helper.tensor_dtype_to_np_dtype(int(node.attr("to"))))
-
-
-_SHAPE_FOLDERS: dict[str, Any] = {
-    "Identity": lambda node, args: args[0],
-    "Cast": _cast,
-    "Gather": lambda node, args: np.take(args[0], args[1], axis=int(node.attr("axis", 0))),
-    "Unsqueeze": _unsqueeze,
-    "Squeeze": _squeeze,
-    "Concat": lambda node, args: np.concatenate(args, axis=int(node.attr("axis", 0))),
-    "Reshape": _reshape,
-    "Transpose": lambda node, args: np.transpose(args[0], node.attr("perm")),
-}
 
 
 def _infer_shapes(model: onnx.ModelProto) -> dict[str, Shape]:

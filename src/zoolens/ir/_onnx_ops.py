@@ -249,16 +249,51 @@ def _reshape(b: Builder, node: Node) -> None:
     src = b.graph.shape(node.inputs[0])
     if src is None or any(s is None for s in src[1:]):
         raise _fail(node, "reshape of a value of unknown shape")
-    n = math.prod(s for s in src[1:] if s is not None)
-    batch_ok = target[0] in (-1, BATCH, src[0]) or (target[0] == 0 and not node.attr("allowzero"))
-    if batch_ok and target[1:] == list(src[1:]):
+    rest = _batch_preserving(node, target, [int(s) for s in src[1:] if s is not None], src[0])
+    shown = ["B" if t == BATCH else t for t in target]
+    if rest is None:
+        raise _fail(
+            node,
+            f"reshape {list(src)} -> {shown} does not keep the batch axis (the IR reshapes "
+            "(B, ...) to (B, ...))",
+        )
+    if rest == list(src[1:]):
         b.alias(node)
-    elif batch_ok and len(target) == 2 and target[1] in (-1, n) and target != [-1, -1]:
+    elif len(rest) == 1:
         b.emit(node, "flatten")
     else:
-        raise _fail(
-            node, f"reshape {list(src)} -> {target} (only flattening to (B, N) is supported)"
-        )
+        b.emit(node, "reshape", attrs={"shape": rest})
+
+
+def _batch_preserving(
+    node: Node, target: list[int], dims: list[int], batch: int | None
+) -> list[int] | None:
+    """The non-batch sizes `target` asks for if it keeps the batch axis of a value of
+    non-batch sizes `dims`, else None."""
+    n = math.prod(dims)
+    zero_copies = not node.attr("allowzero", 0)
+    # ONNX: a 0 copies the input's size at the same position (target[i + 1] ← dims[i])
+    rest = [
+        dims[i] if d == 0 and zero_copies and i < len(dims) else d for i, d in enumerate(target[1:])
+    ]
+    if any(d == 0 for d in rest) or not target:
+        return None
+    if target[0] == -1 and -1 in rest:
+        return None
+    if not (
+        target[0] in (-1, BATCH)
+        or (target[0] == 0 and zero_copies)
+        or (batch is not None and target[0] == batch)
+    ):
+        return None
+    if rest.count(-1) > 1:
+        return None
+    known = math.prod(d for d in rest if d != -1)
+    if -1 in rest:
+        if known == 0 or n % known:
+            return None
+        rest[rest.index(-1)] = n // known
+    return rest if math.prod(rest) == n else None
 
 
 def _pool(b: Builder, node: Node) -> None:

@@ -2,8 +2,9 @@
 
 Reads files from both torch exporters (TorchScript-based ``dynamo=False`` and the default
 dynamo exporter) and produces the same op kinds, attributes and parameter roles as
-`zoolens.ir.fx_import`, so nets from either importer are interchangeable. Parsing uses the
-``onnx`` package only; nothing is executed by an ONNX runtime.
+`zoolens.ir.fx_import`, so nets from either importer are interchangeable. Uses the ``onnx``
+package only: its reference evaluator runs the part of the graph that does not depend on the
+input's values (shape arithmetic), never the network itself.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import logging
 import os
 
 import onnx
-import torch
 
 from zoolens.errors import LoadError, UnsupportedOpError
-from zoolens.ir._onnx_graph import OnnxGraph, Unsupported, is_float, to_tensor
+from zoolens.ir._onnx_graph import OnnxGraph, Unsupported
 from zoolens.ir._onnx_ops import KNOWN_OPS, Builder
 from zoolens.ir._onnx_patterns import rewrite
+from zoolens.ir._onnx_weights import file_weights
 from zoolens.ir.net import Net
 from zoolens.ir.tensorset import TensorSet
 from zoolens.ir.weights import file_size
@@ -25,17 +26,25 @@ from zoolens.ir.weights import file_size
 logger = logging.getLogger(__name__)
 
 
-def import_onnx(path: str, strict: bool = False) -> Net | TensorSet:
+def import_onnx(path: str, strict: bool = False, output: str | None = None) -> Net | TensorSet:
     """Read an ONNX model file.
 
+    Everything that does not depend on the input's values (shape arithmetic of dynamic-batch
+    exports, constant subgraphs, ``If`` on a constant condition) is evaluated first; the rest
+    is translated op by op.
+
     Args:
-        path: a ``.onnx`` file with one input ``(B, *input_shape)`` and one output.
+        path: a ``.onnx`` file; the data path read runs from one input ``(B, *input_shape)``
+            to one output.
         strict: raise `UnsupportedOpError` when the graph uses ops the IR cannot represent,
-            instead of returning its float initializers as a `TensorSet` with a warning.
+            instead of returning its float weights as a `TensorSet` with a warning.
+        output: the graph output to read; default the first. The others are listed in
+            ``meta["other_outputs"]`` (with a warning).
 
     Returns:
         A `Net` computing what the file computes, or a `TensorSet` of the file's float
-        initializers (in file order) with ``meta["unsupported_ops"]``.
+        weights (initializers, also those of ``If``/``Loop``/``Scan`` subgraphs, and
+        non-scalar float constants, in file order) with ``meta["unsupported_ops"]``.
 
     Raises:
         LoadError: the file is empty, truncated, corrupt or not an ONNX model.
@@ -46,22 +55,37 @@ def import_onnx(path: str, strict: bool = False) -> Net | TensorSet:
     model = _read_model(path)
     graph: OnnxGraph | None = None
     try:
-        graph = OnnxGraph(model, path)
+        graph = OnnxGraph(model, path, output)
+        if graph.other_outputs:
+            logger.warning(
+                "%s: %d graph outputs; reading the data path of %r, not of %s",
+                path,
+                len(graph.other_outputs) + 1,
+                graph.output,
+                ", ".join(map(repr, graph.other_outputs)),
+            )
         return _translate(graph, model)
     except Unsupported as e:
         if strict:
             raise UnsupportedOpError(
-                f"{path}: unsupported ONNX op(s) {', '.join(e.op_types)}: {e.detail}; "
-                "without --strict/strict=True zoolens reads its weights as a TensorSet"
+                f"{path}: unsupported ONNX op(s) {', '.join(e.op_types)}{_on(graph)}: "
+                f"{e.detail}; without --strict/strict=True zoolens reads its weights as a "
+                "TensorSet"
             ) from None
         logger.warning(
-            "%s: ONNX op(s) %s cannot be represented (%s); reading its weights "
+            "%s: ONNX op(s) %s%s cannot be represented (%s); reading its weights "
             "without wiring (TensorSet)",
             path,
             ", ".join(e.op_types),
+            _on(graph),
             e.detail,
         )
         return _tensor_set(model, graph, path, e)
+
+
+def _on(graph: OnnxGraph | None) -> str:
+    """`` on the path to output 'y'`` when the file has several outputs, else ``""``."""
+    return f" on the path to output {graph.output!r}" if graph and graph.other_outputs else ""
 
 
 def _read_model(path: str) -> onnx.ModelProto:
@@ -120,12 +144,17 @@ def _input_shape(graph: OnnxGraph) -> tuple[int, ...]:
 def _meta(graph: OnnxGraph, model: onnx.ModelProto) -> dict[str, object]:
     opsets = {o.domain or "ai.onnx": int(o.version) for o in model.opset_import}
     producer = f"{model.producer_name} {model.producer_version}".strip()
-    return {
+    meta: dict[str, object] = {
         "importer": "onnx",
         "source": graph.path,
         "producer": producer,
         "opset": opsets.get("ai.onnx", 0),
     }
+    if graph.other_outputs:
+        meta["output"] = graph.output
+        meta["other_outputs"] = list(graph.other_outputs)
+        meta["file_num_params"] = sum(int(t.numel()) for t in file_weights(model).values())
+    return meta
 
 
 def _check_runs(net: Net, graph: OnnxGraph) -> None:
@@ -152,15 +181,15 @@ def _check_runs(net: Net, graph: OnnxGraph) -> None:
 def _tensor_set(
     model: onnx.ModelProto, graph: OnnxGraph | None, path: str, e: Unsupported
 ) -> TensorSet:
-    if graph is not None:
-        arrays = graph.initializers
-    else:
-        from onnx import numpy_helper
-
-        arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    tensors: dict[str, torch.Tensor] = {k: to_tensor(a) for k, a in arrays.items() if is_float(a)}
-    meta = {"source": path, "format": "onnx", "unsupported_ops": e.op_types, "reason": e.detail}
-    ts = TensorSet(tensors, meta)
+    meta: dict[str, object] = {
+        "source": path,
+        "format": "onnx",
+        "unsupported_ops": e.op_types,
+        "reason": e.detail,
+    }
+    if graph is not None and graph.other_outputs:
+        meta["output"], meta["other_outputs"] = graph.output, list(graph.other_outputs)
+    ts = TensorSet(file_weights(model, path), meta)
     ts.check_finite(path)
     return ts
 

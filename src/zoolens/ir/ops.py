@@ -33,7 +33,9 @@ ACTIVATIONS = (
     "softplus",
     "sin",
 )
-KINDS = frozenset(DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten"})
+#: ``reshape`` keeps the batch axis: ``(B, *s) → (B, *attrs["shape"])``. Its input and
+#: output units are never permuted or rescaled (`zoolens.symmetry.build_spaces` fixes both).
+KINDS = frozenset(DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten", "reshape"})
 
 
 @dataclass
@@ -178,4 +180,5 @@ _RUNNERS = {
     "gap": _run_gap,
     "add": _run_add,
     "flatten": lambda op, xs: xs[0].flatten(1),
+    "reshape": lambda op, xs: xs[0].reshape(xs[0].shape[0], *op.attrs["shape"]),
 }

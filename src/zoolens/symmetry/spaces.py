@@ -49,7 +49,8 @@ def build_spaces(
 
     Returns:
         root name → `Space`; every value appears in exactly one space's ``values``.
-        Spaces holding the network input or output are ``fixed`` (never permuted).
+        Spaces holding the network input or output, or read or written by a ``reshape``,
+        are ``fixed`` (never permuted).
     """
     infos = infos or net.value_infos()
     uf = {v: v for v in infos}
@@ -67,7 +68,8 @@ def build_spaces(
     for v, (src, block) in derived.items():
         sp = spaces[_find(uf, v)]
         sp.parent, sp.block = _find(uf, src), block
-    for v in (net.input, net.output):
+    reshaped = [v for op in net.ops if op.kind == "reshape" for v in (*op.inputs, op.output)]
+    for v in (net.input, net.output, *reshaped):
         spaces[_find(uf, v)].fixed = True
     _propagate_fixed(spaces)
     return spaces
