@@ -151,9 +151,18 @@ def test_cli_same_interface_and_head(mixed, tmp_path, capsys):
     )
     head.save(str(tmp_path / "head"))
     code, out, err = zoolens(
-        capsys, "search", paths[9], "--index", index.path, "--same-interface", "-k", "30",
-        "--head", str(tmp_path / "head"), "--json",
-    )  # fmt: skip
+        capsys,
+        "search",
+        paths[9],
+        "--index",
+        index.path,
+        "--same-interface",
+        "-k",
+        "30",
+        "--head",
+        str(tmp_path / "head"),
+        "--json",
+    )
     assert code == 0, err
     hits = json.loads(out)["hits"]
     assert len(hits) == 8 and {h["metadata"]["n_outputs"] for h in hits} == {3}

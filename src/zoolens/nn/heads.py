@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -352,7 +353,8 @@ def fit_head_on_embeddings(
     )
     best: tuple[tuple[float, float], Head] | None = None
     for wd in weight_decays:
-        net = _fit_one(x, t, base, max(len(classes), 1), float(wd))
+        with _one_thread():  # tiny full-batch fits: threads only contend
+            net = _fit_one(x, t, base, max(len(classes), 1), float(wd))
         state = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
         tensors = {**state, "mean": mean, "std": std, "y_mean": y_mean, "y_std": y_std}
         head = Head(_with(base, weight_decay=float(wd)), tensors)
@@ -368,6 +370,16 @@ def fit_head_on_embeddings(
             baseline_score=baseline_score(kind, y_train, np.asarray(y_val)),
         )
     return head
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _with(cfg: HeadConfig, **changes: Any) -> HeadConfig:

@@ -30,11 +30,11 @@ _MISSING = {"str": "", "int": -1}
 
 def _present(column: pd.Series, label: str) -> np.ndarray:
     """True where the label is given."""
-    missing = column.isna().to_numpy()
+    missing = column.isna()
     default = _MISSING.get(COLUMNS.get(label, ""))
     if default is not None:
-        missing |= (column == default).to_numpy()
-    return np.asarray(~missing)
+        missing = missing | column.eq(default)
+    return np.asarray(~missing.to_numpy(dtype=bool))
 
 
 def label_rows(zoo: Zoo, label: str, split: str) -> pd.DataFrame:
@@ -133,6 +133,11 @@ def fit_head(
     c = head.config
     log.info(
         "head %s (%s): val %s %.3f, baseline %.3f, weight decay %g",
-        label, c.kind, c.metric, c.val_score, c.baseline_score, c.weight_decay,
-    )  # fmt: skip
+        label,
+        c.kind,
+        c.metric,
+        c.val_score,
+        c.baseline_score,
+        c.weight_decay,
+    )
     return head
