@@ -295,8 +295,7 @@ def fit_head_on_embeddings(
     """Fit one head per L2 weight on the train embeddings; keep the best on validation.
 
     Classification is chosen by validation accuracy, ties broken by validation log-loss;
-    regression by validation R². Without a validation split the largest weight that
-    is tried alone decides (pass one weight).
+    regression by validation R². Without a validation split pass a single weight.
 
     Args:
         z_train, y_train: ``(n, d)`` embeddings and their n labels.
