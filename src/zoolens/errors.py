@@ -20,8 +20,12 @@ class InvalidWeightsError(LoadError):
 
 
 class EncoderMismatchError(ZoolensError):
-    """An index was opened with an encoder other than the one that built it."""
+    """An index or a head was used with an encoder other than the one that built it."""
 
 
 class IndexError(ZoolensError):
     """The model index is missing, corrupt or was asked for something it does not hold."""
+
+
+class HeadError(ZoolensError):
+    """A head could not be fitted or applied: unknown label column, one class, bad shape."""

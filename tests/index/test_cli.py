@@ -143,8 +143,15 @@ def test_ls_rm_stats_json(world):
     _, index, runs = world
     ls = json.loads(runs["ls"].stdout)
     assert [r["id"] for r in ls] == ["m0", "m1", "m2", "m3", "z0", "z1", "z2"]
-    assert ls[0]["metadata"] == {"owner": "me", "batch": 1}
-    assert ls[4]["metadata"] == {"task": "digits", "accuracy": 0.97, "owner": "me", "batch": 1}
+    interface = {"input_shape": [4], "n_outputs": 2}  # recorded for every Net added
+    assert ls[0]["metadata"] == {"owner": "me", "batch": 1, **interface}
+    assert ls[4]["metadata"] == {
+        "task": "digits",
+        "accuracy": 0.97,
+        "owner": "me",
+        "batch": 1,
+        **interface,
+    }
     rm = zoolens("index", "rm", "m3", "--index", index, "--json")
     assert rm.returncode == 0 and json.loads(rm.stdout) == {"removed": ["m3"], "count": 6}
     stats = json.loads(zoolens("index", "stats", "--index", index, "--json").stdout)

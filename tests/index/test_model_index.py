@@ -17,6 +17,9 @@ from zoolens.index import NO_HIT, IndexConfig, ModelIndex
 
 from .fake_encoder import StatsEncoder
 
+#: The interface metadata the index records for each of the tiny 4→8→2 nets.
+INTERFACE = {"input_shape": [4], "n_outputs": 2}
+
 
 def meta(i: int) -> dict:
     return {"task": "digits" if i % 2 else "fashion", "accuracy": i / 30, "seed": i}
@@ -111,7 +114,7 @@ def test_reopen_gives_identical_results(filled, nets, encoder):
             after = again.search(queries, k=8, where={"task": "digits"})
             np.testing.assert_array_equal(before[0], after[0])
             np.testing.assert_array_equal(before[1], after[1])
-            assert again.get("n4")["metadata"] == meta(4)
+            assert again.get("n4")["metadata"] == {**meta(4), **INTERFACE}
 
 
 def test_duplicates_are_not_added_twice(filled, nets, model_dir):
@@ -165,7 +168,12 @@ def test_add_zoo_rows_become_metadata(tmp_path, encoder, nets):
     ).to_parquet(zoo / "manifest.parquet")
     with ModelIndex.open(tmp_path / "idx", encoder=encoder) as index:
         assert index.add_zoo(zoo, progress=False).added == ["z0", "z1", "z2", "z3"]
-        assert index.get("z2")["metadata"] == {"task": "fashion", "accuracy": None, "seed": 2}
+        assert index.get("z2")["metadata"] == {
+            "task": "fashion",
+            "accuracy": None,
+            "seed": 2,
+            **INTERFACE,
+        }
         _, ids = index.search(nets[0], k=4, where={"accuracy": (">=", 0.9)})
         assert sorted(ids[0, :2]) == ["z0", "z3"] and ids[0, 2] == NO_HIT
     with ModelIndex.open(tmp_path / "idx2", encoder=encoder) as index:  # a zoo given as a path

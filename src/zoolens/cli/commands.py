@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-_MODULES = ["inspect", "embed", "zoo", "index", "train", "quickstart", "benchmark"]
+_MODULES = ["inspect", "embed", "zoo", "index", "heads", "train", "quickstart", "benchmark"]
 
 for _name in _MODULES:
     if importlib.util.find_spec(f"zoolens.cli.{_name}") is not None:

@@ -128,10 +128,18 @@ def search_command(
     encoder: str | None = typer.Option(
         None, "--encoder", "-e", help="Must be the index's encoder (default: it)."
     ),
+    same_interface: bool = typer.Option(
+        False,
+        "--same-interface",
+        help="Only models with the query's input shape and output count.",
+    ),
+    head: str | None = typer.Option(
+        None, "--head", help="A head directory (zoolens fit-head): add each hit's prediction."
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print {query, k, where, hits: [{rank, id, source, score, metadata}]}.",
+        help="Print {query, k, where, hits: [{rank, id, source, score, metadata[, prediction]}]}.",
     ),
 ) -> None:
     """Find the k models most similar to QUERY, filtered by metadata before ranking."""
@@ -139,7 +147,10 @@ def search_command(
 
     conditions = parse_where(where)
     with ModelIndex.open(index, encoder=encoder, create=False) as model_index:
-        scores, ids = model_index.search(query, k=k, where=conditions)
+        fitted = _load_head(head, model_index.encoder_id)
+        scores, ids = model_index.search(
+            query, k=k, where=conditions, same_interface=same_interface
+        )
         hits = []
         for rank, (score, model_id) in enumerate(zip(scores[0], ids[0], strict=True), 1):
             if model_id is NO_HIT or not isinstance(model_id, str):
@@ -154,17 +165,35 @@ def search_command(
                     "metadata": rec["metadata"],
                 }
             )
+        if fitted is not None and hits:
+            z = [model_index.get(h["id"], embedding=True)["embedding"] for h in hits]
+            for h, pred in zip(hits, fitted.predict(z, model_index.encoder_id), strict=True):
+                h["prediction"] = pred.item() if hasattr(pred, "item") else pred
     if as_json:
         _echo_json({"query": query, "k": k, "where": where, "hits": hits})
         return
+    extra = [fitted.config.label] if fitted is not None else []
     _table(
-        ["#", "id", "score", "source", "metadata"],
+        ["#", "id", "score", *extra, "source", "metadata"],
         [
-            [h["rank"], h["id"], f"{h['score']:.4f}", h["source"], _short(h["metadata"])]
+            [h["rank"], h["id"], f"{h['score']:.4f}"]
+            + ([h["prediction"]] if extra else [])
+            + [h["source"], _short(h["metadata"])]
             for h in hits
         ],
         title=f"{len(hits)} hit(s) for {query}",
     )
+
+
+def _load_head(path: str | None, encoder_id: str | None) -> Any:
+    """The head at `path` (None without one), refused unless fitted on the index's encoder."""
+    if path is None:
+        return None
+    from zoolens.nn.heads import Head
+
+    fitted = Head.load(path)
+    fitted.check_encoder(encoder_id)
+    return fitted
 
 
 @index_app.command("ls")

@@ -16,6 +16,7 @@ import numpy as np
 from zoolens.errors import EncoderMismatchError, ZoolensError
 from zoolens.errors import IndexError as IndexStoreError
 from zoolens.index.catalog import to_blob
+from zoolens.index.interface import interface_metadata
 from zoolens.index.sources import Entry
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def _add_batch(
     for entry in batch:
         try:
             model = as_model(entry.item)
+            entry.metadata = {**entry.metadata, **interface_metadata(model)}
             loaded.append((entry, model, model.content_hash()))
         except Exception as e:  # a bad file must not stop the batch
             report.failed.append((entry.label, describe_error(e)))

@@ -34,6 +34,7 @@ from zoolens.index.encoders import (
     save_encoder_copy,
 )
 from zoolens.index.filters import Condition, normalise_where, to_sql
+from zoolens.index.interface import query_interface
 from zoolens.index.sources import Item, expand, is_model, zoo_entries
 from zoolens.index.sync import VectorSync
 from zoolens.index.vectors import KINDS, IndexConfig, unit_rows
@@ -280,7 +281,7 @@ class ModelIndex(VectorSync):
 
     # -- reading -------------------------------------------------------------------------
     def search(
-        self, query: Query, k: int = 10, where: Where = None
+        self, query: Query, k: int = 10, where: Where = None, *, same_interface: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k models most similar to each query, filtered by metadata before ranking.
 
@@ -290,14 +291,21 @@ class ModelIndex(VectorSync):
             k: hits per query.
             where: metadata filter (see `zoolens.index.filters`): k hits come back whenever
                 at least k models match.
+            same_interface: keep only models whose ``input_shape`` and ``n_outputs``
+                metadata equal the query's (one query model: a path, Net or id). Rows of
+                indexes built before zoolens recorded them lack the keys and never match
+                (see `zoolens.index.interface`).
 
         Returns:
             ``(scores, ids)``, both ``(n_queries, k)``: float32 cosine similarities (best
             first) and an object array of model ids; ``-inf`` and ``NO_HIT`` (-1) where no
             model fills the slot.
         """
-        queries = self.query_vectors(query)
         conditions = normalise_where(where)
+        if same_interface:
+            query, extra = query_interface(query, self.catalog)
+            conditions += extra
+        queries = self.query_vectors(query)
         with self.catalog.snapshot():
             allowed = self._columns.select(conditions) if conditions else None
             scores, rows, names = self._search_rows(queries, k, allowed)

@@ -10,6 +10,7 @@ from zoolens.nn.baselines import (
     RawWeights,
     WeightStats,
 )
+from zoolens.nn.heads import Head, HeadConfig
 from zoolens.nn.layerwise import LayerwiseEncoder
 from zoolens.nn.load import load_encoder
 from zoolens.nn.neural_graph_encoder import NeuralGraphEncoder
@@ -18,6 +19,8 @@ __all__ = [
     "Encoder",
     "FlatPCA",
     "FlatTransformer",
+    "Head",
+    "HeadConfig",
     "LayerwiseEncoder",
     "Metadata",
     "NeuralGraphEncoder",

@@ -10,7 +10,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from zoolens.errors import LoadError
 from zoolens.ir import Net, TensorSet, load_net
+
+if TYPE_CHECKING:
+    from zoolens.nn.heads import Head
 
 Item = Net | TensorSet | str | os.PathLike[str]
 FORMAT_VERSION = 1
@@ -97,6 +100,18 @@ class Encoder(ABC):
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         return l2_normalise(np.concatenate(chunks, axis=0))
+
+    def predict(self, items: Sequence[Item], head: Head, batch_size: int = 64) -> np.ndarray:
+        """A head's predictions for `items`: class labels, or values for a regressor.
+
+        The head must have been fitted on this encoder's embeddings (same `id`); class
+        probabilities are ``head.predict_proba(encoder.encode(items), encoder.id)``.
+
+        Returns:
+            ``(n,)`` array in input order.
+        """
+        head.check_encoder(self.id)
+        return head.predict(self.encode(items, batch_size=batch_size), encoder_id=self.id)
 
     @property
     def dim(self) -> int:
