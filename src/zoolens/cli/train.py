@@ -96,7 +96,7 @@ def _graph_options(
     if probes >= 0:
         options["n_probes"] = probes
     if probe_kind:
-        from zoolens.graph.build import PROBE_KINDS
+        from zoolens.graph import PROBE_KINDS
 
         if probe_kind not in PROBE_KINDS:
             raise fail(f"--probe-kind: {probe_kind!r} is none of {', '.join(PROBE_KINDS)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -10,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
+from zoolens.graph.cache import ArchParts, GraphCache
 from zoolens.graph.neural_graph import (
     EDGE_TYPES,
     KERNEL,
@@ -18,7 +18,7 @@ from zoolens.graph.neural_graph import (
     ROLE_OUTPUT,
     NeuralGraph,
 )
-from zoolens.ir import ACTIVATIONS, Net, Op
+from zoolens.ir import ACTIVATIONS, Net, Op, ValueInfo
 from zoolens.symmetry import canonicalize
 
 # Node feature layout.
@@ -27,10 +27,6 @@ F_ACT = 5
 F_POOL = F_ACT + len(ACTIVATIONS)  # maxpool, avgpool, gap flags
 NODE_FEATURES = F_POOL + 3
 _POOL_SLOT = {"maxpool": 0, "avgpool": 1, "gap": 2}
-#: `Net.arch_key` → the graph fields that depend only on the architecture, least recently
-#: used first; building a graph then only fills in weights and node features.
-_STRUCTURES: dict[str, dict[str, torch.Tensor]] = {}
-_MAX_STRUCTURES = 64
 
 
 def fit_to_kernel(v: torch.Tensor) -> torch.Tensor:
@@ -162,10 +158,13 @@ def _add(b: _Builder, op: Op, ins: list[_Units]) -> _Units:
 
 
 def _walk(
-    net: Net, structure: bool = True, flatten: str = "grid"
+    net: Net,
+    structure: bool = True,
+    flatten: str = "grid",
+    infos: dict[str, ValueInfo] | None = None,
 ) -> tuple[_Builder, dict[str, _Units]]:
     b = _Builder(structure, flatten)
-    infos = net.value_infos()
+    infos = infos or net.value_infos()
     first = _input_reshape(net)  # its output is the input layer
     src = net.input if first is None else first.output
     units = {src: _Units(b.new_layer(infos[src].units, ROLE_INPUT))}
@@ -219,7 +218,11 @@ FLATTEN_KINDS = ("grid", "flat")
 
 
 def net_to_graph(
-    net: Net, canonical: bool = True, probes: torch.Tensor | None = None, flatten: str = "grid"
+    net: Net,
+    canonical: bool = True,
+    probes: torch.Tensor | None = None,
+    flatten: str = "grid",
+    cache: GraphCache | None = None,
 ) -> NeuralGraph:
     """Build the neural graph of `net`.
 
@@ -231,28 +234,32 @@ def net_to_graph(
         flatten: how an edge from a flattened image to a dense unit holds its H x W
             weights in its 9 slots: "grid" pools the map to 3 x 3; "flat" resamples the
             flattened row (the encoders saved before "grid" existed). 1-D values: the row.
+        cache: the caller's `GraphCache`: the wiring and value shapes of an architecture
+            it holds are reused (only weights and node features are filled in), and those
+            of a new one are kept. None: built from scratch, the same graph.
 
     Returns:
         The `NeuralGraph`; float32 features.
     """
     if flatten not in FLATTEN_KINDS:
         raise ValueError(f"flatten {flatten!r}; expected one of {', '.join(FLATTEN_KINDS)}")
-    net = canonicalize(net) if canonical else net
-    key = net.arch_key()
-    structure = _STRUCTURES.pop(key, None)  # put back below, as the most recently used
-    b, units = _walk(net, structure is None, flatten)
+    key = net.arch_key() if cache is not None else ""  # canonicalising keeps the key
+    parts = cache.parts(key) if cache is not None else None
+    infos = parts.infos if parts is not None else net.value_infos()
+    net = canonicalize(net, infos) if canonical else net
+    b, units = _walk(net, parts is None, flatten, infos)
     out = units[net.output]
     if out.block != 1:
         raise UnsupportedOpError("the network's output is a flattened conv value")
-    if structure is None:
-        structure = _structure(b, out.nodes)
-        if len(_STRUCTURES) >= _MAX_STRUCTURES:
-            _STRUCTURES.pop(next(iter(_STRUCTURES)))
-    _STRUCTURES[key] = structure
+    if parts is None:
+        parts = ArchParts(infos, _structure(b, out.nodes))
+        if cache is not None:
+            cache.put(key, parts)
+    structure = parts.structure
     graph = NeuralGraph(
         x=b.x.float(),
         edge_attr=torch.cat(b.attr).float(),
-        **{name: t.clone() for name, t in structure.items()},
+        **{name: t.clone() if cache is not None else t for name, t in structure.items()},
     )
     if probes is not None:
         graph.probes = probe_features(net, units, probes, graph.num_nodes)
@@ -300,61 +307,3 @@ def probe_features(
         a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a  # (P, units)
         feats[u.nodes] = a.T.to(torch.float64)
     return feats.float()
-
-
-PROBE_KINDS = ("sobol", "smooth", "normal", "structured")
-LATTICE_MAX_DIM = 3  # "structured" probes: inputs of at most this many coordinates
-SMOOTH_GRID = 3  # "smooth" image probes: Sobol values on this grid per channel, upsampled
-
-
-def default_probes(
-    input_shape: tuple[int, ...], n: int = 16, seed: int = 0, kind: str = "sobol"
-) -> torch.Tensor:
-    """Probe inputs ``(n, *input_shape)``, float64, the same for every net with this input
-    shape.
-
-    ``kind="sobol"`` spreads them evenly over the box [-1, 1]^d (scrambled Sobol points; plain
-    uniform ones past torch's 21,201 Sobol dimensions): it covers the coordinate domain of an
-    INR, where a handful of Gaussian points would mostly land off the image, and the
-    standardised range of tabular inputs. ``kind="smooth"``: the same for inputs that are not
-    images; for image-shaped ones ``(C, H, W)``, Sobol values on a 3 x 3 grid per channel,
-    bilinearly upsampled — spatially smooth probes, to which a net trained on natural
-    images answers differently from one trained on pixel-shuffled ones.
-    ``kind="normal"``: standard-normal draws (the encoders saved before the option existed).
-    ``kind="structured"``: images as "smooth"; for coordinate inputs ``(d,)``, d ≤ 3, the
-    first points are the regular lattice ``linspace(-1, 1, k)^d`` with the largest k for
-    which it takes at most a quarter of the n points, the rest Sobol points; other inputs as
-    "sobol". An INR is pinned down only on the pixel grid it was fitted to — a sine INR can
-    take any value between pixel centres — and ``linspace(-1, 1, k)`` is the usual grid of
-    a k-pixel side.
-    """
-    if kind not in PROBE_KINDS:
-        raise ValueError(f"probe kind {kind!r}; expected one of {', '.join(PROBE_KINDS)}")
-    return _probes(tuple(input_shape), n, seed, kind).clone()
-
-
-@functools.lru_cache(maxsize=16)
-def _probes(input_shape: tuple[int, ...], n: int, seed: int, kind: str) -> torch.Tensor:
-    image = len(input_shape) == 3 and min(input_shape[1:]) > SMOOTH_GRID
-    if kind in ("smooth", "structured") and image:
-        c, h, w = input_shape
-        grid = _probes((c, SMOOTH_GRID, SMOOTH_GRID), n, seed, "sobol")
-        return F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
-    d = math.prod(input_shape)
-    if kind == "structured" and len(input_shape) == 1 and d <= LATTICE_MAX_DIM:
-        k = math.floor((n / 4) ** (1 / d) + 1e-9)
-        if k >= 2:
-            axis = torch.linspace(-1, 1, k, dtype=torch.float64)
-            grid = torch.cartesian_prod(*[axis] * d).reshape(-1, d)
-            return torch.cat([grid, _probes(input_shape, n - grid.shape[0], seed, "sobol")])
-    if kind == "normal":
-        g = torch.Generator().manual_seed(seed)
-        return torch.randn((n, *input_shape), generator=g, dtype=torch.float64)
-    if d <= torch.quasirandom.SobolEngine.MAXDIM:
-        engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed)  # type: ignore[no-untyped-call]
-        unit = engine.draw(n, dtype=torch.float64)
-    else:
-        unit = torch.rand(
-            (n, d), generator=torch.Generator().manual_seed(seed), dtype=torch.float64
-        )
-    return (2 * unit - 1).reshape(n, *input_shape)

@@ -29,9 +29,6 @@ class ValueInfo:
         return n
 
 
-_INFO_CACHE: dict[str, dict[str, ValueInfo]] = {}
-
-
 @dataclass
 class Net:
     """An ordered DAG of ops over named values, runnable with ``net(x)``.
@@ -52,6 +49,10 @@ class Net:
     input: str = "input"
     output: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # (arch_key, value infos) of the last `value_infos` call: valid while the key holds
+    _infos: tuple[str, dict[str, ValueInfo]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.output:
@@ -70,15 +71,16 @@ class Net:
         return env[self.output]
 
     def value_infos(self) -> dict[str, ValueInfo]:
-        """Units and spatial shape of every value (cached per architecture)."""
+        """Units and spatial shape of every value (one forward pass of zeros).
+
+        Kept on this net (and its clones) while its `arch_key` holds, so changing its ops'
+        wiring or shapes in place gives fresh ones. To share them between nets of one
+        architecture, hold them in an owned cache (`zoolens.graph.GraphCache`).
+        """
         key = self.arch_key()
-        infos = _INFO_CACHE.get(key)
-        if infos is None:
-            infos = self._compute_value_infos()
-            if len(_INFO_CACHE) >= 1024:
-                _INFO_CACHE.clear()
-            _INFO_CACHE[key] = infos
-        return infos
+        if self._infos is None or self._infos[0] != key:
+            self._infos = (key, self._compute_value_infos())
+        return self._infos[1]
 
     def arch_key(self) -> str:
         """A string equal for two nets iff they have the same ops, wiring and shapes."""
@@ -186,7 +188,9 @@ class Net:
             )
             for op in self.ops
         ]
-        return Net(ops, self.input_shape, self.input, self.output, copy.deepcopy(self.meta))
+        out = Net(ops, self.input_shape, self.input, self.output, copy.deepcopy(self.meta))
+        out._infos = self._infos  # the same architecture; re-checked against its key on use
+        return out
 
     def to(self, dtype: torch.dtype) -> Net:
         """A copy with every floating tensor cast to `dtype`."""

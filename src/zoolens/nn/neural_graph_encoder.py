@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from zoolens.errors import LoadError
-from zoolens.graph import ROLE_OUTPUT, NeuralGraph, batch_graphs, default_probes, net_to_graph
+from zoolens.graph import ROLE_OUTPUT, GraphCache, NeuralGraph, batch_graphs, net_to_graph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
 from zoolens.nn.fingerprint import (
@@ -129,6 +129,7 @@ class NeuralGraphEncoder(TorchEncoder):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
+        self.graph_cache = GraphCache()  # this encoder's: architectures' wiring, probe sets
         w, v, k, u, r = self._weights()
         if min(w, v, k, u, r) < 0.0 or w + v + k + u + r >= 1.0:
             raise ValueError(
@@ -263,9 +264,11 @@ class NeuralGraphEncoder(TorchEncoder):
     def graph(self, net: Net) -> NeuralGraph:
         n = int(self.config["n_probes"])
         kind = str(self.config["probes"])
-        probes = default_probes(net.input_shape, n, kind=kind) if n else None
+        probes = self.graph_cache.probes(net.input_shape, n, kind=kind) if n else None
         flatten = str(self.config["flatten"])
-        return net_to_graph(net, canonical=True, probes=probes, flatten=flatten)
+        return net_to_graph(
+            net, canonical=True, probes=probes, flatten=flatten, cache=self.graph_cache
+        )
 
     def graphs(self, models: list[Net | TensorSet]) -> list[NeuralGraph]:
         out = []

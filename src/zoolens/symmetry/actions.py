@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-from zoolens.ir import DENSE_KINDS, Net
+from zoolens.ir import DENSE_KINDS, Net, ValueInfo
 from zoolens.symmetry.spaces import (
     PERM_LINKS,
     SCALE_LINKS,
@@ -97,9 +97,10 @@ def random_permutations(net: Net, generator: torch.Generator) -> dict[str, torch
 
 
 # -- scalings ----------------------------------------------------------------------------
-def scale_segments(net: Net) -> list[Segment]:
-    """Every scale segment with the group of per-unit scalings it admits exactly."""
-    spaces = build_spaces(net, SCALE_LINKS)
+def scale_segments(net: Net, infos: dict[str, ValueInfo] | None = None) -> list[Segment]:
+    """Every scale segment with the group of per-unit scalings it admits exactly
+    (`infos`: `net.value_infos()`, when already computed)."""
+    spaces = build_spaces(net, SCALE_LINKS, infos)
     children: dict[str, list[Space]] = {}
     for sp in spaces.values():
         if sp.parent is not None:

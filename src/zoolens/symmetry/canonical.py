@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from zoolens.ir import Net
+from zoolens.ir import Net, ValueInfo
 from zoolens.symmetry.actions import Segment, apply_scale, scale_segments
 from zoolens.symmetry.spaces import op_order, producers
 
@@ -34,7 +34,7 @@ def _canonical_scale(rows: torch.Tensor, group: str) -> torch.Tensor:
     return s
 
 
-def canonicalize(net: Net) -> Net:
+def canonicalize(net: Net, infos: dict[str, ValueInfo] | None = None) -> Net:
     """A copy of `net` with the scale and sign freedom of every unit removed.
 
     Segments are fixed in topological order: each unit's incoming weights (and bias)
@@ -42,10 +42,14 @@ def canonicalize(net: Net) -> Net:
     positive where a sign flip is exact; the inverse goes to the units' readers. Hence
     ``canonicalize(action(net))`` equals ``canonicalize(net)`` up to a permutation and
     float error, for any exact action, and the function is unchanged.
+
+    Args:
+        net: the network.
+        infos: `net.value_infos()`, when the caller already holds them.
     """
     out = net.clone()
     order = op_order(out)
-    segs = [s for s in scale_segments(out) if s.group is not None]
+    segs = [s for s in scale_segments(out, infos) if s.group is not None]
     segs.sort(key=lambda s: min(order[op.name] for op in producers(out, s.space)))
     for seg in segs:
         assert seg.group is not None

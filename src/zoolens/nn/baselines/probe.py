@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoolens.graph import default_probes
+from zoolens.graph import GraphCache
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import Encoder, register_encoder
 from zoolens.nn.baselines._common import require_net
@@ -28,7 +28,7 @@ class Probe(Encoder):
     Args:
         config: ``dim`` (default 4096: every output of a net with up to 16 outputs),
             ``n_probes`` (default 256), ``probes`` (their kind, default "structured"; see
-            `zoolens.graph.build.PROBE_KINDS`), ``seed`` (of the probes).
+            `zoolens.graph.PROBE_KINDS`), ``seed`` (of the probes).
 
     Shapes:
         embeddings: ``(n, dim)``; slot ``p · n_out + j`` is output j on probe p.
@@ -38,10 +38,11 @@ class Probe(Encoder):
         super().__init__(
             {"dim": 4096, "n_probes": 256, "probes": "structured", "seed": 0, **(config or {})}
         )
+        self.graph_cache = GraphCache(max_architectures=0)  # its probe sets only
 
     def outputs(self, net: Net) -> torch.Tensor:
         """The net's outputs on the probes, ``(n_probes, *output_shape)``, float64."""
-        x = default_probes(
+        x = self.graph_cache.probes(
             net.input_shape,
             int(self.config["n_probes"]),
             seed=int(self.config["seed"]),
