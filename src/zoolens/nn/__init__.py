@@ -10,16 +10,21 @@ from zoolens.nn.baselines import (
     RawWeights,
     WeightStats,
 )
-from zoolens.nn.layerwise import LayerwiseEncoder
+from zoolens.nn.config import ConfigError, EncoderConfig
+from zoolens.nn.layerwise import LayerwiseConfig, LayerwiseEncoder
 from zoolens.nn.load import load_encoder
-from zoolens.nn.neural_graph_encoder import NeuralGraphEncoder
+from zoolens.nn.neural_graph_encoder import NeuralGraphConfig, NeuralGraphEncoder
 
 __all__ = [
+    "ConfigError",
     "Encoder",
+    "EncoderConfig",
     "FlatPCA",
     "FlatTransformer",
+    "LayerwiseConfig",
     "LayerwiseEncoder",
     "Metadata",
+    "NeuralGraphConfig",
     "NeuralGraphEncoder",
     "NotFittedError",
     "Probe",
