@@ -50,6 +50,7 @@ def train(
     enc_cfg: dict[str, object] = {"hidden": hidden}
     if encoder == "neural-graph":
         enc_cfg.update(_graph_options(readout_hidden, probes))
+    _check_encoder_config(encoder, enc_cfg)
     cfg = TrainConfig(
         encoder=encoder,
         encoder_config=enc_cfg,
@@ -86,6 +87,17 @@ def _graph_options(readout_hidden: int, probes: int) -> dict[str, object]:
     if probes >= 0:
         options["n_probes"] = probes
     return options
+
+
+def _check_encoder_config(name: str, options: dict[str, object]) -> None:
+    """Refuse, as a one-line usage error, options the encoder's config does not accept."""
+    from zoolens.errors import ZoolensError
+    from zoolens.nn import encoder_class  # importing zoolens.nn registers every encoder
+
+    try:
+        encoder_class(name).config_class.from_dict(options, source=f"--encoder {name}")
+    except ZoolensError as e:
+        raise fail(str(e)) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
