@@ -1,33 +1,26 @@
-"""Choose the weight (and the per-output normalisation) of the function fingerprint of a
-trained neural-graph encoder, of its function, class and render heads if it has them,
-and of its interface part, on the validation split; show what each gives on the test
-split.
+"""Choose the weight w of the function fingerprint of a trained neural-graph encoder on the
+validation split (the learned part weighs 1 - w).
 
-    python benchmarks/fingerprint_weight.py --zoo ZOO --run RUN --heldout-run RUN2
-        --heldout-tasks a,b,c --heldout-families f [--weights 0,0.1,...]
-        [--head-weights 0,0.2,...] [--interface-weights 0,0.1,...] [--class-weights 0,...]
-        [--render-weights 0,0.1,...] [--norms none,centre,zscore] [--save DIR]
+    python benchmarks/fingerprint_weight.py --zoo ZOO --encoder DIR
+        [--heldout-encoder DIR2 --heldout-tasks a,b,c --heldout-families f]
+        [--weights 0,0.1,...] [--save DIR]
 
-``--head-weights`` (``--class-weights``, ``--render-weights``) needs encoders with a
-function head (a class head, a render head): `zoolens fit-function [--head class|render]
---out RUN/best`, the counterpart's fit without the held-out tasks and families; copy the
-training run's metrics.csv and train_config.json beside it. A render weight r scales the
-row's other weights by 1 - r (the table prints the scaled ones, which the encoders use):
-the nets that are not drawn then keep their neighbours' order among themselves.
+``--encoder DIR`` is a saved encoder (a training run's ``RUN/best``, or a shipped one such
+as ``src/zoolens/weights/neural-graph``); ``--heldout-encoder DIR2`` its counterpart
+trained without the held-out tasks and families.
 
-The criterion, fixed before looking: the mean of three validation mAPs — every validation
-query (encoder `RUN`), and the queries of the held-out tasks and of the held-out families
-(encoder `RUN2`, trained without them); gallery: every validation model. The test split
-only reports. `--save DIR` writes both runs with the chosen weight set (DIR/trained,
-DIR/heldout: the encoder in best/, the run's metrics.csv and train_config.json beside it),
-for `zoolens benchmark --pretrained`.
+The criterion, fixed before looking: validation mAP of every validation query (encoder
+DIR; gallery: every validation model); with a counterpart, the mean of that and of the
+validation mAPs of the queries of the held-out tasks and of the held-out families
+(encoder DIR2). The test split is not read (`benchmarks/ship_encoder.py` reads it once,
+for the shipped encoder). `--save DIR` writes the encoder (DIR/trained) and its
+counterpart (DIR/heldout) with the chosen weight.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 
 import numpy as np
 import torch
@@ -35,126 +28,91 @@ import torch
 from zoolens.eval import retrieval_metrics
 from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
-from zoolens.nn.fingerprint import fingerprints
-from zoolens.nn.neural_graph_encoder import EmbeddingParts
-from zoolens.nn.render import renders
+from zoolens.nn.fingerprint import combine
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
 
 
-def learned_part(enc: NeuralGraphEncoder, graphs: list, batch: int = 64) -> np.ndarray:
-    """The encoder's learned embeddings of `graphs` (norm-independent: once per encoder)."""
-    with torch.no_grad():
-        parts = [enc.forward(graphs[s : s + batch]) for s in range(0, len(graphs), batch)]
-    return torch.cat(parts).double().numpy()
+def parts(enc: NeuralGraphEncoder, nets: list, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The learned embeddings and the fingerprints of `nets` (computed once per encoder;
+    every weight is then a recombination)."""
+    learned, fps = [], []
+    for s in range(0, len(nets), batch):
+        graphs = enc.graphs(nets[s : s + batch])
+        with torch.no_grad():
+            learned.append(enc.forward(graphs).double().numpy())
+        fps.append(enc.fingerprints(graphs))
+    return np.concatenate(learned), np.concatenate(fps)
 
 
-def fingerprint_part(enc: NeuralGraphEncoder, graphs: list, norm: str) -> np.ndarray:
-    dim, seed = int(enc.config["fingerprint_dim"]), int(enc.config["seed"])
-    return fingerprints(graphs, dim, seed, norm)
+def weighed(learned: np.ndarray, fp: np.ndarray, w: float) -> np.ndarray:
+    """The embeddings at fingerprint weight `w` (as `NeuralGraphEncoder.embed_batch`)."""
+    return learned if not w else combine([(learned, 1.0 - w), (fp, w)])
 
 
-def scores(
-    zoo: Zoo, split: str, encs: dict, args: argparse.Namespace, grid: list, weighed: list
-) -> list:
-    """(all, held-out tasks, held-out families) mAP on `split` for each (norm, weight,
-    head weight, interface weight, class head weight, render head weight) of `grid`;
-    `weighed` holds both encoders under each row's weights."""
+def val_scores(zoo: Zoo, encs: dict, args: argparse.Namespace, grid: list[float]) -> list:
+    """Per weight of `grid`: validation mAP of every query (and, with a counterpart, of
+    the held-out tasks' and families' queries)."""
     m = zoo.manifest
-    df = m[m["split"] == split].reset_index(drop=True)
+    df = m[m["split"] == "val"].reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
     labels = group_labels(df)
-    held_tasks = df["task"].isin(args.heldout_tasks.split(",")).to_numpy()
-    held_fams = df["family"].isin(args.heldout_families.split(",")).to_numpy()
-    graphs = {key: enc.graphs(nets) for key, enc in encs.items()}  # their own probes
-    learned = {key: learned_part(enc, graphs[key]) for key, enc in encs.items()}
-    fps = {
-        (key, norm): fingerprint_part(enc, graphs[key], norm)
-        for key, enc in encs.items()
-        for norm in dict.fromkeys(row[0] for row in grid)
-    }
-    iface = {key: enc.interfaces(nets, graphs[key]) for key, enc in encs.items()}
-    sides = {key: int(enc.config["render_side"]) for key, enc in encs.items()}
-    drawings = {side: renders(nets, side) for side in set(sides.values())}  # once per side
+    split = {key: parts(enc, nets) for key, enc in encs.items()}
+    held = {}
+    if "heldout" in encs:
+        held = {
+            "tasks": df["task"].isin(args.heldout_tasks.split(",")).to_numpy(),
+            "families": df["family"].isin(args.heldout_families.split(",")).to_numpy(),
+        }
     rows = []
-    for (norm, *_), pair in zip(grid, weighed, strict=True):
-        z, h = (  # each encoder under these weights (its head reads this norm's fingerprint)
-            pair[key].compose(
-                EmbeddingParts(learned[key], fps[key, norm], iface[key], *drawings[sides[key]])
-            )
-            for key in ("trained", "heldout")
-        )
-        rows.append(
-            (
-                retrieval_metrics(z, labels)["mAP"],
-                subset_retrieval(h, labels, held_tasks)["mAP"],
-                subset_retrieval(h, labels, held_fams)["mAP"],
-            )
-        )
+    for w in grid:
+        row = [float(retrieval_metrics(weighed(*split["trained"], w), labels)["mAP"])]
+        if held:
+            h = weighed(*split["heldout"], w)
+            row += [float(subset_retrieval(h, labels, q)["mAP"]) for q in held.values()]
+        rows.append(row)
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--zoo", "--run", "--heldout-run", "--heldout-tasks", "--heldout-families"):
-        ap.add_argument(flag, required=True)
-    ap.add_argument("--weights", default="0,0.1,0.2,0.25,0.3,0.35,0.4,0.5")
-    ap.add_argument("--head-weights", default="0")
-    ap.add_argument("--interface-weights", default="0")
-    ap.add_argument("--class-weights", default="0")
-    ap.add_argument("--render-weights", default="0")
-    ap.add_argument("--norms", default="none")
+    ap.add_argument("--zoo", required=True)
+    ap.add_argument("--encoder", required=True, help="a saved neural-graph encoder directory")
+    ap.add_argument("--heldout-encoder", default="", help="its held-out counterpart")
+    ap.add_argument("--heldout-tasks", default="")
+    ap.add_argument("--heldout-families", default="")
+    ap.add_argument("--weights", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")
     ap.add_argument("--save", default="")
     args = ap.parse_args()
+    if args.heldout_encoder and not (args.heldout_tasks and args.heldout_families):
+        ap.error("--heldout-encoder needs --heldout-tasks and --heldout-families")
     zoo = Zoo.open(args.zoo)
     encs = {}
-    for key, run in (("trained", args.run), ("heldout", args.heldout_run)):
-        enc = load_encoder(os.path.join(run, "best"))
+    for key, path in (("trained", args.encoder), ("heldout", args.heldout_encoder)):
+        if not path:
+            continue
+        enc = load_encoder(path)
         if not isinstance(enc, NeuralGraphEncoder):
-            raise SystemExit(f"{run}: not a neural-graph encoder")
+            raise SystemExit(f"{path}: not a neural-graph encoder")
+        if not enc.config.n_probes:
+            raise SystemExit(f"{path}: an encoder without probes has no fingerprint")
         encs[key] = enc
-    grid = [
-        (n, *(float(x) * (1 - float(r)) for x in (w, v, k, u)), float(r))
-        for n in args.norms.split(",")
-        for w in args.weights.split(",")
-        for v in args.head_weights.split(",")
-        for k in args.interface_weights.split(",")
-        for u in args.class_weights.split(",")
-        for r in args.render_weights.split(",")
-        if float(w) + float(v) + float(k) + float(u) < 1 and 0 <= float(r) < 1
-    ]
-    heads = ((2, "--head-weights", "function"), (4, "--class-weights", "classes"))
-    for col, flag, attr in (*heads, (5, "--render-weights", "render")):
-        if any(row[col] for row in grid) and any(getattr(e, attr) is None for e in encs.values()):
-            raise SystemExit(f"{flag}: both encoders need that head (zoolens fit-function)")
-    weighed = [  # built once, for both splits and --save
-        {key: enc.with_fingerprint(w, norm, v, k, u, r) for key, enc in encs.items()}
-        for norm, w, v, k, u, r in grid
-    ]
-    val, test = (scores(zoo, s, encs, args, grid, weighed) for s in ("val", "test"))
+    grid = [float(w) for w in args.weights.split(",")]
+    if any(not 0.0 <= w <= 1.0 for w in grid):
+        ap.error("--weights: every weight must be in [0, 1]")
+    val = val_scores(zoo, encs, args, grid)
     best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
-    print(
-        "| norm | weight | head weight | interface weight | class weight | render weight "
-        "| val mAP "
-        "| val held-out tasks "
-        "| val held-out family | val mean | test mAP | test held-out tasks "
-        "| test held-out family |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for i, (norm, w, v, k, u, r) in enumerate(grid):
+    held = " | val held-out tasks | val held-out family" if "heldout" in encs else ""
+    print(f"| weight | val mAP{held} | val mean |")
+    print("|---|---|" + ("---|---|" if held else "") + "---|")
+    for i, w in enumerate(grid):
         mark = " (chosen)" if i == best else ""
-        cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i]), *test[i]))
-        print(f"| {norm} | {w:.6g} | {v:.6g} | {k:.6g} | {u:.6g} | {r:g}{mark} | {cells} |")
+        cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i])))
+        print(f"| {w:g}{mark} | {cells} |")
     if args.save:
-        for key, run in zip(encs, (args.run, args.heldout_run), strict=True):
-            out = os.path.join(args.save, key)
-            weighed[best][key].save(os.path.join(out, "best"))
-            for fname in ("metrics.csv", "train_config.json"):  # the run's history and data
-                shutil.copy(os.path.join(run, fname), os.path.join(out, fname))
-        print(
-            "saved both encoders with (norm, weight, head, interface, class, render weights) "
-            f"{grid[best]} under {args.save}"
-        )
+        for key, enc in encs.items():
+            enc.with_fingerprint(grid[best]).save(os.path.join(args.save, key))
+        print(f"saved with fingerprint weight {grid[best]:g} under {args.save}")
 
 
 if __name__ == "__main__":

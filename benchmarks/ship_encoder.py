@@ -1,23 +1,20 @@
-"""Evaluate a trained encoder against every baseline on held-out models and ship it.
+"""Measure an encoder against every baseline on the zoo's test split and ship it.
 
-    python benchmarks/ship_encoder.py --zoo ZOO --run RUN_DIR [--heldout-run RUN2]
+    python benchmarks/ship_encoder.py --zoo ZOO --encoder DIR [--heldout-encoder DIR2]
         [--heldout-tasks a,b,c] [--heldout-families f] [--name neural-graph]
-        [--fingerprint W [--fingerprint-norm none|centre|zscore]] [--function-head V]
-        [--interface K] [--class-head U] [--render-head R] [--quality-stats] [--command "..."]
+        [--fingerprint W] [--quality-stats] [--command "..."]
 
-Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md,
-metrics.csv) and prints the card's table. Every number in the card comes from this run.
+Writes ``src/zoolens/weights/<name>/`` (config.json, model.safetensors, MODEL_CARD.md, and
+metrics.csv when DIR or its parent run holds one) and prints the card's table. Every
+number in the card comes from this run; the test split is read once, here.
+``--encoder DIR`` is a saved encoder (a training run's ``RUN/best``, or a shipped one such
+as ``src/zoolens/weights/neural-graph``); ``--heldout-encoder DIR2`` its counterpart trained
+without the held-out tasks and families, which fills the held-out columns.
 ``--fingerprint W`` ships (and measures, with its counterpart) the neural-graph encoder with
-its function fingerprint at weight W (choose W with `benchmarks/fingerprint_weight.py`).
-``--function-head V`` fits a function head on each of the two encoders (`zoolens
-fit-function`; the counterpart's without its held-out tasks and families) and weighs it V.
-``--interface K`` weighs both encoders' interface part (input shape, output count) K.
-``--class-head U`` fits a class head on each (`zoolens fit-function --head class`, the
-counterpart's without its held-out tasks and families) and weighs it U.
-``--render-head R`` fits a render head on each (`zoolens fit-function --head render`: a
-classifier of the INRs' drawings) and weighs it R.
-``--quality-stats`` refits the trained encoder's quality head on the zoo, reading its
-function's output statistics too (`zoolens fit-quality`), before measuring it.
+its function fingerprint at weight W (choose W on validation with
+`benchmarks/fingerprint_weight.py`).
+``--quality-stats`` refits the encoder's quality head on the zoo, reading its function's
+output statistics too (`zoolens fit-quality`), before measuring it.
 """
 
 from __future__ import annotations
@@ -37,12 +34,6 @@ from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets
-from zoolens.train.function import (
-    FunctionFit,
-    fit_class_head,
-    fit_function_head,
-    fit_render_head,
-)
 from zoolens.train.quality import QualityFit, fit_quality_head
 from zoolens.zoo import Zoo
 
@@ -97,22 +88,24 @@ def subsets(test, heldout_tasks: list[str], heldout_families: list[str]) -> dict
 HELD = ("held-out tasks", "held-out families")
 
 
-def load_trained(path: str, fingerprint: float | None, norm: str | None = None) -> Encoder:
-    """The encoder saved at `path`, with its fingerprint weight (and normalisation) set if
-    one is given."""
+def load_trained(path: str, fingerprint: float | None) -> Encoder:
+    """The encoder saved at `path`, with its fingerprint weight set if one is given."""
     enc = load_encoder(path)
     if fingerprint is None:
         return enc
     if not isinstance(enc, NeuralGraphEncoder):
         raise SystemExit(f"{path}: --fingerprint applies to neural-graph encoders only")
-    return enc.with_fingerprint(fingerprint, norm)
+    return enc.with_fingerprint(fingerprint)
 
 
-def with_interface(enc: Encoder, weight: float) -> Encoder:
-    """`enc` with its interface part at `weight` (neural-graph encoders only)."""
-    if not isinstance(enc, NeuralGraphEncoder):
-        raise SystemExit("--interface applies to neural-graph encoders only")
-    return enc.with_fingerprint(float(enc.config["fingerprint"]), interface=weight)
+def run_file(encoder_dir: str, name: str) -> str | None:
+    """`name` (metrics.csv, train_config.json) beside the encoder or in its training run
+    (the parent of ``RUN/best``), if there is one."""
+    for d in (encoder_dir, os.path.dirname(os.path.abspath(encoder_dir))):
+        path = os.path.join(d, name)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def evaluate_all(
@@ -154,76 +147,29 @@ def card(
     rows: dict,
     args: argparse.Namespace,
     zoo: Zoo,
-    train_cfg: dict,
+    train_cfg: dict | None,
     fit: QualityFit | None,
-    heads: dict[str, FunctionFit],
 ) -> str:
     lines = [
         f"# zoolens encoder `{args.name}`",
         "",
-        f"Trained with: `{args.command}`",
+        f"Trained with: `{args.command or '—'}`",
         "",
         f"Zoo: `{zoo.path}` ({len(zoo)} models; "
         f"{zoo.manifest['task'].nunique()} tasks; split counts "
         f"{zoo.manifest['split'].value_counts().to_dict()}).",
-        f"Training config: `{json.dumps(train_cfg)}`",
+        f"Training config: `{json.dumps(train_cfg) if train_cfg else '—'}`",
         "",
         *(
             [
-                f"Function fingerprint at weight {args.fingerprint:g}"
-                + (f", output norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
-                + " (`zoolens.nn.fingerprint`: "
-                "the outputs on the probe inputs, randomly projected; not trained, set after "
-                "training, chosen on the validation split by `python "
-                "benchmarks/fingerprint_weight.py` with the same runs).",
+                f"Function fingerprint at weight {args.fingerprint:g} "
+                "(`zoolens.nn.fingerprint`: the outputs on the probe inputs, standardised "
+                "per output, randomly projected; not trained, set after training, chosen on "
+                "the validation split by `python benchmarks/fingerprint_weight.py`); the "
+                "learned part weighs the rest.",
                 "",
             ]
             if args.fingerprint is not None
-            else []
-        ),
-        *(
-            [
-                f"Function head at weight {args.function_head:g} (`zoolens fit-function`: an "
-                "MLP of the fingerprint, fit with the supervised contrastive loss on the "
-                "train split, the encoder frozen)"
-                + (
-                    f"; class head at weight {args.class_head:g} (`zoolens fit-function --head "
-                    "class`: an MLP classifier of the fingerprint over the train split's "
-                    "relevance groups, cross-entropy; its class probabilities join the "
-                    "embedding)"
-                    if args.class_head
-                    else ""
-                )
-                + (
-                    f"; render head at weight {args.render_head:g} (`zoolens fit-function "
-                    "--head render`: a small CNN classifying the drawings of the coordinate "
-                    "nets (INRs) on a "
-                    f"{heads['render head, trained'].encoder.config['render_side']}-pixel-side "
-                    "grid over the train "
-                    "split's INR groups, cross-entropy; its class probabilities join the "
-                    "embedding of every INR, one shared orthogonal vector that of every "
-                    "other net)"
-                    if args.render_head
-                    else ""
-                )
-                + "; the learned part weighs the rest. "
-                + " ".join(
-                    f"{key}: fit on {h.n_train} models, validation mAP "
-                    f"{h.val_map_before:.3f} → {h.val_map_after:.3f}."
-                    for key, h in heads.items()
-                ),
-                "",
-            ]
-            if heads
-            else []
-        ),
-        *(
-            [
-                f"Interface part at weight {args.interface:g} (`zoolens.nn.interface`: a fixed "
-                "random unit vector per input shape and output count; not trained).",
-                "",
-            ]
-            if args.interface
             else []
         ),
         "Held-out retrieval on the zoo's **test split** (models never seen in training), "
@@ -232,7 +178,7 @@ def card(
         f"'held-out tasks' = queries from the test models of tasks "
         f"{args.heldout_tasks or '—'}, 'held-out family' = those of the family "
         f"{args.heldout_families or '—'} (same gallery), embedded for the trained encoder "
-        f"by `{args.heldout_run or '—'}`, which never saw those tasks or that family; the "
+        f"by `{args.heldout_encoder or '—'}`, which never saw those tasks or that family; the "
         "baselines' figure is the same subset of their own ranking (fitted ones were fit on "
         "everything).",
         "",
@@ -273,19 +219,14 @@ def card(
         "",
         f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, "
         f"{time.strftime('%Y-%m-%d')}. Re-run: `python benchmarks/ship_encoder.py "
-        f"--zoo {args.zoo} --run {args.run}"
+        f"--zoo {args.zoo} --encoder {args.encoder}"
         + (
-            f" --heldout-run {args.heldout_run} --heldout-tasks {args.heldout_tasks}"
+            f" --heldout-encoder {args.heldout_encoder} --heldout-tasks {args.heldout_tasks}"
             f" --heldout-families {args.heldout_families}"
-            if args.heldout_run
+            if args.heldout_encoder
             else ""
         )
         + (f" --fingerprint {args.fingerprint:g}" if args.fingerprint is not None else "")
-        + (f" --fingerprint-norm {args.fingerprint_norm}" if args.fingerprint_norm else "")
-        + (f" --function-head {args.function_head:g}" if args.function_head else "")
-        + (f" --interface {args.interface:g}" if args.interface else "")
-        + (f" --class-head {args.class_head:g}" if args.class_head else "")
-        + (f" --render-head {args.render_head:g}" if args.render_head else "")
         + (" --quality-stats" if args.quality_stats else "")
         + "`.",
     ]
@@ -295,69 +236,42 @@ def card(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--zoo", required=True)
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--heldout-run", default="")
+    ap.add_argument("--encoder", required=True, help="a saved encoder directory")
+    ap.add_argument("--heldout-encoder", default="", help="its held-out counterpart")
     ap.add_argument("--heldout-tasks", default="")
     ap.add_argument("--heldout-families", default="")
     ap.add_argument("--name", default="neural-graph")
     ap.add_argument("--command", default="")
     ap.add_argument("--fingerprint", type=float, default=None)
-    ap.add_argument("--fingerprint-norm", default=None)
-    ap.add_argument("--function-head", type=float, default=0.0)
-    ap.add_argument("--interface", type=float, default=0.0)
-    ap.add_argument("--class-head", type=float, default=0.0)
-    ap.add_argument("--render-head", type=float, default=0.0)
     ap.add_argument("--quality-stats", action="store_true")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
-    if args.fingerprint_norm is not None and args.fingerprint is None:
-        ap.error("--fingerprint-norm needs --fingerprint W (the weight it applies to)")
     zoo = Zoo.open(args.zoo)
     tasks, families = (
         [t for t in v.split(",") if t] for v in (args.heldout_tasks, args.heldout_families)
     )
-    enc = load_trained(os.path.join(args.run, "best"), args.fingerprint, args.fingerprint_norm)
-    heldout = (
-        load_trained(
-            os.path.join(args.heldout_run, "best"), args.fingerprint, args.fingerprint_norm
-        )
-        if args.heldout_run
-        else None
-    )
-    heads: dict[str, FunctionFit] = {}
-    for flag, weight, fit_head in (
-        ("function head", args.function_head, fit_function_head),
-        ("class head", args.class_head, fit_class_head),
-        ("render head", args.render_head, fit_render_head),
-    ):
-        if not weight:
-            continue
-        if not isinstance(enc, NeuralGraphEncoder):
-            raise SystemExit(f"{args.run}: --{flag.replace(' ', '-')} needs a neural-graph encoder")
-        heads[f"{flag}, trained"] = fit_head(enc, args.zoo, weight)
-        enc = heads[f"{flag}, trained"].encoder
-        if isinstance(heldout, NeuralGraphEncoder):
-            heads[f"{flag}, counterpart"] = fit_head(
-                heldout, args.zoo, weight, exclude_tasks=tasks, exclude_families=families
-            )
-            heldout = heads[f"{flag}, counterpart"].encoder
-    if args.interface:
-        enc = with_interface(enc, args.interface)
-        heldout = with_interface(heldout, args.interface) if heldout is not None else None
+    enc = load_trained(args.encoder, args.fingerprint)
+    heldout = load_trained(args.heldout_encoder, args.fingerprint) if args.heldout_encoder else None
     fit = None
     if args.quality_stats:
         if not isinstance(enc, TorchEncoder):
-            raise SystemExit(f"{args.run}: --quality-stats needs a trained torch encoder")
+            raise SystemExit(f"{args.encoder}: --quality-stats needs a trained torch encoder")
         fit = fit_quality_head(enc, args.zoo, stats=True)
         enc = fit.encoder
     rows = evaluate_all(zoo, (f"{args.name} (trained)", enc), heldout, tasks, families)
-    with open(os.path.join(args.run, "train_config.json")) as f:
-        train_cfg = json.load(f)
+    train_cfg = None
+    cfg_path = run_file(args.encoder, "train_config.json")
+    if cfg_path is not None:
+        with open(cfg_path) as f:
+            train_cfg = json.load(f)
+    metrics = run_file(args.encoder, "metrics.csv")
     out = os.path.join(args.dest, args.name)
     os.makedirs(out, exist_ok=True)
     enc.save(out)
-    shutil.copy(os.path.join(args.run, "metrics.csv"), os.path.join(out, "metrics.csv"))
-    text = card(rows, args, zoo, train_cfg, fit, heads)
+    target = os.path.join(out, "metrics.csv")
+    if metrics is not None and os.path.abspath(metrics) != os.path.abspath(target):
+        shutil.copy(metrics, target)
+    text = card(rows, args, zoo, train_cfg, fit)
     with open(os.path.join(out, "MODEL_CARD.md"), "w") as f:
         f.write(text)
     print(text)

@@ -432,7 +432,7 @@ def test_fingerprint_encoder_also_reports_its_learned_columns(
     plain = report / "runs" / "neural-graph" / "seed0"
     hybrid = tmp_path / "hybrid"
     kept = next(plain / d for d in ("best", "last") if (plain / d).is_dir())  # as the benchmark
-    load_encoder(str(kept)).with_fingerprint(0.3, "zscore").save(str(hybrid / "best"))
+    load_encoder(str(kept)).with_fingerprint(0.3).save(str(hybrid / "best"))
     for fname in ("metrics.csv", "train_config.json"):
         shutil.copy(plain / fname, hybrid / fname)
     config = BenchmarkConfig(

@@ -6,25 +6,36 @@ this directory on ``PYTHONPATH``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import Encoder, register_encoder
+from zoolens.nn.config import EncoderConfig, bounded
 
 N_QUANTILES = 16
+
+
+@dataclass(frozen=True)
+class StatsConfig(EncoderConfig):
+    dim: int = bounded(16, 1)
+    seed: int = 0
 
 
 @register_encoder("test-stats")
 class StatsEncoder(Encoder):
     """Sorted-weight quantiles and moments, projected to ``dim`` by a seeded Gaussian matrix."""
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({"dim": 16, "seed": 0, **(config or {})})
-        rng = np.random.default_rng(int(self.config["seed"]))
-        self.projection = rng.standard_normal((N_QUANTILES + 3, int(self.config["dim"])))
+    config_class: ClassVar[type[EncoderConfig]] = StatsConfig
+
+    def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        rng = np.random.default_rng(self.config.seed)
+        self.projection = rng.standard_normal((N_QUANTILES + 3, self.config.dim))
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         return np.stack([self._features(m) for m in models]) @ self.projection

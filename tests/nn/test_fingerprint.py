@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from zoolens.errors import LoadError
 from zoolens.graph import default_probes, net_to_graph
 from zoolens.nn import NeuralGraphEncoder, load_encoder
-from zoolens.nn.fingerprint import MAX_OUTPUTS, _projection, fingerprints, output_responses
+from zoolens.nn.fingerprint import MAX_OUTPUTS, Fingerprinter, fingerprints, output_responses
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import FAMILIES, cosine, random_net
 
@@ -29,24 +30,30 @@ def test_projection_keeps_cosines() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 200, 8 * MAX_OUTPUTS))
     b = 0.5 * a + b  # cosines spread around 0.45
-    r = _projection(8 * MAX_OUTPUTS, 256, 0).numpy()
+    fingerprinter = Fingerprinter(256, 0)
+    r = fingerprinter.projection(8 * MAX_OUTPUTS).numpy()
+    assert fingerprinter.projection(8 * MAX_OUTPUTS) is fingerprinter.projection(8 * MAX_OUTPUTS)
     true = [cosine(u, v) for u, v in zip(a, b, strict=True)]
     projected = [cosine(u @ r, v @ r) for u, v in zip(a, b, strict=True)]
     err = np.abs(np.subtract(true, projected))
     assert err.mean() < 0.1 and np.corrcoef(true, projected)[0, 1] > 0.5, err.mean()
-    assert _projection(8 * MAX_OUTPUTS, 256, 1).numpy()[0, 0] != r[0, 0]  # the seed counts
+    other = Fingerprinter(256, 1).projection(8 * MAX_OUTPUTS).numpy()
+    assert other[0, 0] != r[0, 0]  # the seed counts
 
 
 def test_outputs_compare_slot_by_slot_across_output_counts() -> None:
     """Output j on probe p has one slot for every net: a net and the same net with one
-    output more have nearly the same fingerprint; with its outputs swapped, not."""
+    (constant, so standardised to zero) output more have the same fingerprint; with its
+    outputs swapped, not."""
     g = torch.Generator().manual_seed(5)
     net = random_net("mlp", g).to(torch.float64)
     x = default_probes(net.input_shape, 16)
     last = [o for o in net.ops if "weight" in o.params][-1]
     wider, swapped = net.clone(), net.clone()
     op = [o for o in wider.ops if "weight" in o.params][-1]
-    extra = {k: 1e-3 * torch.ones_like(t[:1]) for k, t in op.params.items()}
+    extra = {
+        k: (1.0 if k == "bias" else 0.0) * torch.ones_like(t[:1]) for k, t in op.params.items()
+    }
     op.params = {k: torch.cat([t, extra[k]]) for k, t in op.params.items()}
     op = [o for o in swapped.ops if "weight" in o.params][-1]
     perm = torch.roll(torch.arange(last.params["weight"].shape[0]), 1)
@@ -78,23 +85,25 @@ def test_fingerprint_weight_is_saved_and_checked(tmp_path) -> None:
     loaded = load_encoder(str(tmp_path / "enc"))
     assert loaded.id == hybrid.id and loaded.dim == hybrid.dim == 512
     bad_configs: list[dict[str, object]] = [
-        {"fingerprint": 1.0},
+        {"fingerprint": 1.5},
         {"fingerprint": -0.1},
         {"fingerprint": 0.2, "n_probes": 0},
-        {"fingerprint_norm": "minmax"},
     ]
     for bad in bad_configs:
         with pytest.raises(ValueError, match="fingerprint"):
             NeuralGraphEncoder(bad)
+    with pytest.raises(LoadError, match="fingerprint_norm"):  # a deleted option
+        NeuralGraphEncoder({"fingerprint_norm": "zscore"})
 
 
-def test_norms_remove_an_outputs_offset_and_scale() -> None:
-    """'centre' ignores a constant added to an output, 'zscore' also a positive scale on
-    it; 'none' sees both (so the checks can fail)."""
+def test_an_outputs_offset_and_scale_do_not_count() -> None:
+    """Each output is standardised over the probes: a constant added to an output, or a
+    positive scale on it, leaves the fingerprint; a sign flip of one output (another
+    function) does not (the sensitivity twin)."""
     g = torch.Generator().manual_seed(9)
     net = random_net("mlp", g).to(torch.float64)
     x = default_probes(net.input_shape, 32)
-    shifted, scaled = net.clone(), net.clone()
+    shifted, scaled, flipped = net.clone(), net.clone(), net.clone()
     last = [o for o in shifted.ops if "weight" in o.params][-1]
     last.params["bias"] = last.params["bias"] + torch.linspace(1.0, 3.0, len(last.params["bias"]))
     last = [o for o in scaled.ops if "weight" in o.params][-1]
@@ -102,20 +111,17 @@ def test_norms_remove_an_outputs_offset_and_scale() -> None:
     last.params = {
         k: t * (factor if t.dim() == 2 else factor[:, 0]) for k, t in last.params.items()
     }
-    graphs = [net_to_graph(n, probes=x) for n in (net, shifted, scaled)]
-    cos = {}
-    for norm in ("none", "centre", "zscore"):
-        fp = fingerprints(graphs, 256, norm=norm)
-        cos[norm] = (cosine(fp[0], fp[1]), cosine(fp[0], fp[2]))
-    assert cos["none"][0] < 0.99 and cos["none"][1] < 0.99, cos
-    assert cos["centre"][0] > 0.9999 and cos["centre"][1] < 0.99, cos
-    assert cos["zscore"][0] > 0.9999 and cos["zscore"][1] > 0.9999, cos
-    with pytest.raises(ValueError, match="norm"):
-        fingerprints(graphs, 256, norm="minmax")
+    last = [o for o in flipped.ops if "weight" in o.params][-1]
+    sign = torch.ones(len(last.params["bias"]), dtype=torch.float64)
+    sign[0] = -1.0
+    last.params = {k: t * (sign[:, None] if t.dim() == 2 else sign) for k, t in last.params.items()}
+    graphs = [net_to_graph(n, probes=x) for n in (net, shifted, scaled, flipped)]
+    fp = fingerprints(graphs, 256)
+    assert cosine(fp[0], fp[1]) > 0.9999 and cosine(fp[0], fp[2]) > 0.9999
+    assert cosine(fp[0], fp[3]) < 0.99
 
 
-@pytest.mark.parametrize("norm", ["centre", "zscore"])
-def test_a_constant_output_is_not_noise_blown_up(norm: str) -> None:
+def test_a_constant_output_is_not_noise_blown_up() -> None:
     """A net whose outputs vary with its input only below float32 resolution (last
     weights ~1e-8): normalised, its fingerprint is zero for it and for every symmetric
     copy, not rounding noise scaled up to unit length."""
@@ -127,8 +133,8 @@ def test_a_constant_output_is_not_noise_blown_up(norm: str) -> None:
     last.params["bias"] = last.params["bias"] + 1.0
     x = default_probes(net.input_shape, 32)
     copies = [net, *(random_exact_action(net, g) for _ in range(3))]
-    fp = fingerprints([net_to_graph(n, probes=x) for n in copies], 256, norm=norm)
+    fp = fingerprints([net_to_graph(n, probes=x) for n in copies], 256)
     assert np.abs(fp).max() == 0.0
-    enc = NeuralGraphEncoder({"n_probes": 16, "fingerprint": 0.3, "fingerprint_norm": norm})
+    enc = NeuralGraphEncoder({"n_probes": 16, "fingerprint": 0.3})
     z = enc.encode(copies)
     assert min(cosine(z[0], z[i]) for i in range(1, len(z))) > 0.9999

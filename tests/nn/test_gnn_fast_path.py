@@ -15,10 +15,10 @@ from zoolens.graph import GraphBatch, batch_graphs, default_probes, net_to_graph
 from zoolens.nn import NeuralGraphEncoder
 from zoolens.nn.edge_runs import _chunk, _runs, degrees
 from zoolens.nn.gnn import MessagePassing, NeuralGraphNet, scatter
-from zoolens.nn.neural_graph_encoder import DEFAULTS
+from zoolens.nn.neural_graph_encoder import NeuralGraphConfig
 from zoolens.testing import FAMILIES, random_net
 
-CONFIGS = [None, {"readout": "gru", "seed": 3}]
+CONFIGS = [None, {"readout_hidden": 24, "seed": 3}]
 
 
 # -- the reference --------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def reference_embeddings(module: NeuralGraphNet, b: GraphBatch) -> torch.Tensor:
         del module.node_states
 
 
-N_PROBES = int(DEFAULTS["n_probes"])  # graphs of the default module
+N_PROBES = NeuralGraphConfig().n_probes  # graphs of the default module
 
 
 # -- helpers --------------------------------------------------------------------------------

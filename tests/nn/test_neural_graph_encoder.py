@@ -9,32 +9,26 @@ import pytest
 import torch
 
 from zoolens.ir import DENSE_KINDS, Net
-from zoolens.nn import NeuralGraphEncoder, load_encoder
+from zoolens.nn import NeuralGraphConfig, NeuralGraphEncoder, load_encoder
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import FAMILIES, assert_invariant, cosine, random_net
 
 CASES = [(f, s) for f in FAMILIES for s in range(3)]
 
 
-@pytest.fixture(scope="module", params=["untrained", "structured-probes", "shipped"])
+@pytest.fixture(scope="module", params=["untrained", "fingerprint", "shipped"])
 def encoder(request: pytest.FixtureRequest) -> NeuralGraphEncoder:
-    """The fixed-seed untrained encoder (Sobol probes; and the structured ones — an image's
-    smooth probes, a coordinate input's pixel lattice — with the outputs' linear map and
-    the function fingerprint), and the trained one the package ships."""
-    if request.param == "structured-probes":
-        config = {
-            "probes": "structured",
-            "output_linear": 16,
-            "fingerprint": 0.25,
-            "fingerprint_norm": "zscore",
-        }
-        structured = NeuralGraphEncoder(config)
-        assert hasattr(structured.module, "out_lin") and structured.dim == 512
-        return structured
+    """The fixed-seed untrained encoder (learned part alone; and beside the function
+    fingerprint), and the trained one the package ships (learned part + fingerprint)."""
+    if request.param == "fingerprint":
+        hybrid = NeuralGraphEncoder(NeuralGraphConfig(fingerprint=0.25))
+        assert hybrid.dim == 512
+        return hybrid
     enc = NeuralGraphEncoder() if request.param == "untrained" else load_encoder("neural-graph")
     assert isinstance(enc, NeuralGraphEncoder)
     if request.param == "shipped":
         assert enc.id != NeuralGraphEncoder().id, "the package ships trained weights"
+        assert enc.dim == enc.module_dim + enc.config.fingerprint_dim  # two parts
     return enc
 
 
@@ -117,9 +111,7 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, gen: torch.Generator) -> No
     assert (enc.encode(nets) == back.encode(nets)).all()
 
 
-def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.Generator) -> None:
-    import json
-
+def test_quality_head_is_saved_or_absent(tmp_path, gen: torch.Generator) -> None:
     nets = [random_net("mlp", gen) for _ in range(3)]
     enc = NeuralGraphEncoder({"hidden": 16, "seed": 3})
     assert enc.quality is not None
@@ -133,30 +125,13 @@ def test_quality_head_is_saved_and_older_saves_still_load(tmp_path, gen: torch.G
     assert q.shape == (3,) and ((q > 0) & (q < 1)).all()
     assert np.array_equal(q, back.predict_quality(nets))
 
-    # A save from before the quality head, the output readout and the probe kinds: none
-    # of these keys in config.
-    old = NeuralGraphEncoder(
-        {
-            "hidden": 16,
-            "seed": 3,
-            "quality_head": False,
-            "output_readout": False,
-            "probes": "normal",
-            "domain": False,
-        }
-    )
-    old.save(str(tmp_path / "old"))
-    cfg_path = tmp_path / "old" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    keys = ("quality_head", "output_readout", "readout_hidden", "output_linear", "probes")
-    for key in (*keys, "domain"):
-        del cfg["config"][key]
-    cfg_path.write_text(json.dumps(cfg))
-    back_old = load_encoder(str(tmp_path / "old"))
-    assert isinstance(back_old, NeuralGraphEncoder) and back_old.quality is None
-    assert (back_old.encode(nets) == old.encode(nets)).all()
+    headless = NeuralGraphEncoder({"hidden": 16, "seed": 3, "quality_head": False})
+    headless.save(str(tmp_path / "headless"))
+    back_headless = load_encoder(str(tmp_path / "headless"))
+    assert isinstance(back_headless, NeuralGraphEncoder) and back_headless.quality is None
+    assert (back_headless.encode(nets) == enc.encode(nets)).all()  # same module, same seed
     with pytest.raises(ValueError, match="without a quality head"):
-        back_old.predict_quality(nets)
+        back_headless.predict_quality(nets)
 
 
 def test_readout_hidden_sets_the_output_readout_width(gen: torch.Generator) -> None:
@@ -168,36 +143,18 @@ def test_readout_hidden_sets_the_output_readout_width(gen: torch.Generator) -> N
         assert np.isfinite(enc.encode(nets)).all()
 
 
-def test_output_linear_reads_the_first_outputs_side_by_side(gen: torch.Generator) -> None:
-    """The linear map's block of an output the net has moves the embedding; the block of a
-    position no output has does not; with 0 there is no map."""
-    assert not hasattr(NeuralGraphEncoder({"n_probes": 4, "output_linear": 0}).module, "out_lin")
-    enc = NeuralGraphEncoder({"hidden": 16, "n_probes": 4, "output_linear": 8})
-    graphs = enc.graphs([random_net("mlp", gen)])
-    n_out = int((graphs[0].role == 2).sum())
-    assert n_out < 8
-    weight = enc.module.out_lin.weight  # (2d, K * P), output-major
-    with torch.no_grad():
-        z = enc.forward(graphs)
-        weight[:, n_out * 4 :] = 5.0  # blocks of positions no output of this net has
-        assert torch.equal(enc.forward(graphs), z)
-        weight[:, :4] = 5.0  # output 0's block
-        assert float((enc.forward(graphs) - z).norm() / z.norm()) > 1e-3
-
-
 def test_domain_features_reach_the_embedding(gen: torch.Generator) -> None:
-    """The graph's domain row (input size and rank, output count) moves the embedding of an
-    encoder that reads it, and only of such an encoder."""
+    """The graph's domain row (input size and rank, output count) moves the embedding;
+    graphs without one are refused."""
     nets = [random_net("mlp", gen) for _ in range(2)]
-    for reads in (True, False):
-        enc = NeuralGraphEncoder({"hidden": 16, "n_probes": 4, "domain": reads})
-        graphs = enc.graphs(nets)
-        other = [dataclasses.replace(gr, domain=gr.domain + 1.0) for gr in graphs]
-        with torch.no_grad():
-            z, z_other = enc.forward(graphs), enc.forward(other)
-        assert torch.equal(z, z_other) != reads
-        if reads:
-            assert float((z - z_other).norm() / z.norm()) > 1e-3
-            bare = [dataclasses.replace(gr, domain=None) for gr in graphs]
-            with pytest.raises(ValueError, match="domain"):
-                enc.forward(bare)
+    enc = NeuralGraphEncoder({"hidden": 16, "n_probes": 4})
+    graphs = enc.graphs(nets)
+    same = [dataclasses.replace(gr, domain=gr.domain.clone()) for gr in graphs]
+    other = [dataclasses.replace(gr, domain=gr.domain + 1.0) for gr in graphs]
+    with torch.no_grad():
+        z, z_same, z_other = enc.forward(graphs), enc.forward(same), enc.forward(other)
+    assert torch.equal(z, z_same)
+    assert float((z - z_other).norm() / z.norm()) > 1e-3
+    bare = [dataclasses.replace(gr, domain=None) for gr in graphs]
+    with pytest.raises(ValueError, match="domain"):
+        enc.forward(bare)

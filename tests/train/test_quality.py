@@ -89,7 +89,7 @@ def test_refit_head_reads_the_statistics(zoo_dir: str, tmp_path) -> None:
     assert max(fit.val_r2.values()) == fit.val_r2[fit.weight_decay] > 0.8
     assert all(torch.equal(before[k], v) for k, v in enc.state_tensors().items())  # untouched
     refit = fit.encoder
-    assert refit.config["quality_stats"] and refit.quality_extra_dim == len(STATISTICS)
+    assert refit.config.quality_stats and refit.quality_extra_dim == len(STATISTICS)
     zoo = Zoo.open(zoo_dir)
     val = zoo.manifest[zoo.manifest["split"] == "val"]
     nets = [zoo.load(str(i)).to(torch.float32) for i in val["id"]]
@@ -116,7 +116,7 @@ def test_learned_only_head_misses_what_the_statistics_give(zoo_dir: str) -> None
     enc = NeuralGraphEncoder(SMALL)
     plain = fit_quality_head(enc, zoo_dir, stats=False, steps=600, weight_decays=(1e-3, 1e-1))
     stats = fit_quality_head(enc, zoo_dir, stats=True, steps=600, weight_decays=(1e-3, 1e-1))
-    assert not plain.encoder.config["quality_stats"] and plain.encoder.quality_extra_dim == 0
+    assert not plain.encoder.config.quality_stats and plain.encoder.quality_extra_dim == 0
     assert max(stats.val_r2.values()) > max(plain.val_r2.values()) + 0.03  # 0.81 vs 0.74
 
 
@@ -134,7 +134,7 @@ def test_cli_fit_quality(zoo_dir: str, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["n_train"] == 40 and summary["encoder_dir"] == out
-    assert load_encoder(out).config["quality_stats"] is True
+    assert load_encoder(out).config.quality_stats is True
     bad = runner.invoke(app, ["fit-quality", "--zoo", str(tmp_path / "nope"), "--out", out])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert os.path.exists(os.path.join(out, "config.json"))  # the earlier result is kept

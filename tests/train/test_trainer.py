@@ -137,8 +137,8 @@ def test_cli_passes_every_option_and_the_run_records_its_tasks(zoo_dir: str, tmp
     assert cfg["trained_on"]["tasks"] == cfg["trained_on"]["families"] == ["cnn2d_bn"]
     assert "n_probes" not in cfg["encoder_config"]  # the encoder's own default applies
     assert cfg["encoder_config"]["readout_hidden"] == 24
-    bad = CliRunner().invoke(app, [*args, "--probe-kind", "grid"])
-    assert bad.exit_code == 2 and "--probe-kind: 'grid' is none of" in bad.output
+    bad = CliRunner().invoke(app, [*args[:-2], "--hidden", "30"])  # 4 heads do not divide it
+    assert bad.exit_code == 2 and "hidden 30 is not a multiple of heads 4" in bad.output
 
 
 def test_training_fits_the_quality_head_that_ships_with_the_encoder(zoo_dir: str, tmp_path) -> None:

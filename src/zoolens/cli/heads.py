@@ -30,6 +30,9 @@ def fit_head_command(
         "auto", "--kind", help="auto (float columns regress, others classify), classify, regress."
     ),
     hidden: int = typer.Option(0, "--hidden", min=0, help="Hidden units (0: a linear head)."),
+    threads: int = typer.Option(
+        1, "--threads", min=1, help="Torch threads (1: small fits gain nothing from more)."
+    ),
 ) -> None:
     """Fit a classifier or regressor of LABEL on the frozen embeddings of a zoo's models.
 
@@ -41,7 +44,9 @@ def fit_head_command(
 
     if kind not in ("auto", "classify", "regress"):
         raise HeadError(f"--kind {kind!r}; use auto, classify or regress")
-    head = fit_head(zoo, label, encoder, kind=kind, hidden=hidden, progress=sys.stderr.isatty())
+    head = fit_head(
+        zoo, label, encoder, kind=kind, hidden=hidden, progress=sys.stderr.isatty(), threads=threads
+    )
     head.save(str(out))
     c = head.config
     baseline = "majority class" if c.kind == "classify" else "train mean"

@@ -59,6 +59,12 @@ def _named(label: str, message: str) -> str:
     return message if message.startswith(label) else f"{label}: {message}"
 
 
+def _threads_option() -> Any:
+    return typer.Option(
+        None, "--threads", min=1, help="Torch threads while embedding (default: torch's own)."
+    )
+
+
 def _progress(as_json: bool) -> bool:
     return not as_json and sys.stderr.isatty()
 
@@ -87,6 +93,7 @@ def add_command(
         help="Encoder name or directory; default: the index's own, or 'default' for a new index.",
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Models committed together."),
+    threads: int | None = _threads_option(),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Embed and add models. Bad files are reported on stderr and skipped.
@@ -94,10 +101,11 @@ def add_command(
     Exit code 2 when something failed and nothing was added, else 0.
     """
     from zoolens.index import ModelIndex
+    from zoolens.nn.base import torch_threads
 
     metadata = _parse_meta(meta)
     chosen = encoder or (None if ModelIndex.exists(index) else "default")
-    with ModelIndex.open(index, encoder=chosen) as model_index:
+    with ModelIndex.open(index, encoder=chosen) as model_index, torch_threads(threads):
         report = model_index.add(
             paths,
             metadata=metadata or None,
@@ -136,6 +144,7 @@ def search_command(
     head: str | None = typer.Option(
         None, "--head", help="A head directory (zoolens fit-head): add each hit's prediction."
     ),
+    threads: int | None = _threads_option(),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -144,13 +153,15 @@ def search_command(
 ) -> None:
     """Find the k models most similar to QUERY, filtered by metadata before ranking."""
     from zoolens.index import NO_HIT, ModelIndex, parse_where
+    from zoolens.nn.base import torch_threads
 
     conditions = parse_where(where)
     with ModelIndex.open(index, encoder=encoder, create=False) as model_index:
         fitted = _load_head(head, model_index.encoder_id)
-        scores, ids = model_index.search(
-            query, k=k, where=conditions, same_interface=same_interface
-        )
+        with torch_threads(threads):
+            scores, ids = model_index.search(
+                query, k=k, where=conditions, same_interface=same_interface
+            )
         hits = []
         for rank, (score, model_id) in enumerate(zip(scores[0], ids[0], strict=True), 1):
             if model_id is NO_HIT or not isinstance(model_id, str):
@@ -265,12 +276,14 @@ def reembed_command(
         help="Remove models whose source file cannot be read instead of refusing.",
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Models embedded together."),
+    threads: int | None = _threads_option(),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Re-embed every model from its source with another encoder (all at once, atomically)."""
     from zoolens.index import ModelIndex
+    from zoolens.nn.base import torch_threads
 
-    with ModelIndex.open(index, encoder=None, create=False) as model_index:
+    with ModelIndex.open(index, encoder=None, create=False) as model_index, torch_threads(threads):
         report = model_index.reembed(
             encoder, batch_size=batch_size, progress=_progress(as_json), drop_missing=drop_missing
         )

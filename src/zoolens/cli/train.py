@@ -1,5 +1,5 @@
-"""``zoolens train``: contrastive training of an encoder on a zoo; ``zoolens fit-quality``
-and ``zoolens fit-function``: fitting its quality head and its function head afterwards."""
+"""``zoolens train``: contrastive training of an encoder on a zoo; ``zoolens fit-quality``:
+refitting its quality head afterwards."""
 
 from __future__ import annotations
 
@@ -31,15 +31,9 @@ def train(
     probes: int = typer.Option(
         -1, help="probe inputs per node (neural-graph); 0 = none; -1 = the encoder's default"
     ),
-    probe_kind: str = typer.Option(
-        "", help="probe inputs: sobol, smooth, normal or structured (neural-graph); empty = default"
-    ),
     hidden: int = typer.Option(32, help="encoder width (node states)"),
     readout_hidden: int = typer.Option(
         0, help="width of the per-output readout MLP (neural-graph); 0 = twice --hidden"
-    ),
-    output_linear: int = typer.Option(
-        -1, help="outputs read side by side by a linear map (neural-graph); -1 = default"
     ),
     seed: int = typer.Option(0),
     patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
@@ -55,7 +49,8 @@ def train(
 
     enc_cfg: dict[str, object] = {"hidden": hidden}
     if encoder == "neural-graph":
-        enc_cfg.update(_graph_options(readout_hidden, output_linear, probes, probe_kind))
+        enc_cfg.update(_graph_options(readout_hidden, probes))
+    _check_encoder_config(encoder, enc_cfg)
     cfg = TrainConfig(
         encoder=encoder,
         encoder_config=enc_cfg,
@@ -84,24 +79,25 @@ def train(
     )
 
 
-def _graph_options(
-    readout_hidden: int, output_linear: int, probes: int, probe_kind: str
-) -> dict[str, object]:
+def _graph_options(readout_hidden: int, probes: int) -> dict[str, object]:
     """The neural-graph encoder options given on the command line (the rest: its defaults)."""
     options: dict[str, object] = {}
     if readout_hidden > 0:
         options["readout_hidden"] = readout_hidden
-    if output_linear >= 0:
-        options["output_linear"] = output_linear
     if probes >= 0:
         options["n_probes"] = probes
-    if probe_kind:
-        from zoolens.graph import PROBE_KINDS
-
-        if probe_kind not in PROBE_KINDS:
-            raise fail(f"--probe-kind: {probe_kind!r} is none of {', '.join(PROBE_KINDS)}")
-        options["probes"] = probe_kind
     return options
+
+
+def _check_encoder_config(name: str, options: dict[str, object]) -> None:
+    """Refuse, as a one-line usage error, options the encoder's config does not accept."""
+    from zoolens.errors import ZoolensError
+    from zoolens.nn import encoder_class  # importing zoolens.nn registers every encoder
+
+    try:
+        encoder_class(name).config_class.from_dict(options, source=f"--encoder {name}")
+    except ZoolensError as e:
+        raise fail(str(e)) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -137,71 +133,6 @@ def fit_quality(
             "val_R2": r.val_r2,
             "n_train": r.n_train,
             "n_val": r.n_val,
-        },
-    )
-
-
-@app.command("fit-function")
-def fit_function(
-    zoo: str = typer.Option(..., "--zoo", help="zoo with train/val splits"),
-    encoder: str = typer.Option(..., help="a trained neural-graph encoder (name or directory)"),
-    out: str = typer.Option(..., "--out", help="directory for the encoder with its head"),
-    weight: float = typer.Option(0.4, help="the head's weight in the embedding's cosine"),
-    fingerprint: float = typer.Option(
-        -1.0, help="the fingerprint's weight; -1 keeps the encoder's"
-    ),
-    fingerprint_norm: str = typer.Option(
-        "", help="none | centre | zscore: the fingerprint's per-output norm; empty keeps it"
-    ),
-    exclude_tasks: str = typer.Option("", help="comma-separated tasks kept out of the fit"),
-    exclude_families: str = typer.Option(
-        "", help="comma-separated architecture families kept out of the fit"
-    ),
-    steps: int = typer.Option(1500),
-    tau: float = typer.Option(0.05, help="temperature (contrastive head)"),
-    seed: int = typer.Option(0),
-    head: str = typer.Option(
-        "contrastive",
-        help="contrastive (the function head) | class (the class head) | render (the "
-        "render head: a classifier of the INRs' drawings)",
-    ),
-) -> None:
-    """Fit a neural-graph encoder's function head (a learned map of its fingerprint), its
-    class head (a classifier of it) or its render head (a classifier of the drawings of
-    coordinate nets) on a zoo, the encoder frozen; prints validation mAP before and
-    after."""
-    from zoolens.nn import NeuralGraphEncoder, load_encoder
-    from zoolens.train.function import fit_class_head, fit_function_head, fit_render_head
-
-    if head not in ("contrastive", "class", "render"):
-        raise fail(f"--head {head!r}: expected contrastive, class or render")
-    enc = load_encoder(encoder)
-    if not isinstance(enc, NeuralGraphEncoder):
-        raise fail(f"--encoder {encoder}: {enc.name!r} is not a neural-graph encoder")
-    if fingerprint_norm:
-        try:
-            enc = enc.with_fingerprint(float(enc.config["fingerprint"]), fingerprint_norm)
-        except ValueError as e:
-            raise fail(f"--fingerprint-norm: {e}") from None
-    common: dict[str, Any] = {
-        "exclude_tasks": _names(exclude_tasks),
-        "exclude_families": _names(exclude_families),
-        "steps": steps,
-        "seed": seed,
-    }
-    fp = None if fingerprint < 0 else fingerprint  # the render head does not read it
-    fits = {
-        "contrastive": lambda: fit_function_head(enc, zoo, weight, fp, tau=tau, **common),
-        "class": lambda: fit_class_head(enc, zoo, weight, fp, **common),
-        "render": lambda: fit_render_head(enc, zoo, weight, **common),
-    }
-    _fit_and_save(
-        fits[head],
-        out,
-        lambda r: {
-            "n_train": r.n_train,
-            "val_mAP_before": r.val_map_before,
-            "val_mAP_after": r.val_map_after,
         },
     )
 

@@ -90,7 +90,7 @@ def check_encoder_names(names: Sequence[str]) -> list[str]:
 def fresh_encoder(name: str, seed: int) -> Encoder:
     """An untrained encoder `name`, seeded with `seed` when its config has a seed."""
     cls = encoder_class(name)
-    has_seed = "seed" in cls().config
+    has_seed = hasattr(cls.config_class(), "seed")
     return cls({"seed": seed} if has_seed else {})
 
 

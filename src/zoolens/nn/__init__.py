@@ -10,19 +10,24 @@ from zoolens.nn.baselines import (
     RawWeights,
     WeightStats,
 )
+from zoolens.nn.config import ConfigError, EncoderConfig
 from zoolens.nn.heads import Head, HeadConfig
-from zoolens.nn.layerwise import LayerwiseEncoder
+from zoolens.nn.layerwise import LayerwiseConfig, LayerwiseEncoder
 from zoolens.nn.load import load_encoder
-from zoolens.nn.neural_graph_encoder import NeuralGraphEncoder
+from zoolens.nn.neural_graph_encoder import NeuralGraphConfig, NeuralGraphEncoder
 
 __all__ = [
+    "ConfigError",
     "Encoder",
+    "EncoderConfig",
     "FlatPCA",
     "FlatTransformer",
     "Head",
     "HeadConfig",
+    "LayerwiseConfig",
     "LayerwiseEncoder",
     "Metadata",
+    "NeuralGraphConfig",
     "NeuralGraphEncoder",
     "NotFittedError",
     "Probe",

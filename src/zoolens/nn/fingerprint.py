@@ -6,26 +6,22 @@ alone — exactly invariant to every weight symmetry — and nothing in it is le
 as informative on tasks an encoder never saw as on the ones it was trained on. Output
 ``j``'s value on probe ``p`` fills slot ``p * MAX_OUTPUTS + j`` for every net, so nets with
 different output counts still compare output by output; later outputs are dropped.
-Each output's values can first be centred over the probes (``norm="centre"``: a constant
-offset, such as a regressor's mean, no longer dominates) or standardised (``"zscore"``).
-`output_statistics` summarises the same values in a few numbers for the quality head;
-`FunctionHead` maps a fingerprint to a learned vector (or to class logits).
+Each output's values are first standardised over the probes (a constant offset, such as
+a regressor's mean, does not dominate; an output's scale does not either).
+`output_statistics` summarises the same values in a few numbers for the quality head.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from zoolens.graph import ROLE_OUTPUT, NeuralGraph
 from zoolens.nn.base import l2_normalise
 
 MAX_OUTPUTS = 16
-NORMS = ("none", "centre", "zscore")
 CONSTANT_TOL = 1e-5  # relative spread below which an output counts as constant (float32)
 
 
@@ -38,28 +34,49 @@ def output_responses(graph: NeuralGraph) -> torch.Tensor:
     return graph.probes[outs].T.double()
 
 
-def fingerprints(
-    graphs: list[NeuralGraph], dim: int, seed: int = 0, norm: str = "none"
-) -> np.ndarray:
-    """``(len(graphs), dim)`` unit rows: each graph's output responses in their slots
-    (zero-padded), times a fixed Gaussian matrix. Dot products of the rows approximate
-    those of the unprojected, normalised vectors (Johnson–Lindenstrauss: error about
-    ``1 / sqrt(dim)``)."""
-    check_norm(norm)
-    if not graphs:
-        return np.zeros((0, dim), dtype=np.float32)
-    rows = []
-    for g in graphs:
-        y = output_responses(g)[:, :MAX_OUTPUTS]
-        if norm != "none":
-            y = normalise_columns(y, norm == "zscore")
-        slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
-        slots[:, : y.shape[1]] = y
-        rows.append(slots.flatten())
-    if len({r.numel() for r in rows}) > 1:
-        raise ValueError("the graphs were built with different numbers of probes")
-    x = torch.stack(rows)  # (n, P * MAX_OUTPUTS)
-    return l2_normalise((x @ _projection(x.shape[1], dim, seed)).numpy())
+class Fingerprinter:
+    """Makes fingerprints ``(n, dim)`` of built graphs; owns its random projections (one
+    per probe count, made on first use).
+
+    Args:
+        dim: columns of a fingerprint.
+        seed: seed of the Gaussian projection.
+    """
+
+    def __init__(self, dim: int, seed: int = 0) -> None:
+        self.dim, self.seed = dim, seed
+        self._projections: dict[int, torch.Tensor] = {}
+
+    def __call__(self, graphs: list[NeuralGraph]) -> np.ndarray:
+        """``(len(graphs), dim)`` float32 unit rows: each graph's standardised output
+        responses in their slots (zero-padded), times a fixed Gaussian matrix. Dot
+        products of the rows approximate those of the unprojected, normalised vectors
+        (Johnson–Lindenstrauss: error about ``1 / sqrt(dim)``)."""
+        if not graphs:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows = []
+        for g in graphs:
+            y = normalise_columns(output_responses(g)[:, :MAX_OUTPUTS], scale=True)
+            slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
+            slots[:, : y.shape[1]] = y
+            rows.append(slots.flatten())
+        if len({r.numel() for r in rows}) > 1:
+            raise ValueError("the graphs were built with different numbers of probes")
+        x = torch.stack(rows)  # (n, P * MAX_OUTPUTS)
+        return l2_normalise((x @ self.projection(x.shape[1])).numpy())
+
+    def projection(self, n_in: int) -> torch.Tensor:
+        """The ``(n_in, dim)`` float64 Gaussian matrix, scaled by ``1 / sqrt(dim)``."""
+        if n_in not in self._projections:
+            g = torch.Generator().manual_seed(self.seed)
+            z = torch.randn((n_in, self.dim), generator=g, dtype=torch.float64)
+            self._projections[n_in] = z / self.dim**0.5
+        return self._projections[n_in]
+
+
+def fingerprints(graphs: list[NeuralGraph], dim: int, seed: int = 0) -> np.ndarray:
+    """The fingerprints of `graphs` by a fresh `Fingerprinter` (see there)."""
+    return Fingerprinter(dim, seed)(graphs)
 
 
 #: Columns of `output_statistics`, in order.
@@ -106,12 +123,6 @@ def output_statistics(graphs: list[NeuralGraph]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float32).reshape(len(graphs), len(STATISTICS))
 
 
-def check_norm(norm: str) -> None:
-    """Raise ValueError unless `norm` is one of `NORMS`."""
-    if norm not in NORMS:
-        raise ValueError(f"fingerprint norm {norm!r}; expected one of {', '.join(NORMS)}")
-
-
 def combine(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
     """The hybrid embedding: each part's rows, unit-normalised, times ``sqrt(weight)``,
     side by side. With weights summing to 1 its cosines are the weighted sum of the
@@ -119,47 +130,12 @@ def combine(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
     return np.hstack([np.sqrt(w) * l2_normalise(x) for x, w in parts])
 
 
-class FunctionHead(nn.Module):
-    """A small MLP from a fingerprint to a vector, trained on a zoo with the encoder
-    frozen: contrastively as the function head (`zoolens.train.function.fit_function_head`),
-    or as the class head, a classifier over the zoo's relevance groups (`fit_class_head`).
-    Either learns which differences between functions' outputs on the probes matter for
-    telling tasks apart. It reads the fingerprint alone, so it is exactly invariant too.
-
-    Shapes:
-        x: ``(n, d_in)`` → ``(n, d_out)`` (unnormalised).
-    """
-
-    def __init__(self, d_in: int, hidden: int, d_out: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(d_in, hidden),
-            nn.GELU(),
-            nn.Linear(hidden, hidden),
-            nn.GELU(),
-            nn.Linear(hidden, d_out),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.mlp(x)
-        return out
-
-
 def normalise_columns(y: torch.Tensor, scale: bool) -> torch.Tensor:
-    """Centre each column of `y` (an output over the probes, or over a drawing's pixels),
-    and divide by its spread if `scale`. A column that does not vary beyond float noise
-    becomes zero: its noise, scaled up, would differ between a net and a symmetric copy
-    of it."""
+    """Centre each column of `y` (an output over the probes), and divide by its spread
+    if `scale`. A column that does not vary beyond float noise becomes zero: its noise,
+    scaled up, would differ between a net and a symmetric copy of it."""
     mean = y.mean(dim=0, keepdim=True)
     std = y.std(dim=0, correction=0, keepdim=True)
     varies = std > CONSTANT_TOL * (1.0 + mean.abs())
     y = torch.where(varies, y - mean, 0.0)
     return torch.where(varies, y / std.clamp_min(1e-300), 0.0) if scale else y
-
-
-@functools.lru_cache(maxsize=4)
-def _projection(n_in: int, dim: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    out: torch.Tensor = torch.randn((n_in, dim), generator=g, dtype=torch.float64) / dim**0.5
-    return out

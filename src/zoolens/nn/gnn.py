@@ -80,62 +80,43 @@ class MessagePassing(nn.Module):
 class NeuralGraphNet(nn.Module):
     """Neural graph → embedding, invariant to node permutations within each hidden layer.
 
+    Message passing over the graph; each layer's node states pooled (mean, max) into a
+    token; the tokens read by a Transformer (mean and last token kept). Beside them: the
+    output nodes pooled one by one — each with its position and its probe values — so
+    the readout sees *which* output computes what (output units are fixed by every
+    symmetry, so this keeps invariance), and the graph's `domain` features (input size
+    and rank, output count), which message passing sees only through positions.
+
     Args:
-        config: ``hidden`` (node/edge width), ``layers`` (message-passing steps),
-            ``dim`` (output), ``heads``, ``readout_layers``, ``readout`` ("transformer" or
-            "gru"), ``n_probes`` (0 = no probe features), ``output_readout`` (also pool
-            the output nodes one by one — each with its position and its probe values — so
-            the readout sees *which* output computes what, as the probe baseline does;
-            output units are fixed by every symmetry, so this keeps invariance),
-            ``readout_hidden`` (width of that per-output MLP; 0 = ``2 * hidden``: an INR's
-            single output carries its whole image in the probe values), ``output_linear``
-            (K: also read the probe values of the first K outputs, side by side, through one
-            linear map — which output answers what on which probe, as a linear classifier
-            on the probe baseline's vector reads it; the per-output MLP's sum cannot easily
-            weigh a probe differently for each output; 0 = off. On the bench zoo 16
-            raised test mAP on seen tasks and lowered it on unseen ones: the map learns
-            the seen tasks' output signatures),
-            ``domain`` (also read the graph's `domain` features — input size and rank,
-            output count — which message passing sees only through position embeddings).
+        config: the encoder's config: ``hidden`` (node width), ``edge_hidden``,
+            ``layers`` (message-passing steps), ``heads``, ``readout_layers``,
+            ``readout_hidden`` (width of the per-output MLP; 0 = ``2 * hidden``),
+            ``n_probes`` (probe values per node; 0 = none), ``dim`` (output).
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: Any) -> None:
         super().__init__()
-        d, de = int(config["hidden"]), int(config["edge_hidden"])
-        self.node_in = nn.Linear(NODE_FEATURES + int(config["n_probes"]), d)
+        d, de = int(config.hidden), int(config.edge_hidden)
+        n_probes = int(config.n_probes)
+        self.node_in = nn.Linear(NODE_FEATURES + n_probes, d)
         self.edge_in = nn.Linear(KERNEL, de)
         self.edge_type = nn.Embedding(len(EDGE_TYPES), de)
         self.role = nn.Embedding(3, d)
         self.in_pos, self.out_pos = nn.Embedding(MAX_POSITION, d), nn.Embedding(MAX_POSITION, d)
         self.layer_pos = nn.Embedding(MAX_LAYERS, d)
-        self.mp = nn.ModuleList(MessagePassing(d, de) for _ in range(int(config["layers"])))
+        self.mp = nn.ModuleList(MessagePassing(d, de) for _ in range(int(config.layers)))
         self.token = nn.Linear(2 * d, d)
-        self.readout_kind = str(config["readout"])
-        if self.readout_kind == "gru":
-            self.seq: nn.Module = nn.GRU(d, d, batch_first=True)
-        else:
-            layer = nn.TransformerEncoderLayer(
-                d, int(config["heads"]), 2 * d, dropout=0.0, batch_first=True, norm_first=True
-            )
-            self.seq = nn.TransformerEncoder(
-                layer, int(config["readout_layers"]), enable_nested_tensor=False
-            )
-        n_probes = int(config["n_probes"])
-        self.output_readout = bool(config.get("output_readout", False))
-        head_in = 2 * d
-        self.out_k = 0
-        if self.output_readout:
-            width = int(config.get("readout_hidden", 0)) or 2 * d
-            self.out_read = mlp(d + n_probes, width, 2 * d)
-            self.out_k = int(config.get("output_linear", 0)) if n_probes else 0
-            if self.out_k:
-                self.out_lin = nn.Linear(self.out_k * n_probes, 2 * d)
-            head_in += 2 * d
-        self.domain = bool(config.get("domain", False))
-        if self.domain:
-            self.domain_in = mlp(DOMAIN_FEATURES, d, d)
-            head_in += d
-        self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, int(config["dim"])))
+        layer = nn.TransformerEncoderLayer(
+            d, int(config.heads), 2 * d, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.seq = nn.TransformerEncoder(
+            layer, int(config.readout_layers), enable_nested_tensor=False
+        )
+        width = int(config.readout_hidden) or 2 * d
+        self.out_read = mlp(d + n_probes, width, 2 * d)
+        self.domain_in = mlp(DOMAIN_FEATURES, d, d)
+        head_in = 5 * d  # mean, last token, outputs, domain
+        self.head = nn.Sequential(nn.LayerNorm(head_in), nn.Linear(head_in, int(config.dim)))
         for m in self.modules():  # structural embeddings must not drown the weights' signal
             if isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.1)
@@ -174,20 +155,13 @@ class NeuralGraphNet(nn.Module):
             )
         )
         seq, mask = self._pad(tokens, b.layers_per_graph)  # (G, L, d), (G, L)
-        if self.readout_kind == "gru":
-            out, _ = self.seq(seq)
-        else:
-            out = self.seq(seq, src_key_padding_mask=~mask)
+        out = self.seq(seq, src_key_padding_mask=~mask)
         valid = mask[..., None].to(out.dtype)
         mean = (out * valid).sum(1) / valid.sum(1).clamp_min(1.0)
         last = out[torch.arange(out.shape[0]), b.layers_per_graph - 1]  # the output layer
-        parts = [mean, last]
-        if self.output_readout:
-            parts.append(self._read_outputs(h, b))
-        if self.domain:
-            if b.domain is None:
-                raise ValueError("this encoder reads domain features; the graphs have none")
-            parts.append(self.domain_in(b.domain.to(h.dtype)))
+        if b.domain is None:
+            raise ValueError("the neural-graph encoder reads domain features; the graphs have none")
+        parts = [mean, last, self._read_outputs(h, b), self.domain_in(b.domain.to(h.dtype))]
         out_z: torch.Tensor = self.head(torch.cat(parts, dim=1))
         return out_z
 
@@ -206,21 +180,15 @@ class NeuralGraphNet(nn.Module):
         return torch.cat(out)
 
     def _read_outputs(self, h: torch.Tensor, b: GraphBatch) -> torch.Tensor:
-        """Sum over each graph's output nodes of MLP(state + position, probe values), plus
-        the linear map of the first `out_k` outputs' probe values, zero-padded, ``(G, 2d)``."""
+        """Sum over each graph's output nodes of MLP(state + position, probe values),
+        ``(G, 2d)``."""
         outs = b.role == 2
         pos, graph = b.position[outs], b.batch[outs]
         state = h[outs] + self.out_pos(pos.clamp_max(MAX_POSITION - 1))
         if b.probes is None:
             return scatter(self.out_read(state), graph, b.num_graphs, "sum")
         values = symlog(b.probes[outs])  # (n_outputs, P)
-        read = scatter(self.out_read(torch.cat([state, values], dim=1)), graph, b.num_graphs, "sum")
-        if self.out_k:
-            keep = pos < self.out_k
-            side = values.new_zeros((b.num_graphs, self.out_k, values.shape[1]))
-            side[graph[keep], pos[keep]] = values[keep]
-            read = read + self.out_lin(side.flatten(1))
-        return read
+        return scatter(self.out_read(torch.cat([state, values], dim=1)), graph, b.num_graphs, "sum")
 
     def _pad(self, tokens: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g, longest = counts.numel(), int(counts.max())

@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -29,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from zoolens.errors import EncoderMismatchError, HeadError, LoadError
+from zoolens.nn.base import torch_threads
 
 FORMAT_VERSION = 1
 KINDS = ("classify", "regress")
@@ -291,6 +291,7 @@ def fit_head_on_embeddings(
     steps: int = 200,
     seed: int = 0,
     encoder_source: str | None = None,
+    threads: int | None = None,
 ) -> Head:
     """Fit one head per L2 weight on the train embeddings; keep the best on validation.
 
@@ -307,6 +308,7 @@ def fit_head_on_embeddings(
         weight_decays: the L2 penalty weights tried.
         steps, seed: L-BFGS iterations and initialisation seed.
         encoder_source: how to load the encoder again (name or directory), recorded.
+        threads: torch threads for the fits (restored after); None leaves the caller's.
 
     Returns:
         The fitted `Head`; its config holds the validation score and the baseline's.
@@ -352,7 +354,7 @@ def fit_head_on_embeddings(
     )
     best: tuple[tuple[float, float], Head] | None = None
     for wd in weight_decays:
-        with _one_thread():  # tiny full-batch fits: threads only contend
+        with torch_threads(threads):
             net = _fit_one(x, t, base, max(len(classes), 1), float(wd))
         state = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
         tensors = {**state, "mean": mean, "std": std, "y_mean": y_mean, "y_std": y_std}
@@ -369,16 +371,6 @@ def fit_head_on_embeddings(
             baseline_score=baseline_score(kind, y_train, np.asarray(y_val)),
         )
     return head
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _with(cfg: HeadConfig, **changes: Any) -> HeadConfig:

@@ -9,7 +9,8 @@ tokens are read, in file order, by a small Transformer.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,20 +21,42 @@ from zoolens.errors import LoadError
 from zoolens.graph import LayerGraph, tensors_to_layer_graphs
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
+from zoolens.nn.config import ConfigError, EncoderConfig, bounded
 from zoolens.nn.gnn import mlp, symlog
-from zoolens.nn.torch_encoder import TorchEncoder
+from zoolens.nn.torch_encoder import TorchEncoder, TorchEncoderConfig
 
-DEFAULTS: dict[str, Any] = {
-    "dim": 256,
-    "hidden": 64,
-    "edge_hidden": 16,
-    "heads": 4,
-    "readout_layers": 2,
-    "max_kernel": 9,
-    "max_positions": 512,
-    "chunk_edges": 1 << 18,
-    "seed": 0,
-}
+
+@dataclass(frozen=True)
+class LayerwiseConfig(TorchEncoderConfig):
+    """Hyper-parameters of `LayerwiseEncoder`.
+
+    Args:
+        dim: embedding width.
+        hidden: layer-token width.
+        edge_hidden: edge / row / column width of the per-tensor GNN.
+        heads: attention heads of the token Transformer (divides ``hidden``).
+        readout_layers: its layers.
+        max_kernel: kernel slots per edge (longer kernels are pooled).
+        max_positions: file positions with their own embedding.
+        chunk_edges: edges per chunk (bounds memory on huge tensors).
+    """
+
+    dim: int = bounded(256, 1)
+    hidden: int = bounded(64, 1)
+    edge_hidden: int = bounded(16, 1)
+    heads: int = bounded(4, 1)
+    readout_layers: int = bounded(2, 1)
+    max_kernel: int = bounded(9, 1)
+    max_positions: int = bounded(512, 1)
+    chunk_edges: int = bounded(1 << 18, 1)
+
+    def validate(self) -> None:
+        if self.hidden % self.heads:
+            raise ConfigError(
+                f"LayerwiseConfig: hidden {self.hidden} is not a multiple of heads {self.heads}"
+            )
+
+
 N_STATS = 7  # tensor-level features of a layer token, see `_tensor_stats`
 
 
@@ -148,26 +171,21 @@ class LayerwiseNet(nn.Module):
     """Layer graphs of many models → embeddings ``(n_models, dim)``.
 
     Args:
-        config: ``dim``, ``hidden`` (token width), ``edge_hidden``, ``heads``,
-            ``readout_layers``, ``max_kernel``, ``max_positions``, ``chunk_edges``.
+        config: the encoder's `LayerwiseConfig`.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: LayerwiseConfig) -> None:
         super().__init__()
-        d = int(config["hidden"])
-        self.gnn = BipartiteGNN(
-            int(config["max_kernel"]), int(config["edge_hidden"]), d, int(config["chunk_edges"])
-        )
-        self.max_positions = int(config["max_positions"])
+        d = config.hidden
+        self.gnn = BipartiteGNN(config.max_kernel, config.edge_hidden, d, config.chunk_edges)
+        self.max_positions = config.max_positions
         self.position = nn.Embedding(self.max_positions, d)
         nn.init.normal_(self.position.weight, std=0.1)
         layer = nn.TransformerEncoderLayer(
-            d, int(config["heads"]), 2 * d, dropout=0.0, batch_first=True, norm_first=True
+            d, config.heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True
         )
-        self.seq = nn.TransformerEncoder(
-            layer, int(config["readout_layers"]), enable_nested_tensor=False
-        )
-        self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, int(config["dim"])))
+        self.seq = nn.TransformerEncoder(layer, config.readout_layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, config.dim))
 
     def tokens(self, graphs: list[list[LayerGraph]]) -> torch.Tensor:
         """Layer tokens of every model, concatenated in (model, file position) order.
@@ -228,14 +246,15 @@ class LayerwiseEncoder(TorchEncoder):
     is the price of needing no wiring. It is not invariant to scale/sign symmetries.
 
     Memory is bounded by the largest tensor: edges are processed in row chunks of at
-    most ``chunk_edges``. Initialisation is deterministic from ``config["seed"]``
+    most ``chunk_edges``. Initialisation is deterministic from ``config.seed``
     without touching the global RNG.
 
     Args:
-        config: overrides of `DEFAULTS`.
+        config: a `LayerwiseConfig` (or keyword overrides of its defaults).
     """
 
-    DEFAULTS = DEFAULTS
+    config_class: ClassVar[type[EncoderConfig]] = LayerwiseConfig
+    config: LayerwiseConfig
 
     def build_module(self) -> nn.Module:
         return LayerwiseNet(self.config)
@@ -248,7 +267,7 @@ class LayerwiseEncoder(TorchEncoder):
         """
         tensors = model.state_dict() if isinstance(model, Net) else model.tensors
         ts = TensorSet({k: v for k, v in tensors.items() if v.numel() > 0}, dict(model.meta))
-        graphs = tensors_to_layer_graphs(ts, int(self.config["max_kernel"]))
+        graphs = tensors_to_layer_graphs(ts, self.config.max_kernel)
         if not graphs:
             src = ts.meta.get("source", "a model")
             raise LoadError(

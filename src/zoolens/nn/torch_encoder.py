@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,14 +13,28 @@ from torch import nn
 
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import Encoder, as_model
+from zoolens.nn.config import EncoderConfig
 
 QUALITY_PREFIX = "quality_head."  # state-dict prefix of the quality head
 
 
-class TorchEncoder(Encoder):
-    """An encoder built from ``DEFAULTS`` + config, with a fixed-seed module.
+@dataclass(frozen=True)
+class TorchEncoderConfig(EncoderConfig):
+    """What every `TorchEncoder` config holds.
 
-    The module is initialised from ``config["seed"]`` without touching the caller's
+    Args:
+        seed: initialisation seed of the module and heads.
+        quality_head: carry the quality head (`predict_quality`).
+    """
+
+    seed: int = 0
+    quality_head: bool = True
+
+
+class TorchEncoder(Encoder):
+    """An encoder with a fixed-seed module built from its config.
+
+    The module is initialised from ``config.seed`` without touching the caller's
     global RNG; `train_forward` is the differentiable path the trainer uses, and
     `embed_batch` runs it in eval mode without gradients. With ``quality_head`` (the
     default) the encoder also carries the small MLP that training fits from the
@@ -26,26 +42,25 @@ class TorchEncoder(Encoder):
     `predict_quality` works on any loaded encoder.
 
     Args:
-        config: overrides of the subclass's ``DEFAULTS``.
+        config: the subclass's config (or keyword overrides of its defaults).
     """
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
-    OLD_DEFAULTS: ClassVar[dict[str, Any]] = {"quality_head": False}
+    config_class: ClassVar[type[EncoderConfig]] = TorchEncoderConfig
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({"quality_head": True, **self.DEFAULTS, **(config or {})})
+    def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.config["seed"]))
+            torch.manual_seed(self.config.seed)
             self.module = self.build_module().eval()
             self.quality: nn.Module | None = None
-            if self.config["quality_head"]:
+            if self.config.quality_head:
                 self.quality = self.new_quality_head()
 
     @property
     def module_dim(self) -> int:
         """Width of the module's output: the leading columns of an embedding (an encoder
         may append features it does not learn, as `NeuralGraphEncoder`'s fingerprint)."""
-        return int(self.config["dim"])
+        return int(self.config.dim)
 
     @property
     def quality_extra_dim(self) -> int:

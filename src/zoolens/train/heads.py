@@ -54,10 +54,15 @@ def label_rows(zoo: Zoo, label: str, split: str) -> pd.DataFrame:
 
 
 def _embed(
-    zoo: Zoo, rows: pd.DataFrame, encoder: Encoder, batch_size: int, progress: bool
+    zoo: Zoo,
+    rows: pd.DataFrame,
+    encoder: Encoder,
+    batch_size: int,
+    progress: bool,
+    threads: int | None,
 ) -> np.ndarray:
     paths = [zoo.model_path(str(i)) for i in rows["id"]]
-    return encoder.encode(paths, batch_size=batch_size, progress=progress)
+    return encoder.encode(paths, batch_size=batch_size, progress=progress, threads=threads)
 
 
 def fit_head(
@@ -72,6 +77,7 @@ def fit_head(
     seed: int = 0,
     batch_size: int = 64,
     progress: bool = False,
+    threads: int | None = None,
 ) -> Head:
     """Fit a classifier or regressor of manifest column `label` on frozen embeddings.
 
@@ -86,6 +92,8 @@ def fit_head(
         weight_decays: L2 weights tried; the best on the val split is kept.
         steps, seed: L-BFGS iterations and initialisation seed.
         batch_size, progress: of the embedding.
+        threads: torch threads while embedding and fitting (restored after); None leaves
+            the caller's.
 
     Returns:
         The `Head`; ``head.config.val_score`` and ``baseline_score`` hold the val split's
@@ -114,8 +122,8 @@ def fit_head(
             f"{zoo.path}: label {label!r} has one class ({y_train[0]!r}) in the train split; "
             "a classifier needs at least 2"
         )
-    z_train = _embed(zoo, train, encoder, batch_size, progress)
-    z_val = _embed(zoo, val, encoder, batch_size, progress)
+    z_train = _embed(zoo, train, encoder, batch_size, progress, threads)
+    z_val = _embed(zoo, val, encoder, batch_size, progress, threads)
     head = fit_head_on_embeddings(
         z_train,
         y_train,
@@ -129,6 +137,7 @@ def fit_head(
         steps=steps,
         seed=seed,
         encoder_source=source,
+        threads=threads,
     )
     c = head.config
     log.info(

@@ -89,12 +89,13 @@ def fit_quality_head(
     """
     if not weight_decays:
         raise ValueError("no weight decay to try")
-    changes: dict[str, object] = {"quality_head": True}
-    if stats or "quality_stats" in encoder.config:
-        changes["quality_stats"] = stats
-    enc = type(encoder)({**encoder.config, **changes})
-    if stats and not enc.quality_extra_dim:
+    has_stats = hasattr(encoder.config, "quality_stats")
+    if stats and not has_stats:
         raise ValueError(f"encoder {encoder.name!r} has no function statistics for its head")
+    changes: dict[str, object] = {"quality_head": True}
+    if has_stats:
+        changes["quality_stats"] = stats
+    enc = type(encoder)(encoder.config.replace(**changes))
     enc.adopt(encoder, keep=QUALITY_PREFIX)  # the module and other heads as they are
     zoo = Zoo.open(zoo_dir)
     (zt, et, yt), (zv, ev, yv) = (_inputs(enc, zoo, s) for s in ("train", "val"))

@@ -20,7 +20,7 @@ from zoolens.graph import NeuralGraph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
 from zoolens.nn.load import _register_all
-from zoolens.nn.torch_encoder import QUALITY_PREFIX, TorchEncoder
+from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.config import TrainConfig
 from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
 from zoolens.train.losses import accuracy_loss, supcon_loss
@@ -65,11 +65,6 @@ class Trainer:
         _register_all()
         self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
         torch_enc = _torch_encoder(self.encoder)
-        if set(torch_enc.heads()) - {QUALITY_PREFIX}:  # heads fit on a trained encoder
-            raise ZoolensError(
-                "a function, class or render head is not trained with the encoder: fit it later "
-                "(zoolens fit-function)"
-            )
         params = torch_enc.parameters()  # the quality head's included
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(config.epochs, 1))

@@ -7,8 +7,9 @@ units moves the vector — which is exactly what they measure against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,8 +23,31 @@ from zoolens.nn.baselines._common import (
     pad_columns,
     to_tensor,
 )
+from zoolens.nn.config import EncoderConfig, bounded
 
 FLAT_LENGTH = 16384
+
+
+@dataclass(frozen=True)
+class RawWeightsConfig(EncoderConfig):
+    """Args:
+    length: values kept (zero-padded); also the dimension.
+    """
+
+    length: int = bounded(FLAT_LENGTH, 1)
+
+
+@dataclass(frozen=True)
+class FlatPCAConfig(EncoderConfig):
+    """Args:
+    dim: principal components kept.
+    length: flattened values read (zero-padded / truncated).
+    seed: of the randomised SVD of large corpora.
+    """
+
+    dim: int = bounded(256, 1)
+    length: int = bounded(FLAT_LENGTH, 1)
+    seed: int = 0
 
 
 @register_encoder("raw-weights")
@@ -32,18 +56,20 @@ class RawWeights(Encoder):
     cosine of two embeddings is the cosine of the two raw weight vectors.
 
     Args:
-        config: ``length`` (values kept, default 16384; also the dimension).
+        config: a `RawWeightsConfig` (or keyword overrides of its defaults).
 
     Shapes:
         embeddings: ``(n, length)``.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({"length": FLAT_LENGTH, **(config or {})})
+    config_class: ClassVar[type[EncoderConfig]] = RawWeightsConfig
+
+    def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
 
     @property
     def dim(self) -> int:
-        return int(self.config["length"])
+        return int(self.config.length)
 
     def embed_batch(self, models: list[Net | TensorSet]) -> np.ndarray:
         return flat_matrix(models, self.dim)
@@ -56,15 +82,16 @@ class FlatPCA(Encoder):
     corpus smaller than ``dim``) the embedding is zero-padded to ``dim``.
 
     Args:
-        config: ``dim`` (components, default 256), ``length`` (default 16384), ``seed``
-            (for the randomised SVD of large corpora).
+        config: a `FlatPCAConfig` (or keyword overrides of its defaults).
 
     Attributes:
         mean_: ``(length,)`` corpus mean; components_: ``(k, length)``; None until fitted.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({"dim": 256, "length": FLAT_LENGTH, "seed": 0, **(config or {})})
+    config_class: ClassVar[type[EncoderConfig]] = FlatPCAConfig
+
+    def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
         self.mean_: torch.Tensor | None = None
         self.components_: torch.Tensor | None = None
 
@@ -76,11 +103,11 @@ class FlatPCA(Encoder):
         """
         from sklearn.decomposition import PCA
 
-        x = flat_matrix(load_models(items), int(self.config["length"]))  # (n, L)
+        x = flat_matrix(load_models(items), int(self.config.length))  # (n, L)
         if x.shape[0] < 2:
             raise NotFittedError("flat-pca: fit needs at least 2 models")
         k = min(self.dim, x.shape[0], x.shape[1])
-        pca = PCA(n_components=k, random_state=int(self.config["seed"])).fit(x)
+        pca = PCA(n_components=k, random_state=int(self.config.seed)).fit(x)
         self.mean_, self.components_ = to_tensor(pca.mean_), to_tensor(pca.components_)
         return self
 
@@ -90,7 +117,7 @@ class FlatPCA(Encoder):
                 "flat-pca is not fitted: call FlatPCA(...).fit(models) on a "
                 "corpus first, or load a fitted one"
             )
-        x = flat_matrix(models, int(self.config["length"]))
+        x = flat_matrix(models, int(self.config.length))
         mean, comps = self.mean_.double().numpy(), self.components_.double().numpy()
         return pad_columns((x - mean) @ comps.T, self.dim)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -10,43 +11,60 @@ from torch import nn
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
 from zoolens.nn.baselines._common import flatten_weights
+from zoolens.nn.config import ConfigError, EncoderConfig, bounded
 from zoolens.nn.gnn import symlog
-from zoolens.nn.torch_encoder import TorchEncoder
+from zoolens.nn.torch_encoder import TorchEncoder, TorchEncoderConfig
 
-DEFAULTS: dict[str, Any] = {
-    "dim": 256,
-    "chunk": 64,
-    "max_chunks": 256,
-    "hidden": 64,
-    "heads": 4,
-    "layers": 2,
-    "seed": 0,
-}
+
+@dataclass(frozen=True)
+class FlatTransformerConfig(TorchEncoderConfig):
+    """Args:
+    dim: embedding width.
+    chunk: flattened values per token.
+    max_chunks: tokens read (the rest of the weights is cut).
+    hidden: token width.
+    heads: attention heads (divides ``hidden``).
+    layers: Transformer layers.
+    """
+
+    dim: int = bounded(256, 1)
+    chunk: int = bounded(64, 1)
+    max_chunks: int = bounded(256, 1)
+    hidden: int = bounded(64, 1)
+    heads: int = bounded(4, 1)
+    layers: int = bounded(2, 1)
+
+    def validate(self) -> None:
+        if self.hidden % self.heads:
+            raise ConfigError(
+                f"FlatTransformerConfig: hidden {self.hidden} is not a multiple of heads "
+                f"{self.heads}"
+            )
 
 
 class FlatTransformerNet(nn.Module):
     """Chunks of the flattened weights → tokens → Transformer → (CLS ‖ mean) → ``dim``.
 
     Args:
-        config: see `DEFAULTS`.
+        config: the encoder's `FlatTransformerConfig`.
 
     Shapes:
         chunks: ``(B, M, chunk)``; mask: ``(B, M)`` True for real chunks → ``(B, dim)``.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: FlatTransformerConfig) -> None:
         super().__init__()
-        d = int(config["hidden"])
-        self.embed = nn.Linear(int(config["chunk"]), d)
-        self.position = nn.Embedding(int(config["max_chunks"]), d)
+        d = config.hidden
+        self.embed = nn.Linear(config.chunk, d)
+        self.position = nn.Embedding(config.max_chunks, d)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         nn.init.normal_(self.position.weight, std=0.1)
         nn.init.normal_(self.cls, std=0.1)
         layer = nn.TransformerEncoderLayer(
-            d, int(config["heads"]), 2 * d, dropout=0.0, batch_first=True, norm_first=True
+            d, config.heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True
         )
-        self.seq = nn.TransformerEncoder(layer, int(config["layers"]), enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, int(config["dim"])))
+        self.seq = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, config.dim))
 
     def forward(self, chunks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, m, _ = chunks.shape
@@ -68,10 +86,10 @@ class FlatTransformer(TorchEncoder):
     random encoder; train it through `forward` like `NeuralGraphEncoder`.
 
     Args:
-        config: overrides of `DEFAULTS`.
+        config: a `FlatTransformerConfig` (or keyword overrides of its defaults).
     """
 
-    DEFAULTS = DEFAULTS
+    config_class: ClassVar[type[EncoderConfig]] = FlatTransformerConfig
 
     def build_module(self) -> nn.Module:
         return FlatTransformerNet(self.config)
@@ -83,7 +101,7 @@ class FlatTransformer(TorchEncoder):
             returns ``(B, M, chunk)`` float32 and ``(B, M)`` bool, M = longest model's
             number of chunks (≤ ``max_chunks``).
         """
-        c, m_max = int(self.config["chunk"]), int(self.config["max_chunks"])
+        c, m_max = int(self.config.chunk), int(self.config.max_chunks)
         rows, counts = [], []
         for model in models:
             flat, n = flatten_weights(model, c * m_max)

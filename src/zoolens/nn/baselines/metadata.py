@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ import torch
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import Encoder, Item, register_encoder
 from zoolens.nn.baselines._common import load_models, pad_columns, to_tensor
+from zoolens.nn.config import EncoderConfig, bounded
 
 _TOKEN = r"\S+"
 _WORD = re.compile(r"[A-Za-z]+")
@@ -63,6 +65,19 @@ def metadata_text(model: Net | TensorSet) -> str:
     return " ".join(tokens)
 
 
+@dataclass(frozen=True)
+class MetadataConfig(EncoderConfig):
+    """Args:
+    dim: embedding width (SVD components, or hashing buckets unfitted).
+    max_features: vocabulary cap.
+    seed: of the randomised SVD.
+    """
+
+    dim: int = bounded(256, 1)
+    max_features: int = bounded(1 << 16, 1)
+    seed: int = 0
+
+
 @register_encoder("metadata")
 class Metadata(Encoder):
     """TF-IDF over `metadata_text`, reduced to ``dim`` by truncated SVD; both learned by
@@ -70,16 +85,17 @@ class Metadata(Encoder):
     It never looks at weight values: it is the "names and tags" baseline.
 
     Args:
-        config: ``dim`` (default 256), ``max_features`` (vocabulary cap, default 65536),
-            ``seed`` (of the randomised SVD).
+        config: a `MetadataConfig` (or keyword overrides of its defaults).
 
     Attributes:
         vocab_: list of tokens; idf_: ``(V,)``; components_: ``(k, V)`` with k ≤ dim
         (identity when V ≤ dim); None until fitted.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({"dim": 256, "max_features": 1 << 16, "seed": 0, **(config or {})})
+    config_class: ClassVar[type[EncoderConfig]] = MetadataConfig
+
+    def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
         self.vocab_: list[str] | None = None
         self.idf_: torch.Tensor | None = None
         self.components_: torch.Tensor | None = None
@@ -95,7 +111,7 @@ class Metadata(Encoder):
 
         texts = [metadata_text(m) for m in load_models(items)]
         cv = CountVectorizer(
-            token_pattern=_TOKEN, lowercase=False, max_features=int(self.config["max_features"])
+            token_pattern=_TOKEN, lowercase=False, max_features=int(self.config.max_features)
         )
         counts = cv.fit_transform(texts)
         self.vocab_ = [str(t) for t in cv.get_feature_names_out()]
@@ -105,9 +121,7 @@ class Metadata(Encoder):
         if v <= self.dim:
             self.components_ = to_tensor(np.eye(v))
         else:
-            svd = TruncatedSVD(
-                self.dim, algorithm="randomized", random_state=int(self.config["seed"])
-            )
+            svd = TruncatedSVD(self.dim, algorithm="randomized", random_state=int(self.config.seed))
             self.components_ = to_tensor(svd.fit(self._tfidf(texts)).components_)
         return self
 

@@ -3,8 +3,9 @@ weights baseline (a fixed-length vector, optionally standardised on a corpus).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ import torch
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import Encoder, Item, register_encoder
 from zoolens.nn.baselines._common import load_models, model_tensors, to_tensor
+from zoolens.nn.config import ConfigError, EncoderConfig, bounded
 
 STATS = (
     "mean",
@@ -46,6 +48,21 @@ def tensor_stats(t: torch.Tensor) -> np.ndarray:
     return np.array([mean, std, *q, l1, l2, skew, kurt, np.log1p(w.size)])
 
 
+@dataclass(frozen=True)
+class WeightStatsConfig(EncoderConfig):
+    """Args:
+    n_first: leading tensors summarised.
+    n_last: trailing tensors summarised.
+    """
+
+    n_first: int = bounded(4, 0)
+    n_last: int = bounded(4, 0)
+
+    def validate(self) -> None:
+        if self.n_first + self.n_last < 1:
+            raise ConfigError("WeightStatsConfig: n_first + n_last must be >= 1")
+
+
 @register_encoder("weight-stats")
 class WeightStats(Encoder):
     """`tensor_stats` of the first ``n_first`` and the last ``n_last`` tensors (every
@@ -58,7 +75,7 @@ class WeightStats(Encoder):
     `fit` learns a per-feature standardisation; unfitted, the raw statistics are used.
 
     Args:
-        config: ``n_first`` (default 4), ``n_last`` (default 4).
+        config: a `WeightStatsConfig` (or keyword overrides of its defaults).
 
     Attributes:
         mean_, scale_: ``(dim,)`` standardisation; None until fitted.
@@ -67,19 +84,21 @@ class WeightStats(Encoder):
         embeddings: ``(n, (n_first + n_last) · len(STATS) + 2)``.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__({"n_first": 4, "n_last": 4, **(config or {})})
+    config_class: ClassVar[type[EncoderConfig]] = WeightStatsConfig
+
+    def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
         self.mean_: torch.Tensor | None = None
         self.scale_: torch.Tensor | None = None
 
     @property
     def dim(self) -> int:
-        slots = int(self.config["n_first"]) + int(self.config["n_last"])
+        slots = int(self.config.n_first) + int(self.config.n_last)
         return slots * len(STATS) + N_GLOBAL
 
     def features(self, model: Net | TensorSet) -> np.ndarray:
         """The raw (unstandardised) feature vector ``(dim,)`` of one model."""
-        nf, nl = int(self.config["n_first"]), int(self.config["n_last"])
+        nf, nl = int(self.config.n_first), int(self.config.n_last)
         tensors = [t for t in model_tensors(model).values() if t.numel() > 0]
         n = len(tensors)
         if n >= nf + nl:
