@@ -32,8 +32,8 @@ import shutil
 import numpy as np
 import torch
 
+from zoolens.bench.measure import subset_retrieval
 from zoolens.eval import retrieval_metrics
-from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.nn.fingerprint import fingerprints
 from zoolens.nn.neural_graph_encoder import EmbeddingParts

@@ -13,8 +13,8 @@ import torch
 from tests.train.test_function import SMALL, _regressor
 from tests.train.test_render_head import _inr
 
+from zoolens.bench.measure import subset_retrieval
 from zoolens.eval import retrieval_metrics
-from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
