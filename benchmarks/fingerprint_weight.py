@@ -25,8 +25,8 @@ import os
 import numpy as np
 import torch
 
+from zoolens.bench.measure import subset_retrieval
 from zoolens.eval import retrieval_metrics
-from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.nn.fingerprint import combine
 from zoolens.train.data import group_labels

@@ -20,8 +20,8 @@ import argparse
 import numpy as np
 import torch
 
+from zoolens.bench.measure import subset_retrieval
 from zoolens.eval import retrieval_metrics
-from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import encoder_class
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo

@@ -29,8 +29,8 @@ import time
 import numpy as np
 import torch
 
+from zoolens.bench.measure import subset_retrieval
 from zoolens.eval import retrieval_metrics
-from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.train.data import group_labels, quality_targets

@@ -12,8 +12,8 @@ import pytest
 import torch
 from tests.train.tiny_zoos import SMALL, inr, regressor
 
+from zoolens.bench.measure import subset_retrieval
 from zoolens.eval import retrieval_metrics
-from zoolens.eval.bench_measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo

@@ -69,9 +69,9 @@ def benchmark(
 ) -> None:
     """Train what needs training on the zoo's train split, measure every encoder on its
     held-out models, and write report.md, results.json and figures to OUT."""
-    from zoolens.eval.bench_data import PlanSettings
-    from zoolens.eval.bench_report import HEADLINE, metric_table
-    from zoolens.eval.benchmark import BenchmarkConfig, run_benchmark
+    from zoolens.bench.data import PlanSettings
+    from zoolens.bench.report import HEADLINE, metric_table
+    from zoolens.bench.runner import BenchmarkConfig, run_benchmark
 
     if verbose:
         logging.getLogger("zoolens").setLevel(logging.INFO)

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from zoolens.eval import bench_figures as figs
-from zoolens.eval.bench_measure import EncoderMeasurement
-from zoolens.eval.bench_prepare import pretrained_runs
-from zoolens.eval.bench_report import PUBLISHED, json_safe, render_report
+from zoolens.bench import figures as figs
+from zoolens.bench.measure import EncoderMeasurement
+from zoolens.bench.prepare import pretrained_runs
+from zoolens.bench.report import PUBLISHED, json_safe, render_report
 from zoolens.eval.prediction import (
     FOLDS,
     MLP_ALPHAS,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from zoolens.eval.bench_data import (
+from zoolens.bench.data import (
     PlanSettings,
     capped_training_mask,
     lineage_roots,
@@ -22,9 +22,9 @@ from zoolens.eval.bench_data import (
     pick_heldout,
     write_subzoo,
 )
-from zoolens.eval.bench_measure import make_views, subset_retrieval
-from zoolens.eval.bench_report import aggregate, fmt, json_safe
-from zoolens.eval.bench_transfer import (
+from zoolens.bench.measure import make_views, subset_retrieval
+from zoolens.bench.report import aggregate, fmt, json_safe
+from zoolens.bench.transfer import (
     NetModule,
     TransferRunner,
     TransferSettings,
@@ -349,8 +349,8 @@ def test_transfer_runner_reports_source_quality_of_its_picks(zoo: Zoo) -> None:
 
 
 def test_unknown_encoder_or_section_is_refused(zoo: Zoo, tmp_path: Path) -> None:
+    from zoolens.bench import BenchmarkConfig, run_benchmark
     from zoolens.errors import LoadError
-    from zoolens.eval import BenchmarkConfig, run_benchmark
 
     with pytest.raises(LoadError, match="nope"):
         run_benchmark(BenchmarkConfig(zoo.path, str(tmp_path / "a"), encoders=("nope",)))
@@ -362,7 +362,7 @@ def test_unknown_encoder_or_section_is_refused(zoo: Zoo, tmp_path: Path) -> None
 
 
 def test_grouped_retrieval_pools_queries_within_groups() -> None:
-    from zoolens.eval.bench_measure import grouped_retrieval
+    from zoolens.bench.measure import grouped_retrieval
 
     rng = np.random.default_rng(2)
     emb = rng.standard_normal((9, 4))
@@ -376,7 +376,7 @@ def test_grouped_retrieval_pools_queries_within_groups() -> None:
 
 
 def test_seed_spec_cycles_through_the_runs() -> None:
-    from zoolens.eval.benchmark import seed_spec
+    from zoolens.bench.runner import seed_spec
 
     assert [seed_spec("a+b", s) for s in range(4)] == ["a", "b", "a", "b"]
     assert [seed_spec("a", s) for s in range(2)] == ["a", "a"]
@@ -384,7 +384,7 @@ def test_seed_spec_cycles_through_the_runs() -> None:
 
 def test_pretrained_encoder_is_measured_as_is(zoo: Zoo, report: Path, tmp_path: Path) -> None:
     """The seed-0 run of the quick benchmark, given back as pretrained, scores the same."""
-    from zoolens.eval import BenchmarkConfig, run_benchmark
+    from zoolens.bench import BenchmarkConfig, run_benchmark
 
     runs = report / "runs" / "neural-graph"
     config = BenchmarkConfig(
@@ -426,7 +426,7 @@ def test_fingerprint_encoder_also_reports_its_learned_columns(
 ) -> None:
     """A pretrained run with its fingerprint set gets learned-column accuracy prediction
     and a report section for it; the plain run gets neither."""
-    from zoolens.eval import BenchmarkConfig, run_benchmark
+    from zoolens.bench import BenchmarkConfig, run_benchmark
     from zoolens.nn import load_encoder
 
     plain = report / "runs" / "neural-graph" / "seed0"
@@ -462,7 +462,7 @@ def test_accuracy_prediction_of_the_learned_columns_reads_only_them() -> None:
     embedding's differs when the appended columns carry signal."""
     from types import SimpleNamespace
 
-    from zoolens.eval.bench_measure import EncoderMeasurement, SeedData
+    from zoolens.bench.measure import EncoderMeasurement, SeedData
     from zoolens.eval.prediction import accuracy_prediction
 
     rng = np.random.default_rng(0)

@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from zoolens import quickstart
+from zoolens.cli import demo
+from zoolens.cli.demo import FreshModel, fresh_tasks
+from zoolens.cli.quickstart import run_quickstart
 from zoolens.index import ModelIndex
 from zoolens.nn import load_encoder
-from zoolens.quickstart import FreshModel, fresh_tasks, run_quickstart
 from zoolens.zoo.tasks import get_task
 
 
 def test_quickstart_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The fresh MLPs are seeded: both runs below get the same ones, trained once.
-    monkeypatch.setattr(
-        quickstart, "train_fresh_model", functools.cache(quickstart.train_fresh_model)
-    )
+    monkeypatch.setattr(demo, "train_fresh_model", functools.cache(demo.train_fresh_model))
     # An earlier run with another encoder left its index behind (as an upgrade that ships
     # a new default encoder does): the quickstart re-embeds it instead of failing.
     first = run_quickstart(workdir=str(tmp_path / "qs"), encoder="weight-stats")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoolens.eval.bench_data import BenchPlan
+from zoolens.bench.data import BenchPlan
 from zoolens.ir import DENSE_KINDS, Net, Op
 from zoolens.zoo.tasks import TaskData, load_task
 

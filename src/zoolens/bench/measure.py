@@ -2,7 +2,7 @@
 
 Retrieval (task, family, lineage relevance), symmetry robustness (exact actions and
 inexact views apart), clustering, accuracy prediction, INR classification, transfer and
-cost: each a dict of floats, ready for `zoolens.eval.bench_report.aggregate`.
+cost: each a dict of floats, ready for `zoolens.bench.report.aggregate`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import torch
 from sklearn.exceptions import UndefinedMetricWarning
 from threadpoolctl import threadpool_limits
 
-from zoolens.eval.bench_data import BenchPlan, lineage_roots
-from zoolens.eval.bench_prepare import Prepared, encoder_size_bytes
-from zoolens.eval.bench_transfer import TransferRunner
+from zoolens.bench.data import BenchPlan, lineage_roots
+from zoolens.bench.prepare import Prepared, encoder_size_bytes
+from zoolens.bench.transfer import TransferRunner
 from zoolens.eval.clustering import clustering_metrics
 from zoolens.eval.prediction import accuracy_prediction
 from zoolens.eval.retrieval import gallery_retrieval_metrics, retrieval_metrics

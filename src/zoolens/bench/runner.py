@@ -1,6 +1,6 @@
 """The benchmark runner: every encoder, every metric, held-out models, one report.
 
-    from zoolens.eval.benchmark import BenchmarkConfig, run_benchmark
+    from zoolens.bench import BenchmarkConfig, run_benchmark
 
     results = run_benchmark(BenchmarkConfig(zoo="zoos/tiny", out="bench/tiny"))
 
@@ -26,22 +26,22 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from zoolens.eval.bench_data import (
+from zoolens.bench.data import (
     BenchPlan,
     PlanSettings,
     capped_training_mask,
     make_plan,
     write_subzoo,
 )
-from zoolens.eval.bench_measure import (
+from zoolens.bench.measure import (
     EncoderMeasurement,
     Metrics,
     SeedData,
     make_views,
     measure_generalisation,
 )
-from zoolens.eval.bench_output import FigureData, protocol_notes, write_outputs
-from zoolens.eval.bench_prepare import (
+from zoolens.bench.output import FigureData, protocol_notes, write_outputs
+from zoolens.bench.prepare import (
     ALL_ENCODERS,
     Prepared,
     TrainSettings,
@@ -50,8 +50,8 @@ from zoolens.eval.bench_prepare import (
     prepare_encoder,
     pretrained_runs,
 )
-from zoolens.eval.bench_report import aggregate
-from zoolens.eval.bench_transfer import TransferRunner, TransferSettings
+from zoolens.bench.report import aggregate
+from zoolens.bench.transfer import TransferRunner, TransferSettings
 from zoolens.ir import Net
 from zoolens.zoo import Zoo
 from zoolens.zoo.manifest import kept
@@ -81,7 +81,7 @@ class BenchmarkConfig:
         sample, with a quarter as many validation models); None uses them all.
     pretrained: encoder name → trained encoder to measure as it is instead of training
         one per seed (a `zoolens train` run directory, a saved encoder or ``default``);
-        see `zoolens.eval.bench_prepare.load_pretrained`. Several joined by ``+`` (runs of
+        see `zoolens.bench.prepare.load_pretrained`. Several joined by ``+`` (runs of
         different training seeds): seed i measures the (i mod n)-th, so the spread over
         seeds includes training variance.
     pretrained_heldout: encoder name → its counterpart trained without the plan's

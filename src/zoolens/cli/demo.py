@@ -1,29 +1,27 @@
-"""The quickstart: what zoolens does, shown on a zoo it builds in a minute.
+"""What ``zoolens quickstart`` shows, computed: the demonstrations, without the printing.
 
-1. Generate the ``tiny`` zoo and index it with the default encoder.
-2. A zoo model, permuted, rescaled and sign-flipped, is found at rank 1 with cosine
-   ≥ 0.9999 while its raw weights barely resemble the original's.
-3. Freshly trained models that are not in the zoo, one per classification task: the
-   tasks of their nearest neighbours, and their accuracy predicted from their embedding
-   beside the true one.
+(a) A zoo model, permuted, rescaled and sign-flipped, is found at rank 1 with cosine
+    ≥ 0.9999 while its raw weights barely resemble the original's.
+(b) Freshly trained models that are not in the zoo, one per classification task: the
+    tasks of their nearest neighbours;
+(c) and their accuracy predicted from their embedding beside the true one.
+
+`zoolens.cli.quickstart` generates the zoo, indexes it and prints these as tables.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from zoolens.errors import EncoderMismatchError
 from zoolens.index import NO_HIT, ModelIndex
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.progress import progress_bar
 from zoolens.symmetry import random_exact_action
-from zoolens.testing import cosine
 
 FRESH_SEED = 12345  # no zoo model has it
 
@@ -35,6 +33,12 @@ class SymmetryCheck:
     embedding_cosine: float
     raw_weight_cosine: float
     max_output_diff: float
+
+
+def cosine(u: np.ndarray, v: np.ndarray) -> float:
+    """Cosine of two arrays, flattened, in float64."""
+    u, v = np.asarray(u, np.float64).ravel(), np.asarray(v, np.float64).ravel()
+    return float(u @ v) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-300)
 
 
 def raw_cosine(a: Net, b: Net) -> float:
@@ -150,105 +154,3 @@ def predict_accuracy(index: ModelIndex, zoo_manifest: Any, query: np.ndarray) ->
     z = index.query_vectors(list(rows["id"]))
     model = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(z, rows["accuracy"].to_numpy())
     return np.asarray(np.clip(model.predict(query), 0.0, 1.0), dtype=np.float64)
-
-
-def run_quickstart(
-    workdir: str = "zoolens-quickstart", encoder: str = "default", seed: int = 0
-) -> dict[str, object]:
-    """Run the three demonstrations and print their tables. Returns their numbers."""
-    from rich.console import Console
-
-    from zoolens.zoo import generate_zoo
-
-    console = Console()
-    zoo_dir, index_dir = os.path.join(workdir, "zoo"), os.path.join(workdir, "index")
-    console.print(f"[bold]1.[/] generating the tiny zoo in {zoo_dir} (resumable)")
-    zoo = generate_zoo("tiny", zoo_dir, seed=seed)
-    console.print(f"[bold]2.[/] indexing {len(zoo)} models with encoder {encoder!r}")
-    index = _open_index(console, index_dir, encoder)
-    index.add_zoo(zoo_dir)
-    return {
-        "symmetry": _show_symmetry(console, index, zoo),
-        "fresh": _show_fresh(console, index, zoo),
-    }
-
-
-def _open_index(console: Any, index_dir: str, encoder: str) -> ModelIndex:
-    """The quickstart's own index, re-embedded when an earlier run (an older zoolens, or
-    another --encoder) built it with a different encoder."""
-    try:
-        return ModelIndex.open(index_dir, encoder=encoder)
-    except EncoderMismatchError:
-        console.print(f"   {index_dir} holds another encoder's embeddings: re-embedding")
-        index = ModelIndex.open(index_dir, encoder=None)
-        index.reembed(encoder)  # the index then uses `encoder`
-        return index
-
-
-def _show_symmetry(console: Any, index: ModelIndex, zoo: Any) -> list[SymmetryCheck]:
-    from rich.table import Table
-
-    table = Table(title="(a) exact symmetries: permuted + rescaled + sign-flipped zoo models")
-    for col in (
-        "model",
-        "rank of original",
-        "embedding cosine",
-        "raw-weight cosine",
-        "max |Δ output|",
-    ):
-        table.add_column(col)
-    test = zoo.manifest[zoo.manifest["split"] == "test"].head(4)
-    checks = []
-    for i, model_id in enumerate(test["id"]):
-        c = symmetry_check(index, zoo.load(str(model_id)), str(model_id), seed=i)
-        checks.append(c)
-        table.add_row(
-            c.model_id,
-            str(c.rank),
-            f"{c.embedding_cosine:.6f}",
-            f"{c.raw_weight_cosine:.3f}",
-            f"{c.max_output_diff:.1e}",
-        )
-    console.print(table)
-    return checks
-
-
-def _show_fresh(console: Any, index: ModelIndex, zoo: Any) -> list[FreshModel]:
-    from rich.table import Table
-    from scipy.stats import spearmanr
-
-    fresh, how = look_up_fresh(index, zoo.manifest, fresh_tasks())
-    table = Table(
-        title="(b) fresh MLPs, one per classification task, none in the zoo: the tasks of "
-        f"their 5 nearest zoo models; (c) their accuracy predicted by {how}"
-    )
-    for col in ("task", "5 nearest: their tasks", "same task", "true accuracy", "predicted"):
-        table.add_column(col)
-    for f in fresh:
-        table.add_row(
-            f.task,
-            _tally(f.neighbour_tasks),
-            f"{f.same_task}/{f.possible}",
-            f"{f.true_accuracy:.3f}",
-            f"{f.predicted_accuracy:.3f}",
-        )
-    console.print(table)
-    same, possible = sum(f.same_task for f in fresh), sum(f.possible for f in fresh)
-    true = [f.true_accuracy for f in fresh]
-    pred = [f.predicted_accuracy for f in fresh]
-    rho = float(spearmanr(true, pred).statistic)
-    err = float(np.mean(np.abs(np.subtract(true, pred))))
-    console.print(
-        f"(b) same task among the nearest: {same} of {possible} (at most the zoo's models of "
-        f"the task count); (c) predicted vs true accuracy: mean |error| {err:.3f}, "
-        f"Spearman {rho:.2f}"
-    )
-    return fresh
-
-
-def _tally(tasks: list[str]) -> str:
-    """'digits-perm ×3, digits ×2': tasks by count, in order of first appearance."""
-    counts: dict[str, int] = {}
-    for t in tasks:
-        counts[t] = counts.get(t, 0) + 1
-    return ", ".join(t if n == 1 else f"{t} ×{n}" for t, n in counts.items())

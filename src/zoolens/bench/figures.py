@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from zoolens.eval.bench_report import get
+from zoolens.bench.report import get
 
 log = logging.getLogger(__name__)
 Figure = Any  # matplotlib.figure.Figure, imported lazily
