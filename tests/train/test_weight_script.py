@@ -14,7 +14,7 @@ import torch
 from tests.train.tiny_zoos import SMALL, write_signs_zoo
 
 from zoolens.eval import retrieval_metrics
-from zoolens.eval.bench_measure import subset_retrieval
+from zoolens.bench.measure import subset_retrieval
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo
