@@ -25,3 +25,7 @@ class EncoderMismatchError(ZoolensError):
 
 class IndexError(ZoolensError):
     """The model index is missing, corrupt or was asked for something it does not hold."""
+
+
+class MissingDependencyError(ZoolensError):
+    """A feature needs an optional package that is not installed (the message names the extra)."""
