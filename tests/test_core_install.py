@@ -47,6 +47,7 @@ def _export_mlp(seed: int, path: Path) -> Path:
 
 def _source_copy(dest: Path) -> Path:
     """What the package builds from, copied so that the build leaves the work tree alone."""
+    dest.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
