@@ -135,6 +135,7 @@ def test_three_part_cosine_and_round_trip(tmp_path) -> None:
             NeuralGraphEncoder({**SMALL, **bad})
 
 
+@pytest.mark.slow
 def test_fit_learns_what_the_raw_fingerprint_misses(zoo_dir: str) -> None:
     """Same task, random output sign: the raw fingerprint splits each task in two, the
     fitted head joins them; the frozen parts and the argument stay as they were."""

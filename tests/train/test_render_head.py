@@ -81,6 +81,7 @@ def _val(zoo_dir: str) -> tuple[list[Net], np.ndarray, np.ndarray]:
     return nets, group_labels(val), (val["kind"] == "inr").to_numpy()
 
 
+@pytest.mark.slow
 def test_render_head_tells_the_drawings_apart(zoo_dir: str) -> None:
     """Fit on the train INRs' drawings, the head puts each val INR with its edge direction;
     its part is a probability row for INRs, one shared orthogonal row for every other

@@ -44,6 +44,7 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_ship_saves_what_its_card_measures(zoo_dir: str, tmp_path) -> None:
     run = str(tmp_path / "run")
     NeuralGraphEncoder(SMALL).save(os.path.join(run, "best"))
