@@ -29,3 +29,7 @@ class IndexError(ZoolensError):
 
 class HeadError(ZoolensError):
     """A head could not be fitted or applied: unknown label column, one class, bad shape."""
+
+
+class MissingDependencyError(ZoolensError):
+    """A feature needs an optional package that is not installed (the message names the extra)."""

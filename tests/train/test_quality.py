@@ -110,6 +110,7 @@ def test_refit_head_reads_the_statistics(zoo_dir: str, tmp_path) -> None:
         refit.quality_logits(z)
 
 
+@pytest.mark.slow
 def test_learned_only_head_misses_what_the_statistics_give(zoo_dir: str) -> None:
     """On this zoo the quality is how decided the function is; an untrained encoder's
     learned embedding alone predicts it worse than with the statistics."""
@@ -125,6 +126,7 @@ def test_layerwise_has_no_statistics(zoo_dir: str) -> None:
         fit_quality_head(LayerwiseEncoder({"dim": 16}), zoo_dir, stats=True, steps=10)
 
 
+@pytest.mark.slow
 def test_cli_fit_quality(zoo_dir: str, tmp_path) -> None:
     enc_dir, out = str(tmp_path / "enc"), str(tmp_path / "refit")
     NeuralGraphEncoder(SMALL).save(enc_dir)

@@ -43,6 +43,7 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_ship_saves_what_its_card_measures(zoo_dir: str, tmp_path) -> None:
     run = str(tmp_path / "run")  # a training run: the encoder in best/, its history beside
     NeuralGraphEncoder(SMALL).save(os.path.join(run, "best"))

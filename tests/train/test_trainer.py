@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -65,6 +66,7 @@ def test_train_writes_checkpoints_and_metrics(zoo_dir: str, tmp_path) -> None:
         rows = list(csv.DictReader(f))
     assert [int(float(r["epoch"])) for r in rows] == [1, 2]
     assert all(np.isfinite(float(r["loss"])) and 0 <= float(r["val_mAP"]) <= 1 for r in rows)
+    assert not os.path.exists(os.path.join(out, "tb"))  # TensorBoard only when asked
     trained = load_encoder(os.path.join(out, "best"))
     g = torch.Generator().manual_seed(5)
     assert_invariant(trained, random_net("cnn2d_bn", g, dtype=torch.float32), g)
@@ -148,3 +150,33 @@ def test_training_fits_the_quality_head_that_ships_with_the_encoder(zoo_dir: str
     assert trained_head, "the quality head is part of the saved state"
     moved = [not torch.equal(v, fresh.state_tensors()[k]) for k, v in trained_head.items()]
     assert all(moved)
+
+
+def test_tensorboard_scalars_equal_metrics_csv(zoo_dir: str, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train_encoder(zoo_dir, str(out), replace(CFG, tensorboard=True), progress=False)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == sorted(k for k in rows[0] if k != "epoch")
+    for tag in events.Tags()["scalars"]:
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        expected = [(int(float(r["epoch"])), float(r[tag])) for r in rows]
+        assert [s for s, _ in logged] == [s for s, _ in expected] == [1, 2]
+        np.testing.assert_allclose([v for _, v in logged], [v for _, v in expected], rtol=1e-6)
+
+
+def test_tensorboard_without_the_package_is_refused_before_training(
+    zoo_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from zoolens.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'zoolens\[train\]'$"):
+        Trainer(zoo_dir, str(tmp_path / "run"), replace(CFG, tensorboard=True))
+    assert not (tmp_path / "run").exists()

@@ -13,8 +13,8 @@ import pytest
 import torch
 from tests.train.tiny_zoos import SMALL, write_signs_zoo
 
-from zoolens.eval import retrieval_metrics
 from zoolens.bench.measure import subset_retrieval
+from zoolens.eval import retrieval_metrics
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.train.data import group_labels
 from zoolens.zoo import Zoo

@@ -39,6 +39,9 @@ def train(
     patience: int = typer.Option(5, help="epochs without val-mAP gain before stopping"),
     max_minutes: float = typer.Option(30.0, help="wall-clock budget"),
     resume: bool = typer.Option(False, help="continue from OUT/last"),
+    tensorboard: bool = typer.Option(
+        False, help="also log the per-epoch metrics as TensorBoard scalars in OUT/tb ([train])"
+    ),
     exclude_tasks: str = typer.Option("", help="comma-separated tasks kept out of training"),
     exclude_families: str = typer.Option(
         "", help="comma-separated architecture families kept out of training"
@@ -66,6 +69,7 @@ def train(
         max_minutes=max_minutes,
         exclude_tasks=_names(exclude_tasks),
         exclude_families=_names(exclude_families),
+        tensorboard=tensorboard,
     )
     result = train_encoder(zoo, out, cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(

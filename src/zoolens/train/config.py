@@ -18,6 +18,8 @@ class TrainConfig:
     drop_connect, noise: inexact augmentation strengths for the views.
     per_group: models drawn per task in each batch (so a batch holds positives).
     patience: epochs without validation-mAP gain before early stopping.
+    tensorboard: also log each epoch's metrics.csv row as TensorBoard scalars under
+        ``<out>/tb`` (needs ``zoolens[train]``).
     """
 
     encoder: str = "neural-graph"
@@ -37,6 +39,7 @@ class TrainConfig:
     max_minutes: float = 30.0
     exclude_tasks: tuple[str, ...] = ()
     exclude_families: tuple[str, ...] = ()
+    tensorboard: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,7 @@ from zoolens.ir import Net, TensorSet
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
 from zoolens.nn.load import _register_all
 from zoolens.nn.torch_encoder import TorchEncoder
+from zoolens.optional import optional_import
 from zoolens.train.config import TrainConfig
 from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
 from zoolens.train.losses import accuracy_loss, supcon_loss
@@ -72,7 +73,7 @@ class Trainer:
         self.seconds = 0.0  # training wall time of earlier invocations (resumed runs)
         self.history: list[dict[str, float]] = []
         self._graphs: list[NeuralGraph] | None = None
-        self._tb: Any = None
+        self._tb: Any = _tensorboard_writer(out) if config.tensorboard else None
 
     def trained_on(self) -> dict[str, Any]:
         """The zoo, tasks and families this run learns from (train and validation splits)."""
@@ -214,8 +215,6 @@ class Trainer:
             if new:
                 w.writeheader()
             w.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
-        if self._tb is None:
-            self._tb = _tensorboard_writer(self.out)
         if self._tb is not None:
             for k, v in row.items():
                 if k != "epoch":
@@ -237,11 +236,14 @@ class Trainer:
 
 
 def _tensorboard_writer(out: str) -> Any:
-    """One TensorBoard event writer for the run, or None without the tensorboard package."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
+    """One TensorBoard event writer for the run, under ``out/tb``.
+
+    Raises:
+        MissingDependencyError: the tensorboard package is not installed.
+    """
+    optional_import("tensorboard", "TensorBoard logging (--tensorboard)", "train")
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(os.path.join(out, "tb"))
 
 

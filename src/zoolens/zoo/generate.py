@@ -28,6 +28,7 @@ from zoolens.progress import progress_bar
 from zoolens.zoo.manifest import rows_to_frame, write_manifest
 from zoolens.zoo.plan import WorkUnit, plan_zoo
 from zoolens.zoo.presets import ZooPreset, get_preset
+from zoolens.zoo.tasks import check_task_packages
 from zoolens.zoo.worker import existing_rows, init_worker, run_unit_args
 from zoolens.zoo.zoo import MODELS_DIR, ZOO_FILE, Zoo
 
@@ -67,6 +68,7 @@ def generate_zoo(
     todo = [u for u in units if any(s.id not in rows for s in u.specs)]
     if limit is not None:
         todo = todo[:limit]
+    check_task_packages(s.task for u in todo for s in u.specs)  # before any training
     log.info(
         "zoo %s: %d of %d models present, %d units to train", out, len(rows), p.total, len(todo)
     )

