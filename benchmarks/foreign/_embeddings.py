@@ -45,40 +45,21 @@ def encode_each(encoder: Encoder, nets: list[Net], ids: list[str]) -> tuple[np.n
 def split_parts(encoder: Encoder, emb: np.ndarray, nets: list[Net]) -> dict[str, np.ndarray]:
     """The default encoder's two parts, from its embeddings `emb` of `nets`.
 
-    The learned part is the first ``module_dim`` columns. The fingerprint is the next
-    ``fingerprint_dim`` columns when the config weighs it (the composed embedding puts each
-    part, unit-normalised and times ``sqrt(weight)``, side by side: learned, fingerprint,
-    then any heads); with weight 0 it is recomputed by ``encoder.fingerprints``. The
-    cosine of a slice is that part's cosine, whatever its weight. If the encoder is
-    simplified (issue 25: learned + fingerprint only), this is the one place to adapt.
+    The learned part is the first ``module_dim`` columns; the fingerprint the next
+    ``fingerprint_dim`` columns when the config weighs it (each part is unit-normalised and
+    times ``sqrt(weight)``, so a slice's cosine is that part's cosine), else recomputed by
+    ``encoder.fingerprints``. Empty for an encoder without a fingerprint.
     """
-    cfg = getattr(encoder, "config", {})
-    if "fingerprint_dim" not in cfg:
+    cfg = getattr(encoder, "config", None)
+    if not hasattr(cfg, "fingerprint_dim"):
         return {}
-    d, fp_dim = int(encoder.module_dim), int(cfg["fingerprint_dim"])  # type: ignore[attr-defined]
+    d, fp_dim = int(encoder.module_dim), int(cfg.fingerprint_dim)  # type: ignore[attr-defined, union-attr]
     parts = {"learned part alone": emb[:, :d]}
-    if float(cfg.get("fingerprint", 0.0)) > 0:
+    if float(cfg.fingerprint) > 0:  # type: ignore[union-attr]
         parts["fingerprint alone"] = emb[:, d : d + fp_dim]
-    elif hasattr(encoder, "fingerprints"):
+    else:
         parts["fingerprint alone"] = encoder.fingerprints(encoder.graphs(nets))  # type: ignore[attr-defined]
-    w = float(cfg.get("fingerprint", 0.0))
-    others = sum(
-        float(cfg.get(k, 0.0)) for k in ("function_head", "interface", "class_head", "render_head")
-    )
-    if w > 0 and others > 0:  # the two-part encoder this one would become, same ratio
-        learned = 1.0 - w - others
-        total = learned + w
-        parts["learned + fingerprint (weights renormalised)"] = np.hstack(
-            [
-                np.sqrt(learned / total) * _unit(parts["learned part alone"]),
-                np.sqrt(w / total) * _unit(parts["fingerprint alone"]),
-            ]
-        )
     return parts
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def probe_inputs(dist: str, input_shape: tuple[int, ...], n: int, seed: int = 0) -> torch.Tensor:

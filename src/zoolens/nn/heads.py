@@ -156,7 +156,8 @@ class Head:
                 f"got shape {tuple(x.shape)}"
             )
         with torch.no_grad():
-            return self.net_((x - self.mean_) / self.std_)  # (n, out_dim)
+            out: torch.Tensor = self.net_((x - self.mean_) / self.std_)  # (n, out_dim)
+        return out
 
     def predict_proba(self, z: np.ndarray, encoder_id: str | None = None) -> np.ndarray:
         """Class probabilities ``(n, len(classes))``, columns in ``config.classes`` order.
@@ -178,7 +179,8 @@ class Head:
         """
         out = self._outputs(z, encoder_id)
         if self.config.kind == "regress":
-            return (out[:, 0] * self.y_std_ + self.y_mean_).numpy()
+            values: np.ndarray = (out[:, 0] * self.y_std_ + self.y_mean_).numpy()
+            return values
         return np.array(self.config.classes)[out.argmax(dim=1).numpy()]
 
     # -- persistence ---------------------------------------------------------------------
