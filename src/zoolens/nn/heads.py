@@ -181,7 +181,8 @@ class Head:
         if self.config.kind == "regress":
             values: np.ndarray = (out[:, 0] * self.y_std_ + self.y_mean_).numpy()
             return values
-        return np.array(self.config.classes)[out.argmax(dim=1).numpy()]
+        labels: np.ndarray = np.array(self.config.classes)[out.argmax(dim=1).numpy()]
+        return labels
 
     # -- persistence ---------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
