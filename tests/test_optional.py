@@ -112,3 +112,14 @@ def test_cli_train_tensorboard_without_tensorboard_is_one_line_and_exit_2(
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == f"zoolens: error: {TENSORBOARD_LINE}"
     assert not (tmp_path / "run" / "metrics.csv").exists()  # refused before training
+
+
+def test_cli_benchmark_without_matplotlib_is_one_line_and_exit_2(
+    zoo_dir: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    r = _zoolens_without(["matplotlib"], "benchmark", "--zoo", zoo_dir, "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    line = "zoolens benchmark (its figures) needs the optional package 'matplotlib'"
+    assert r.stderr.strip() == f"zoolens: error: {line}: pip install 'zoolens[bench]'"
+    assert not out.exists()  # refused before any work

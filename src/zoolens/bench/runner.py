@@ -346,6 +346,9 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = False) -> dict[str, 
     Returns:
         The results (as in ``results.json``, with NaN where JSON has null).
     """
+    from zoolens.optional import optional_import
+
+    optional_import("matplotlib", "zoolens benchmark (its figures)", "bench")  # before any work
     cfg = config.resolved()
     start = time.perf_counter()
     names = check_encoder_names(cfg.encoders)
