@@ -134,6 +134,15 @@ def test_directory_without_arch(tmp_path: Path) -> None:
         load_net(tmp_path)
 
 
+def test_hugging_face_directory_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "bert", "hidden_size": 32}')
+    with pytest.raises(LoadError, match=r"Hugging Face model directory \(model_type 'bert'\)"):
+        load_net(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")  # not a model config: the generic line
+    with pytest.raises(LoadError, match=r"arch\.json"):
+        load_net(tmp_path)
+
+
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="no such file"):
         load_net(tmp_path / "nope.onnx")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -43,7 +44,7 @@ def load_net(
     if is_net_dir(path):
         return load_net_dir(path)
     if os.path.isdir(path):
-        raise LoadError(f"{path}: directory without arch.json (not a zoolens net)")
+        raise LoadError(_unreadable_dir(path))
     ext = os.path.splitext(path)[1].lower()
     if ext == ".onnx":
         from zoolens.ir.onnx_import import import_onnx
@@ -56,6 +57,27 @@ def load_net(
     raise LoadError(
         f"{path}: unknown extension {ext!r} (expected a zoolens directory, .onnx, "
         ".safetensors, .pt, .pth, .bin or .ckpt)"
+    )
+
+
+def _unreadable_dir(path: str) -> str:
+    """Why directory `path` is not read as a network, in one line."""
+    config = os.path.join(path, "config.json")
+    if os.path.isfile(config):
+        try:
+            with open(config) as f:
+                model_type = json.load(f).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            model_type = None
+        if isinstance(model_type, str):
+            return (
+                f"{path}: a Hugging Face model directory (model_type {model_type!r}); zoolens "
+                "does not read those yet: export the model to ONNX, or pass its weights file "
+                "for bare-weights encoders"
+            )
+    return (
+        f"{path}: a directory without arch.json (not a zoolens net); zoolens reads zoolens "
+        "directories, .onnx files and .safetensors/.pt/.pth/.bin/.ckpt weights"
     )
 
 
