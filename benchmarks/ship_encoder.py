@@ -37,6 +37,10 @@ from zoolens.train.data import group_labels, quality_targets
 from zoolens.train.quality import QualityFit, fit_quality_head
 from zoolens.zoo import Zoo
 
+#: The parts of a two-part neural-graph embedding, measured beside it: the learned part
+#: alone, and the fingerprint nearly alone (at w = 1 a net with constant outputs would have
+#: an all-zero embedding, which no cosine ranks).
+PARTS = (("learned part alone", 0.0), ("fingerprint, w = 0.99", 0.99))
 BASELINES = ("raw-weights", "flat-pca", "weight-stats", "probe", "metadata", "layerwise")
 
 
@@ -131,6 +135,11 @@ def evaluate_all(
         held = {k: queries[k] for k in HELD}
         unseen = _score(heldout, test_nets, labels, held)
         rows[name] |= {k: v for k, v in unseen.items() if k != "all"}
+    for part, w in PARTS if isinstance(enc, NeuralGraphEncoder) and enc.config.fingerprint else ():
+        rows[f"{name}: {part}"] = _score(enc.with_fingerprint(w), test_nets, labels, own)
+        if isinstance(heldout, NeuralGraphEncoder):
+            unseen = _score(heldout.with_fingerprint(w), test_nets, labels, held)
+            rows[f"{name}: {part}"] |= {k: v for k, v in unseen.items() if k != "all"}
     train_nets = _nets(zoo, train)
     others = {"neural-graph (untrained)": encoder_class("neural-graph")()}
     for name in BASELINES:

@@ -77,6 +77,11 @@ def test_ship_saves_what_its_card_measures(zoo_dir: str, tmp_path) -> None:
     inr_rows = test["kind"].eq("inr").to_numpy()
     want = [m["mAP"], m["P@1"], m["P@5"], m["MRR"], subset_retrieval(z, labels, inr_rows)["mAP"]]
     np.testing.assert_allclose(cells[:5], want, atol=6e-4)
+    part = next(
+        line for line in card.splitlines() if line.startswith("| ng (trained): learned part alone")
+    )
+    learned = retrieval_metrics(enc.with_fingerprint(0.0).encode(nets), labels)["mAP"]
+    assert float(part.strip("|").split("|")[1]) == pytest.approx(learned, abs=6e-4)
 
 
 def test_ship_takes_a_bare_encoder_dir(zoo_dir: str, tmp_path) -> None:
