@@ -1,4 +1,4 @@
-"""The quickstart (`make demo`): its three demonstrations hold on a fresh work directory."""
+"""The quickstart (`make demo`): its four demonstrations hold on a fresh work directory."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from zoolens.cli import demo
+from zoolens.cli import demo, demo_unseen
 from zoolens.cli.demo import FreshModel, fresh_tasks
+from zoolens.cli.demo_unseen import UnseenTasks
 from zoolens.cli.quickstart import run_quickstart
 from zoolens.index import ModelIndex
 from zoolens.nn import load_encoder
@@ -20,6 +21,9 @@ from zoolens.zoo.tasks import get_task
 def test_quickstart_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The fresh MLPs are seeded: both runs below get the same ones, trained once.
     monkeypatch.setattr(demo, "train_fresh_model", functools.cache(demo.train_fresh_model))
+    monkeypatch.setattr(
+        demo_unseen, "train_unseen_nets", functools.cache(demo_unseen.train_unseen_nets)
+    )
     # An earlier run with another encoder left its index behind (as an upgrade that ships
     # a new default encoder does): the quickstart re-embeds it instead of failing.
     first = run_quickstart(workdir=str(tmp_path / "qs"), encoder="weight-stats")
@@ -44,6 +48,12 @@ def test_quickstart_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # (c) the predicted accuracies rank the true ones; the baseline's ridge does not
     assert _rank_corr(fresh) > 0.5 > _rank_corr(baseline) + 0.3
     assert np.mean([abs(f.true_accuracy - f.predicted_accuracy) for f in fresh]) < 0.08
+    # (d) nets of tasks no zoo holds: the embedding's neighbours share the task, raw
+    # weights' do not (the same seeds and widths across tasks are what raw weights see).
+    unseen = out["unseen"]
+    assert isinstance(unseen, UnseenTasks) and unseen.possible == 48
+    same, raw = sum(unseen.embedding_same.values()), sum(unseen.raw_same.values())
+    assert same >= 40 and same > raw + 20, unseen
 
 
 def _same_share(fresh: list[FreshModel]) -> float:

@@ -5,6 +5,7 @@
 (b) Freshly trained models that are not in the zoo, one per classification task: the
     tasks of their nearest neighbours;
 (c) and their accuracy predicted from their embedding beside the true one.
+(d) Nets of tasks no zoo holds: `zoolens.cli.demo_unseen`.
 
 `zoolens.cli.quickstart` generates the zoo, indexes it and prints these as tables.
 """

@@ -3,7 +3,8 @@
 1. Generate the ``tiny`` zoo and index it with the default encoder.
 2. Show the demonstrations of `zoolens.cli.demo` as tables: (a) symmetry-transformed zoo
    models found at rank 1; (b) the tasks of fresh models' nearest neighbours; (c) their
-   accuracy predicted from their embedding beside the true one.
+   accuracy predicted from their embedding beside the true one; (d) nets of four tasks no
+   zoo holds, sharing one interface, and how many of their nearest neighbours share the task.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zoolens.cli.app import app
 
 if TYPE_CHECKING:
     from zoolens.cli.demo import FreshModel, SymmetryCheck
+    from zoolens.cli.demo_unseen import UnseenTasks
     from zoolens.index import ModelIndex
 
 
@@ -33,7 +35,7 @@ def quickstart(
 def run_quickstart(
     workdir: str = "zoolens-quickstart", encoder: str = "default", seed: int = 0
 ) -> dict[str, object]:
-    """Run the three demonstrations and print their tables. Returns their numbers."""
+    """Run the four demonstrations and print their tables. Returns their numbers."""
     from rich.console import Console
 
     from zoolens.zoo import generate_zoo
@@ -48,6 +50,7 @@ def run_quickstart(
     return {
         "symmetry": _show_symmetry(console, index, zoo),
         "fresh": _show_fresh(console, index, zoo),
+        "unseen": _show_unseen(console, index),
     }
 
 
@@ -130,6 +133,32 @@ def _show_fresh(console: Any, index: ModelIndex, zoo: Any) -> list[FreshModel]:
         f"Spearman {rho:.2f}"
     )
     return fresh
+
+
+def _show_unseen(console: Any, index: ModelIndex) -> UnseenTasks:
+    from rich.table import Table
+
+    from zoolens.cli.demo_unseen import N_CLASSES, N_INPUTS, NET_RECIPES, unseen_tasks
+
+    u = unseen_tasks(index.encoder)
+    k, n = u.k, len(NET_RECIPES)
+    table = Table(
+        title=f"(d) {len(u.tasks)} tasks no zoo holds, one interface ({N_INPUTS} inputs → "
+        f"{N_CLASSES} classes), {n} MLPs each: of each net's {k} nearest among these "
+        f"{n * len(u.tasks)}, how many share its task"
+    )
+    for col in ("task", "embedding", "raw weights", "test accuracy of its nets"):
+        table.add_column(col)
+    for t in u.tasks:
+        accs = ", ".join(f"{a:.2f}" for a in u.accuracies[t])
+        table.add_row(t, f"{u.embedding_same[t]}/{k * n}", f"{u.raw_same[t]}/{k * n}", accs)
+    console.print(table)
+    console.print(
+        f"(d) unseen tasks, shared interface: {sum(u.embedding_same.values())} of "
+        f"{u.possible} nearest neighbours share the task "
+        f"(raw weights: {sum(u.raw_same.values())} of {u.possible})"
+    )
+    return u
 
 
 def _tally(tasks: list[str]) -> str:
