@@ -4,25 +4,14 @@ so a test takes milliseconds, not a torch import): output lines, exit codes, one
 from __future__ import annotations
 
 import json
-import sys
-from unittest.mock import patch
 
 import pytest
 
-from zoolens.cli import run
+from cli_runner import run_zoolens
 from zoolens.nn import Head, WeightStats
 from zoolens.testing.zoos import write_label_zoo
 
-
-def zoolens(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with patch.object(sys, "argv", ["zoolens", *args]):
-        try:
-            run()
-            code = 0
-        except SystemExit as e:
-            code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+zoolens = run_zoolens
 
 
 @pytest.fixture(scope="module")

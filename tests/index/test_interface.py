@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from unittest.mock import patch
-
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from zoolens.cli import run
+from cli_runner import run_zoolens
 from zoolens.errors import IndexError as IndexStoreError
 from zoolens.index import NO_HIT, ModelIndex, parse_where
 from zoolens.ir import Net, load_net
@@ -125,16 +122,7 @@ def test_rows_without_interface_keys_never_match(mixed):
         index.search(old, k=3, same_interface=True)
 
 
-def zoolens(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the real entry point in this process (the fake encoder is registered here)."""
-    with patch.object(sys, "argv", ["zoolens", *args]):
-        try:
-            run()
-            code = 0
-        except SystemExit as e:
-            code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+zoolens = run_zoolens
 
 
 def test_cli_same_interface_and_head(mixed, tmp_path, capsys):
