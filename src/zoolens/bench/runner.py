@@ -53,6 +53,7 @@ from zoolens.bench.prepare import (
 from zoolens.bench.report import aggregate
 from zoolens.bench.transfer import TransferRunner, TransferSettings
 from zoolens.ir import Net
+from zoolens.nn.base import torch_threads
 from zoolens.zoo import Zoo
 from zoolens.zoo.manifest import kept
 
@@ -367,13 +368,8 @@ def _limit_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(n), threadpool_limits(n):
+        yield
 
 
 def _run(cfg: BenchmarkConfig, names: list[str], progress: bool, start: float) -> dict[str, Any]:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch import nn
 
 from zoolens.bench.data import BenchPlan
 from zoolens.ir import DENSE_KINDS, Net, Op
+from zoolens.nn.base import torch_threads
 from zoolens.zoo.tasks import TaskData, load_task
 
 log = logging.getLogger(__name__)
@@ -130,17 +130,6 @@ def task_accuracy(module: nn.Module, data: TaskData) -> float:
     return float((pred == data.y_test).float().mean())
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block (zoo models are tiny: threads only contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def finetune(
     net: Net, data: TaskData, settings: TransferSettings, gen: torch.Generator
 ) -> dict[int, float]:
@@ -149,7 +138,7 @@ def finetune(
     Returns:
         budget → test accuracy after that many steps.
     """
-    with one_torch_thread():
+    with torch_threads(1):  # zoo models are tiny: threads only contend
         return _finetune(net, data, settings, gen)
 
 
