@@ -33,3 +33,7 @@ class HeadError(ZoolensError):
 
 class MissingDependencyError(ZoolensError):
     """A feature needs an optional package that is not installed (the message names the extra)."""
+
+
+class ArchitectureMismatchError(ZoolensError):
+    """Two networks that must share one architecture (to align or merge) do not."""
