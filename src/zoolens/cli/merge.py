@@ -42,12 +42,15 @@ def _load_data(path: str | None) -> np.ndarray | None:
         raise LoadError(f"--data {path}: not a readable .npy array ({e})") from None
 
 
-def _save(net: Net, out: str) -> None:
+def _check_out(out: str) -> None:
     if out.lower().endswith(".onnx"):
         raise ZoolensError(
             f"--out {out}: zoolens has no ONNX exporter yet; give a directory "
             "(written in zoolens format, readable by every zoolens command)"
         )
+
+
+def _save(net: Net, out: str) -> None:
     net.save(out)
     typer.echo(f"wrote {out}")
 
@@ -68,6 +71,7 @@ def align_command(
 
     if method not in ("weights", "activations"):
         raise ZoolensError(f"--method {method!r}: expected weights or activations")
+    _check_out(out)
     a, b = _load(ref, "REF"), _load(model, "MODEL")
     _save(align(a, b, method=method, data=_load_data(data)), out)  # type: ignore[arg-type]
 
@@ -94,6 +98,7 @@ def merge_command(
 
     if method not in METHODS:
         raise ZoolensError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    _check_out(out)
     net_a, net_b = _load(a, "A"), _load(b, "B")
     parent = _load(base, "BASE") if base is not None else None
     merged = merge(
