@@ -10,6 +10,7 @@ import torch
 from tests.cli_runner import run_zoolens
 
 from zoolens.ir import Net, load_net
+from zoolens.merge import merge
 from zoolens.merge.align import weight_distance
 from zoolens.symmetry import random_exact_action
 from zoolens.testing import assert_same_function, random_input, random_net
@@ -106,3 +107,30 @@ def test_bad_data_file_exits_2(
     code, _, err = run_zoolens(capsys, *args, "--method", "activations", "--data", str(bad))
     assert code == 2
     assert "does not fit the nets" in err
+
+
+def test_ties_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    g = torch.Generator().manual_seed(4)
+    base = random_net("mlp", g)
+    tuned = []
+    for name in ("a", "b"):
+        net = base.clone()
+        for op in net.ops:
+            op.params = {
+                r: t + 0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype)
+                for r, t in op.params.items()
+            }
+        net.save(str(tmp_path / name))
+        tuned.append(net)
+    base.save(str(tmp_path / "base"))
+    out = tmp_path / "ties"
+    args = ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--method", "ties"]
+    code, _, err = run_zoolens(
+        capsys, *args, "--base", str(tmp_path / "base"), "--density", "1", "--out", str(out)
+    )
+    assert code == 0, err
+    merged = _read(out)
+    want = merge(tuned[0], tuned[1], method="ties", base=base, density=1.0)
+    for got, ref in zip(merged.parameters(), want.parameters(), strict=True):
+        assert torch.equal(got, ref)
+    assert weight_distance(merged, base) > 0.05  # it moved along the task vectors

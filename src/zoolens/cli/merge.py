@@ -89,6 +89,9 @@ def merge_command(
         None, "--base", help="Common parent of A and B (task-arithmetic, ties)."
     ),
     lam: float = typer.Option(1.0, "--lambda", help="Task-vector scale (task-arithmetic, ties)."),
+    density: float = typer.Option(
+        0.2, "--density", min=0.0, max=1.0, help="Fraction of each task vector TIES keeps."
+    ),
     data: str | None = typer.Option(
         None, "--data", help="Inputs .npy for BatchNorm statistics (default: probe inputs)."
     ),
@@ -109,5 +112,6 @@ def merge_command(
         base=parent,
         data=_load_data(data),
         lam=lam,
+        density=density,
     )
     _save(merged, out)

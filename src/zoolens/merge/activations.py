@@ -21,7 +21,7 @@ def as_inputs(net: Net, data: torch.Tensor | np.ndarray | None, n: int = N_PROBE
     Shapes:
         returns ``(B, *net.input_shape)``.
     """
-    dtype = next(net.parameters()).dtype
+    dtype = next(net.parameters(), torch.zeros((), dtype=torch.float64)).dtype
     if data is None:
         return default_probes(tuple(net.input_shape), n=n).to(dtype)
     x = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data)
@@ -48,4 +48,5 @@ def unit_rows(v: torch.Tensor) -> torch.Tensor:
     """Standardised per-unit activations ``(n_units, B * spatial)`` of a value ``(B, n, ...)``."""
     rows = v.transpose(0, 1).reshape(v.shape[1], -1).to(torch.float64)
     rows = rows - rows.mean(dim=1, keepdim=True)
-    return rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    out: torch.Tensor = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return out

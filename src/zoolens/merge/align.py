@@ -89,7 +89,7 @@ def weight_distance(a: Net, b: Net) -> float:
                 total += float(
                     (t.to(torch.float64) - ob.params[role].to(torch.float64)).square().sum()
                 )
-    return total**0.5
+    return float(total**0.5)
 
 
 def _assign(cost: torch.Tensor) -> torch.Tensor:
