@@ -8,7 +8,8 @@ LayerNorm: 10-way classification, 1300 train / 497 test) and a SIREN fitted to o
 upsampled to 16 x 16 (an INR; MSE loss, no accuracy). For each family, `--pairs` pairs of
 nets are trained from different seeds; B is aligned to A (`zoolens.merge.align`), and at
 alpha in {0, 0.1, ..., 1} the interpolated net (BatchNorm statistics reset on the train
-inputs, as `zoolens.merge.merge` does) is scored on the test split. The barrier is the
+inputs, as `zoolens.merge.merge` does; REPAIR on the train inputs in the last row) is
+scored on the test split. The barrier is the
 largest rise of the test loss above the straight line between the endpoint losses; the
 accuracy barrier the largest drop below the line between endpoint accuracies.
 """
@@ -28,6 +29,7 @@ from torch import nn
 from zoolens.ir import Net, load_net
 from zoolens.merge import align, interpolate, reset_batchnorm
 from zoolens.merge.merge import has_batchnorm
+from zoolens.merge.repair import repair
 
 ALPHAS = np.round(np.linspace(0, 1, 11), 2)
 
@@ -131,11 +133,14 @@ def evaluate(net: Net, task: Task) -> tuple[float, float]:
     return float(F.cross_entropy(out, task.yt)), float((out.argmax(1) == task.yt).double().mean())
 
 
-def path(a: Net, b: Net, task: Task) -> np.ndarray:
-    """(len(ALPHAS), 2): loss and accuracy of the interpolated nets."""
+def path(a: Net, b: Net, task: Task, repaired: bool = False) -> np.ndarray:
+    """(len(ALPHAS), 2): loss and accuracy of the interpolated nets (REPAIRed on the train
+    inputs when `repaired`)."""
     rows = []
     for alpha in ALPHAS:
         net = interpolate(a, b, float(alpha))
+        if repaired:
+            net = repair(net, a, b, float(alpha), task.x.double())
         if has_batchnorm(net):
             net = reset_batchnorm(net, task.x.double())
         rows.append(evaluate(net, task))
@@ -166,12 +171,14 @@ def main() -> None:
         for p in range(args.pairs):
             a, b = train(task, 2 * p, steps), train(task, 2 * p + 1, steps)
             x = task.x.double()
-            for method, other in (
-                ("naive", b),
-                ("aligned: weights", align(a, b)),
-                ("aligned: activations", align(a, b, method="activations", data=x)),
+            by_weights = align(a, b)
+            for method, other, repaired in (
+                ("naive", b, False),
+                ("aligned: weights", by_weights, False),
+                ("aligned: activations", align(a, b, method="activations", data=x), False),
+                ("aligned: weights + REPAIR", by_weights, True),
             ):
-                curve = path(a, other, task)
+                curve = path(a, other, task, repaired)
                 lb, ab = barriers(curve)
                 ends = np.mean(curve[[0, -1]], axis=0)
                 row = (lb, ab, float(curve[5, 1]), float(ends[1]), float(ends[0]))

@@ -95,6 +95,9 @@ def merge_command(
     data: str | None = typer.Option(
         None, "--data", help="Inputs .npy for BatchNorm statistics (default: probe inputs)."
     ),
+    repair: bool = typer.Option(
+        False, "--repair", help="aligned/naive: REPAIR every hidden unit's statistics on --data."
+    ),
 ) -> None:
     """Merge A and B into one net of their architecture."""
     from zoolens.merge import METHODS, merge
@@ -113,5 +116,6 @@ def merge_command(
         data=_load_data(data),
         lam=lam,
         density=density,
+        repair=repair,
     )
     _save(merged, out)

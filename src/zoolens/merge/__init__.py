@@ -3,5 +3,14 @@
 from zoolens.merge.align import align
 from zoolens.merge.compat import check_same_architecture
 from zoolens.merge.merge import METHODS, interpolate, merge, reset_batchnorm
+from zoolens.merge.repair import repair
 
-__all__ = ["METHODS", "align", "check_same_architecture", "interpolate", "merge", "reset_batchnorm"]
+__all__ = [
+    "METHODS",
+    "align",
+    "check_same_architecture",
+    "interpolate",
+    "merge",
+    "repair",
+    "reset_batchnorm",
+]

@@ -2,8 +2,8 @@
 arithmetic and TIES for fine-tunes of one parent — with BatchNorm statistics recomputed.
 
 LayerNorm keeps no running statistics (it normalises each sample), so an interpolated
-LayerNorm net needs no reset; the full REPAIR correction of each unit's activation
-statistics is not applied.
+LayerNorm net needs no reset; the full REPAIR correction of every hidden unit's
+statistics (`zoolens.merge.repair`), for nets with or without norms, is an option.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from zoolens.ir import Net
 from zoolens.merge.activations import as_inputs
 from zoolens.merge.align import AlignMethod, align
 from zoolens.merge.compat import check_same_architecture, with_names_of
+from zoolens.merge.repair import repair as repair_units
 
 MergeMethod = Literal["aligned", "naive", "task-arithmetic", "ties"]
 METHODS: tuple[str, ...] = ("aligned", "naive", "task-arithmetic", "ties")
@@ -95,6 +96,7 @@ def merge(
     density: float = 0.2,
     align_method: AlignMethod = "weights",
     renormalize: bool = True,
+    repair: bool = False,
 ) -> Net:
     """Merge nets `a` and `b` of one architecture.
 
@@ -113,6 +115,8 @@ def merge(
         density: fraction of each task vector TIES keeps.
         align_method: ``"weights"`` or ``"activations"`` for ``"aligned"``.
         renormalize: recompute BatchNorm running statistics on `data` after merging.
+        repair: for ``"aligned"``/``"naive"``, also give every hidden unit the statistics
+            interpolated from A and B on `data` (REPAIR, `zoolens.merge.repair`).
 
     Returns:
         The merged net (names and meta of `a`).
@@ -124,10 +128,12 @@ def merge(
         raise ZoolensError(f"merge method {method!r} needs the common parent of A and B: --base")
     if not task and base is not None:
         raise ZoolensError(f"merge method {method!r} takes no --base (task-arithmetic, ties do)")
-    if method == "aligned":
-        out = interpolate(a, align(a, b, method=align_method, data=data), alpha)
-    elif method == "naive":
+    if method in ("aligned", "naive"):
+        if method == "aligned":
+            b = align(a, b, method=align_method, data=data)
         out = interpolate(a, b, alpha)
+        if repair:
+            out = repair_units(out, a, b, alpha, as_inputs(out, data))
     elif task:
         assert base is not None
         check_same_architecture(a, base, ("A", "BASE"))
