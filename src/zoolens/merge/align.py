@@ -37,11 +37,13 @@ def align(
 ) -> Net:
     """`model` with its units permuted, and rescaled where exact, to match `ref`.
 
-    Two candidates, and the one closer to `ref` (`weight_distance`) is returned: (1) both
-    nets put in canonical gauge (unit-norm incoming weights where positive scaling is
-    exact, positive sign where a flip is), permutations found there, the result moved into
-    `ref`'s gauge so per-unit scales match too; (2) permutations alone, found on the nets
-    as they are (plain Git Re-Basin, which never moves `model` away from `ref`).
+    Permutations are searched in two gauges and the result closest to `ref`
+    (`weight_distance`) is returned: (1) both nets in canonical gauge (unit-norm incoming
+    weights where positive scaling is exact, positive sign where a flip is), the permuted
+    model then moved into `ref`'s gauge so per-unit scales match too; (2) the nets as they
+    are (plain Git Re-Basin). Weight matching runs from the identity and from the
+    activation-matching permutations (coordinate descent has local optima); from the
+    identity in gauge (2) it never moves `model` away from `ref`, so weight matching never does.
 
     Args:
         ref: the reference net.
