@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from tests.ir.families import build, export_onnx, inputs
 from torch import nn
 
 from zoolens.errors import ArchitectureMismatchError
 from zoolens.ir import Net, load_net
 from zoolens.merge import align, check_same_architecture, merge
+from zoolens.merge.align import weight_distance
+from zoolens.testing import assert_same_function
 
 
 def _net(*layers: nn.Module, shape: tuple[int, ...] = (4,)) -> Net:
@@ -58,3 +63,19 @@ def test_leaky_slope_is_a_setting() -> None:
     b = _net(nn.Linear(4, 6), nn.LeakyReLU(0.2), nn.Linear(6, 2))
     with pytest.raises(ArchitectureMismatchError, match="settings"):
         check_same_architecture(a, b)
+
+
+def test_fx_and_onnx_imports_of_one_architecture_align(tmp_path: Path) -> None:
+    """Names differ between importers; `align` pairs ops by position and keeps REF's names."""
+    model_a, shape = build("cnn2d", seed=0)
+    model_b, _ = build("cnn2d", seed=1)
+    ref = load_net(model_a, input_shape=shape)
+    path = export_onnx(model_b, shape, str(tmp_path / "b.onnx"), dynamo=False)
+    other = load_net(path)
+    assert isinstance(ref, Net) and isinstance(other, Net)
+    ref, other = ref.to(torch.float64), other.to(torch.float64)
+    out = align(ref, other)
+    x = inputs(shape, n=16)
+    assert_same_function(other, out, x, rtol=1e-5)
+    assert [op.name for op in out.ops] == [op.name for op in ref.ops]
+    assert weight_distance(ref, out) < weight_distance(ref, other)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from zoolens.errors import ArchitectureMismatchError
 from zoolens.ir import Net
 
@@ -25,7 +28,7 @@ def check_same_architecture(a: Net, b: Net, names: tuple[str, str] = ("A", "B"))
             raise ArchitectureMismatchError(f"{where}: kind {oa.fn} vs {ob.fn}")
         if [pos_a[v] for v in oa.inputs] != [pos_b[v] for v in ob.inputs]:
             raise ArchitectureMismatchError(f"{where}: the ops read different inputs")
-        if oa.attrs != ob.attrs:
+        if _plain(oa.attrs) != _plain(ob.attrs):
             raise ArchitectureMismatchError(f"{where}: settings {oa.attrs} vs {ob.attrs}")
         if sorted(oa.params) != sorted(ob.params):
             raise ArchitectureMismatchError(
@@ -44,6 +47,11 @@ def check_same_architecture(a: Net, b: Net, names: tuple[str, str] = ("A", "B"))
         )
     if pos_a[a.output] != pos_b[b.output]:
         raise ArchitectureMismatchError(f"{na} and {nb} output different values")
+
+
+def _plain(attrs: dict[str, Any]) -> Any:
+    """Settings as JSON data (a tuple from one importer equals a list from another)."""
+    return json.loads(json.dumps(attrs, sort_keys=True, default=str))
 
 
 def _positions(net: Net) -> dict[str, int]:
