@@ -141,3 +141,28 @@ def test_attention_near_misses_change_the_function(seed: int) -> None:
     op = scaled.op(net.ops[0].name)
     op.params["weight"] = op.params["weight"] * torch.tensor([2.0] + [1.0] * 15)[:, None]
     assert max_rel_diff(y, scaled(x)) > 1e-4
+
+
+def _rows_rolled(net: Net, name: str) -> Net:
+    bad = net.clone()
+    op = bad.op(name)
+    roll = torch.roll(torch.arange(op.params["weight"].shape[0]), 1)
+    op.params = {r: t.index_select(0, roll) for r, t in op.params.items()}
+    return bad
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_gate_and_up_and_position_table_move_with_their_units(seed: int) -> None:
+    """SwiGLU's gate and up units share one space; the position table and the cls token
+    follow the residual stream: moving one without the other changes the function."""
+    llama, x, _ = _net("llama", seed)
+    mul = next(op for op in llama.ops if op.kind == "mul")
+    spaces = build_spaces(llama, PERM_LINKS)
+    assert space_of(spaces)[mul.inputs[0]] == space_of(spaces)[mul.inputs[1]]
+    up = llama.producer(mul.inputs[1])
+    assert up is not None
+    assert max_rel_diff(llama(x), _rows_rolled(llama, up.name)(x)) > 1e-3
+    vit, xv, _ = _net("vit", seed)
+    for kind in ("posembed", "prepend"):
+        name = next(op.name for op in vit.ops if op.kind == kind)
+        assert max_rel_diff(vit(xv), _rows_rolled(vit, name)(xv)) > 1e-3, kind
