@@ -1,7 +1,8 @@
 """Op kinds of the IR: what each computes and which axes of its parameters index units.
 
 Every value flowing between ops has layout ``(B, C, *spatial)``: axis 1 indexes the
-units (neurons or channels) that the symmetry and graph packages act on.
+units (neurons or channels) that the symmetry and graph packages act on. The sequence
+(transformer) ops run in `zoolens.ir.ops_seq`: a token sequence is ``(B, D, T)``.
 """
 
 from __future__ import annotations
