@@ -9,9 +9,11 @@ from zoolens.testing.asserts import (
     random_net,
 )
 from zoolens.testing.models import FAMILIES, random_module
+from zoolens.testing.seq_nets import SEQ_FAMILIES, seq_input, seq_net
 
 __all__ = [
     "FAMILIES",
+    "SEQ_FAMILIES",
     "assert_invariant",
     "assert_same_function",
     "cosine",
@@ -19,4 +21,6 @@ __all__ = [
     "random_input",
     "random_module",
     "random_net",
+    "seq_input",
+    "seq_net",
 ]
