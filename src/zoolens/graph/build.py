@@ -18,6 +18,8 @@ from zoolens.graph.neural_graph import (
     ROLE_OUTPUT,
     NeuralGraph,
 )
+from zoolens.graph.probes import token_probes
+from zoolens.graph.seq import SEQ_GRAPH, token_vocab
 from zoolens.ir import ACTIVATIONS, Net, Op, ValueInfo
 from zoolens.symmetry import canonicalize
 
@@ -167,7 +169,8 @@ def _walk(
     infos = infos or net.value_infos()
     first = _input_reshape(net)  # its output is the input layer
     src = net.input if first is None else first.output
-    units = {src: _Units(b.new_layer(infos[src].units, ROLE_INPUT))}
+    n_in = token_vocab(net.consumers(net.input)) or infos[src].units  # vocabulary or units
+    units = {src: _Units(b.new_layer(n_in, ROLE_INPUT))}
     for op in net.ops:
         if op is first:
             continue
@@ -188,6 +191,9 @@ def _walk(
             )
         elif op.kind == "add":
             units[op.output] = _add(b, op, ins)
+        elif op.kind in SEQ_GRAPH:
+            nodes = SEQ_GRAPH[op.kind](b, op, [_plain(v, op).nodes for v in ins])
+            units[op.output] = _Units(nodes, fresh=op.kind == "embedding")
         elif op.kind == "flatten":
             info = infos[op.inputs[0]]
             grid = info.spatial if u.block == 1 else ()
@@ -262,6 +268,7 @@ def net_to_graph(
         **{name: t.clone() if cache is not None else t for name, t in structure.items()},
     )
     if probes is not None:
+        probes = token_probes(probes, token_vocab(net.consumers(net.input)))
         graph.probes = probe_features(net, units, probes, graph.num_nodes)
     graph.domain = domain_features(net.input_shape, out.nodes.numel())
     return graph
@@ -300,10 +307,13 @@ def probe_features(
         for op in net.ops:
             env[op.output] = op.run([env[v] for v in op.inputs])
     feats = torch.zeros((n_nodes, probes.shape[0]), dtype=torch.float64)
+    vocab = token_vocab(net.consumers(net.input))
     for value, u in units.items():
         if u.block != 1:
             continue
         a = env[value]
+        if value == net.input and vocab is not None:  # token ids → each token's frequency
+            a = F.one_hot(a.long(), vocab).to(torch.float64).mean(dim=1)  # (P, V)
         a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a  # (P, units)
         feats[u.nodes] = a.T.to(torch.float64)
     return feats.float()

@@ -67,3 +67,11 @@ def _probes(input_shape: tuple[int, ...], n: int, seed: int, kind: str) -> torch
             (n, d), generator=torch.Generator().manual_seed(seed), dtype=torch.float64
         )
     return (2 * unit - 1).reshape(n, *input_shape)
+
+
+def token_probes(probes: torch.Tensor, vocab: int | None) -> torch.Tensor:
+    """Probes in [-1, 1] as token ids in ``[0, vocab)`` (float) for a net that reads token
+    ids (`vocab` given), else unchanged: the same ids for every net with one (T, V)."""
+    if vocab is None:
+        return probes
+    return ((probes + 1) / 2 * vocab).floor().clamp(0, vocab - 1)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
+from zoolens.ir.ops_seq import SEQ_KINDS, SEQ_RUNNERS, run_layernorm, run_linear, seq_param_roles
 
 Role = Literal["out", "in", "unit"]
 
@@ -35,7 +36,9 @@ ACTIVATIONS = (
 )
 #: ``reshape`` keeps the batch axis: ``(B, *s) → (B, *attrs["shape"])``. Its input and
 #: output units are never permuted or rescaled (`zoolens.symmetry.build_spaces` fixes both).
-KINDS = frozenset(DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten", "reshape"})
+KINDS = frozenset(
+    DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten", "reshape"} | SEQ_KINDS
+)
 
 
 @dataclass
@@ -77,6 +80,8 @@ class Op:
             return ("unit",)
         if self.kind == "act" and role == "weight":  # PReLU slopes: one per unit, or shared
             return ("unit",) if self.params[role].numel() > 1 else ()
+        if self.kind in SEQ_KINDS:
+            return seq_param_roles(self.kind)  # type: ignore[return-value]
         return ()
 
     @property
@@ -93,7 +98,7 @@ class Op:
 def _run_dense(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     w, b = op.params["weight"], op.params.get("bias")
     if op.kind == "linear":
-        return F.linear(xs[0], w, b)
+        return run_linear(op, xs)
     conv = F.conv1d if op.kind == "conv1d" else F.conv2d
     a = op.attrs
     return conv(xs[0], w, b, a["stride"], a["padding"], a["dilation"])
@@ -135,14 +140,6 @@ def _run_batchnorm(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     )
 
 
-def _run_layernorm(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
-    x = xs[0]
-    if x.dim() != 2:
-        raise UnsupportedOpError(f"op {op.name!r}: LayerNorm supported on (B, F) values only")
-    p = op.params
-    return F.layer_norm(x, (x.shape[1],), p["weight"], p["bias"], float(op.attrs["eps"]))
-
-
 def _run_pool(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     x, a = xs[0], op.attrs
     dims = x.dim() - 2
@@ -172,7 +169,7 @@ _RUNNERS = {
     "conv2d": _run_dense,
     "act": _run_act,
     "batchnorm": _run_batchnorm,
-    "layernorm": _run_layernorm,
+    "layernorm": run_layernorm,
     "dropout": lambda op, xs: xs[0],
     "scale": lambda op, xs: xs[0] * float(op.attrs["factor"]),
     "maxpool": _run_pool,
@@ -181,4 +178,5 @@ _RUNNERS = {
     "add": _run_add,
     "flatten": lambda op, xs: xs[0].flatten(1),
     "reshape": lambda op, xs: xs[0].reshape(xs[0].shape[0], *op.attrs["shape"]),
+    **SEQ_RUNNERS,
 }

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 
 from zoolens.ir import DENSE_KINDS, Net, ValueInfo
+from zoolens.symmetry.attention import attention_permutations
 from zoolens.symmetry.spaces import (
     PERM_LINKS,
     SCALE_LINKS,
@@ -50,8 +51,11 @@ class Segment:
     group: Group | None
 
 
-def _expand(v: torch.Tensor, block: int) -> torch.Tensor:
-    return v.repeat_interleave(block) if block > 1 else v
+def _expand(v: torch.Tensor, space: Space) -> torch.Tensor:
+    """Per-unit values of a derived `space` from its parent's (itself: unchanged)."""
+    if space.unit_map is not None:
+        return v[space.unit_map]
+    return v.repeat_interleave(space.block) if space.block > 1 else v
 
 
 def _expand_perm(p: torch.Tensor, block: int) -> torch.Tensor:
@@ -91,9 +95,11 @@ def permute_spaces(
 
 
 def random_permutations(net: Net, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """A uniformly random permutation for every free hidden space."""
+    """A uniformly random permutation for every free hidden space, and a random exact
+    one of the spaces tied to each attention op (`zoolens.symmetry.attention`)."""
     spaces = build_spaces(net, PERM_LINKS)
-    return {sp.root: torch.randperm(sp.size, generator=generator) for sp in free_spaces(spaces)}
+    perms = {sp.root: torch.randperm(sp.size, generator=generator) for sp in free_spaces(spaces)}
+    return perms | attention_permutations(net, spaces, generator)
 
 
 # -- scalings ----------------------------------------------------------------------------
@@ -127,6 +133,8 @@ def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
             groups.add(g)
         elif op.output in vals and op.kind == "maxpool":
             groups.add("positive")
+        elif op.kind == "sdpa" and any(v in vals for v in op.inputs[:2]):
+            return None  # q and k: the scores are not linear in either alone
         elif any(v in vals for v in op.inputs) and op.kind not in (
             *DENSE_KINDS,
             "batchnorm",
@@ -145,7 +153,7 @@ def apply_scale(net: Net, seg: Segment, s: torch.Tensor) -> None:
                 t = op.params[role]
                 op.params[role] = t * s.to(t.dtype).reshape(-1, *[1] * (t.dim() - 1))
     for fam in seg.family:
-        se = _expand(s, fam.block)
+        se = _expand(s, fam)
         for op in readers(net, fam):
             if op.kind in DENSE_KINDS:
                 w = op.params["weight"]

@@ -5,22 +5,36 @@ A *space* is a set of values whose axis 1 indexes the same units, so one permuta
 link their input and output into one space; dense ops start a new one; ``flatten``
 makes a *derived* space whose units are blocks of its parent's (each channel's
 spatial positions move together).
+
+Attention (``sdpa``) keeps its q, k, v and output spaces apart and marks them ``tied``:
+they admit only the structured permutations of `zoolens.symmetry.attention`. For scalings
+its output is derived from v (it is linear in v; with grouped-query attention each v unit
+feeds one output unit per query head of its group).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from zoolens.ir import Net, Op, ValueInfo
 
 #: Ops whose output units are their input units, for permutations.
 PERM_LINKS = frozenset(
     {"act", "batchnorm", "layernorm", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
+    | {"rmsnorm", "mul", "channel_scale", "posembed", "prepend", "select", "tokens"}
 )
-#: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit).
-SCALE_LINKS = frozenset({"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add"})
+#: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit);
+#: ``sdpa`` from its v input only (see `build_spaces`).
+SCALE_LINKS = frozenset(
+    {"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
+    | {"channel_scale", "select", "tokens", "sdpa"}
+)
 #: Ops that write units with their own per-unit parameters (they can absorb a scale).
-SCALE_PRODUCERS = frozenset({"linear", "conv1d", "conv2d", "batchnorm", "layernorm"})
+SCALE_PRODUCERS = frozenset(
+    {"linear", "conv1d", "conv2d", "batchnorm", "layernorm", "rmsnorm", "embedding"}
+)
 
 
 @dataclass
@@ -33,6 +47,8 @@ class Space:
     parent: str | None = None
     block: int = 1
     fixed: bool = False
+    unit_map: torch.Tensor | None = None  # derived: parent unit of each unit (else block)
+    tied: str | None = None  # the sdpa op whose structure alone may permute it
 
 
 def _find(uf: dict[str, str], v: str) -> str:
@@ -54,9 +70,12 @@ def build_spaces(
     """
     infos = infos or net.value_infos()
     uf = {v: v for v in infos}
-    derived: dict[str, tuple[str, int]] = {}
+    derived: dict[str, tuple[str, int | torch.Tensor]] = {}
     for op in net.ops:
-        if op.kind in links:
+        if op.kind == "sdpa":
+            if op.kind in links:
+                derived[op.output] = (op.inputs[2], _gqa_unit_map(op, infos[op.output].units))
+        elif op.kind in links:
             for v in op.inputs:
                 uf[_find(uf, v)] = _find(uf, op.output)
         elif op.kind == "flatten":
@@ -65,14 +84,43 @@ def build_spaces(
     for v in infos:
         r = _find(uf, v)
         spaces.setdefault(r, Space(r, infos[v].units)).values.append(v)
-    for v, (src, block) in derived.items():
+    for v, (src, how) in derived.items():
         sp = spaces[_find(uf, v)]
-        sp.parent, sp.block = _find(uf, src), block
+        sp.parent = _find(uf, src)
+        if isinstance(how, int):
+            sp.block = how
+        else:
+            sp.unit_map = how
+    _tie_attention(net, spaces, uf)
     reshaped = [v for op in net.ops if op.kind == "reshape" for v in (*op.inputs, op.output)]
     for v in (net.input, net.output, *reshaped):
         spaces[_find(uf, v)].fixed = True
     _propagate_fixed(spaces)
     return spaces
+
+
+def _gqa_unit_map(op: Op, n_out: int) -> torch.Tensor:
+    """v unit read by each output unit of attention `op`: ``(n_out,)``."""
+    h = int(op.attrs["heads"])
+    r = h // int(op.attrs.get("kv_heads") or h)
+    hd = n_out // h
+    head = torch.arange(h).repeat_interleave(hd)  # (n_out,)
+    return (head // r) * hd + torch.arange(hd).repeat(h)
+
+
+def _tie_attention(net: Net, spaces: dict[str, Space], uf: dict[str, str]) -> None:
+    """Mark the q, k, v, output spaces of each ``sdpa`` op as tied to it; a space tied
+    twice (shared between two roles or two attention ops) is fixed instead."""
+    for op in net.ops:
+        if op.kind != "sdpa":
+            continue
+        for v in (*op.inputs, op.output):
+            sp = spaces[_find(uf, v)]
+            if sp.parent is not None:  # scale spaces: the output is derived from v
+                continue
+            if sp.tied is not None:
+                sp.fixed = True
+            sp.tied = op.name
 
 
 def _propagate_fixed(spaces: dict[str, Space]) -> None:
@@ -95,8 +143,9 @@ def space_of(spaces: dict[str, Space]) -> dict[str, str]:
 
 
 def free_spaces(spaces: dict[str, Space]) -> list[Space]:
-    """Spaces that may be permuted independently (hidden, not derived), in stable order."""
-    return [sp for sp in spaces.values() if not sp.fixed and sp.parent is None]
+    """Spaces that may be permuted independently (hidden, not derived, not tied to an
+    attention op's structure), in stable order."""
+    return [sp for sp in spaces.values() if not sp.fixed and sp.parent is None and sp.tied is None]
 
 
 def op_order(net: Net) -> dict[str, int]:

@@ -1,0 +1,199 @@
+"""Runners of the sequence ops (transformers): token sequences are ``(B, D, T)`` values.
+
+Units are the model width D on axis 1 and positions T are the spatial axis, exactly like a
+conv1d activation; `zoolens.ir.ops` registers these runners under their kinds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from zoolens.errors import UnsupportedOpError
+
+if TYPE_CHECKING:
+    from zoolens.ir.ops import Op
+
+#: Sequence op kinds added to `zoolens.ir.ops.KINDS`.
+SEQ_KINDS = frozenset(
+    {"rmsnorm", "embedding", "posembed", "sdpa", "mul", "channel_scale", "tokens", "prepend"}
+    | {"select"}
+)
+
+
+def units_last(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, *s) → (B, *s, C)``: units on the last axis, where torch's layers act."""
+    return x.movedim(1, -1)
+
+
+def units_first(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `units_last`."""
+    return x.movedim(-1, 1)
+
+
+def run_linear(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """``linear`` on ``(B, F)``, or pointwise over positions on ``(B, F, *s)``."""
+    x, w, b = xs[0], op.params["weight"], op.params.get("bias")
+    if x.dim() == 2:
+        return F.linear(x, w, b)
+    return units_first(F.linear(units_last(x), w, b))
+
+
+def run_layernorm(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """LayerNorm over axis 1 at each position."""
+    x, p, eps = xs[0], op.params, float(op.attrs["eps"])
+    n = (x.shape[1],)
+    if x.dim() == 2:
+        return F.layer_norm(x, n, p["weight"], p["bias"], eps)
+    return units_first(F.layer_norm(units_last(x), n, p["weight"], p["bias"], eps))
+
+
+def run_rmsnorm(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """``x / sqrt(mean_units(x²) + eps) * weight``, over axis 1 at each position."""
+    x, w = xs[0], op.params["weight"]
+    rms = torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + float(op.attrs["eps"]))
+    return x * rms * _per_unit(w, x)
+
+
+def _per_unit(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return w.reshape(1, -1, *[1] * (x.dim() - 2))
+
+
+def run_embedding(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """Token ids ``(B, T)`` → ``(B, D, T)``; weight ``(D, V)``."""
+    ids, w = xs[0], op.params["weight"]
+    if ids.dim() != 2:
+        raise UnsupportedOpError(f"op {op.name!r}: embedding reads token ids (B, T)")
+    ids = ids.round().long() if ids.is_floating_point() else ids.long()
+    return F.embedding(ids, w.T).transpose(1, 2)  # (B, D, T)
+
+
+def run_posembed(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """``x + table[:, :T]``; table ``(D, T_max)``."""
+    x, table = xs[0], op.params["weight"]
+    t = x.shape[2]
+    if t > table.shape[1]:
+        raise UnsupportedOpError(
+            f"op {op.name!r}: {t} positions but the position table holds {table.shape[1]}"
+        )
+    return x + table[None, :, :t]
+
+
+def run_mul(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out * x
+    return out
+
+
+def run_channel_scale(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    return xs[0] * _per_unit(op.params["weight"], xs[0])
+
+
+def run_tokens(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """``(B, D, *s) → (B, D, prod(s))``."""
+    return xs[0].flatten(2)
+
+
+def run_prepend(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """A learned token ``(D,)`` at position 0: ``(B, D, T) → (B, D, T + 1)``."""
+    x, tok = xs[0], op.params["weight"]
+    return torch.cat([tok.reshape(1, -1, 1).expand(x.shape[0], -1, 1).to(x.dtype), x], dim=2)
+
+
+def run_select(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """Position ``attrs["index"]`` (``-1`` = last): ``(B, D, T) → (B, D)``."""
+    return xs[0][:, :, int(op.attrs.get("index", 0))]
+
+
+def rope_frequencies(rope: dict[str, Any], dtype: torch.dtype) -> torch.Tensor:
+    """Inverse frequencies ``(dims // 2,)`` of rotary pairs ``(i, i + dims // 2)``."""
+    dims = int(rope["dims"])
+    i = torch.arange(0, dims, 2, dtype=torch.float64)
+    return (1.0 / float(rope["theta"]) ** (i / dims)).to(dtype)
+
+
+def apply_rope(x: torch.Tensor, rope: dict[str, Any]) -> torch.Tensor:
+    """Rotate the first ``rope["dims"]`` dims of each head (rotate_half style).
+
+    Shapes:
+        x: ``(B, H, T, head_dim)`` → the same.
+    """
+    dims, t = int(rope["dims"]), x.shape[2]
+    if rope.get("style", "half") != "half":
+        raise UnsupportedOpError(f"rope style {rope.get('style')!r}; supported: 'half'")
+    inv = rope_frequencies(rope, torch.float64)
+    ang = torch.arange(t, dtype=torch.float64)[:, None] * inv[None, :]  # (T, dims/2)
+    ang = torch.cat([ang, ang], dim=1)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    rot, rest = x[..., :dims], x[..., dims:]
+    half = dims // 2
+    rotated = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
+    return torch.cat([rot * cos + rotated * sin, rest], dim=-1)
+
+
+def head_dim(op: Op, q_units: int) -> int:
+    heads = int(op.attrs["heads"])
+    if q_units % heads:
+        raise UnsupportedOpError(f"op {op.name!r}: {q_units} query units for {heads} heads")
+    return q_units // heads
+
+
+def run_sdpa(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+    """Per-head softmax(q kᵀ · scale [+ causal mask]) v.
+
+    Shapes:
+        q: ``(B, H * hd, T)``; k, v: ``(B, Hkv * hd, T)`` → ``(B, H * hd, T)``.
+    """
+    q, k, v = xs
+    a = op.attrs
+    h, hkv = int(a["heads"]), int(a.get("kv_heads") or a["heads"])
+    hd = head_dim(op, q.shape[1])
+    if h % hkv or k.shape[1] != hkv * hd or v.shape[1] != hkv * hd:
+        raise UnsupportedOpError(
+            f"op {op.name!r}: q/k/v widths {q.shape[1]}/{k.shape[1]}/{v.shape[1]} do not fit "
+            f"{h} heads and {hkv} kv heads"
+        )
+    b, t = q.shape[0], q.shape[2]
+
+    def split(x: torch.Tensor, n: int) -> torch.Tensor:
+        return x.reshape(b, n, hd, t).transpose(2, 3)  # (B, n, T, hd)
+
+    qh, kh, vh = split(q, h), split(k, hkv), split(v, hkv)
+    if a.get("rope"):
+        qh, kh = apply_rope(qh, a["rope"]), apply_rope(kh, a["rope"])
+    r = h // hkv
+    kh, vh = kh.repeat_interleave(r, dim=1), vh.repeat_interleave(r, dim=1)
+    scale = a.get("scale")
+    scale = 1.0 / math.sqrt(hd) if scale is None else float(scale)
+    scores = qh @ kh.transpose(2, 3) * scale  # (B, H, T, T)
+    if a.get("causal"):
+        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(mask, float("-inf"))
+    out = scores.softmax(dim=-1) @ vh  # (B, H, T, hd)
+    return out.transpose(2, 3).reshape(b, h * hd, t)
+
+
+SEQ_RUNNERS = {
+    "rmsnorm": run_rmsnorm,
+    "embedding": run_embedding,
+    "posembed": run_posembed,
+    "sdpa": run_sdpa,
+    "mul": run_mul,
+    "channel_scale": run_channel_scale,
+    "tokens": run_tokens,
+    "prepend": run_prepend,
+    "select": run_select,
+}
+
+
+def seq_param_roles(kind: str) -> tuple[str, ...]:
+    """Axis roles of the parameters of sequence ops (each has one, ``weight``)."""
+    if kind == "embedding":
+        return ("out",)
+    if kind in ("rmsnorm", "posembed", "channel_scale", "prepend"):
+        return ("unit",)
+    return ()
