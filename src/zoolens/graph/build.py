@@ -213,7 +213,7 @@ def _input_reshape(net: Net) -> Op | None:
 def _mark_unitwise(b: _Builder, op: Op, u: _Units) -> None:
     if op.kind == "act":
         b.x[u.nodes, F_ACT:F_POOL] = 0.0
-        b.x[u.nodes, F_ACT + ACTIVATIONS.index(op.fn)] = 1.0
+        b.x[u.nodes, F_ACT + ACTIVATIONS.index(op.graph_fn)] = 1.0
     elif op.kind == "scale":
         b.x[u.nodes, F_PRESCALE] += float(torch.tensor(abs(op.attrs["factor"])).log())
     elif op.kind in _POOL_SLOT:

@@ -16,8 +16,16 @@ from torch.fx import Node
 from zoolens.errors import UnsupportedOpError
 from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
-from zoolens.ir._export_ops import HANDLERS, _fresh, _same_layout, _scalar, _src, arrange, handles
-from zoolens.ir._export_ops import posembed
+from zoolens.ir._export_ops import (
+    HANDLERS,
+    _fresh,
+    _same_layout,
+    _scalar,
+    _src,
+    arrange,
+    handles,
+    posembed,
+)
 from zoolens.ir._export_patterns import PENDING, Cosined, Expr, Half, MeanSquare, Rotated
 
 
@@ -46,7 +54,7 @@ def _one_source(args: list[Any]) -> Dyn | None:
 
 
 def elementwise(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
-    name = node.target.overloadpacket.__name__  # type: ignore[union-attr]
+    name = node.target.overloadpacket.__name__.rstrip("_")  # type: ignore[union-attr]
     bad = [a for a in args if isinstance(a, Const) and a.value.numel() > 1]
     src = _one_source(list(args))
     if src is not None and not bad:
@@ -116,8 +124,9 @@ def _h_mul(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) 
                 raise UnsupportedOpError("an RMS statistic multiplied into another value")
             d = materialise(ctx, y, "rms_norm")
             n = math.prod(u.size for u in d.units)
-            op = ctx.emit("rmsnorm", (d.value,), node.name, {"weight": torch.ones(n)},
-                          {"eps": x.eps})
+            op = ctx.emit(
+                "rmsnorm", (d.value,), node.name, {"weight": torch.ones(n)}, {"eps": x.eps}
+            )
             return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
         if isinstance(x, Rotated) and x.table is None and isinstance(y, Const):
             return Rotated(x.src, _head_table(arrange(y.value, x.src), x.src))
@@ -129,8 +138,12 @@ def _h_mul(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) 
     t = arrange(c.value, d)  # (U, *S)
     flat = t.reshape(t.shape[0], -1)
     if bool((flat == flat[:, :1]).all()):
-        op = ctx.emit("channel_scale", (d.value,), c.param or node.name,
-                      {"weight": Const(flat[:, 0].clone(), c.param)})
+        op = ctx.emit(
+            "channel_scale",
+            (d.value,),
+            c.param or node.name,
+            {"weight": Const(flat[:, 0].clone(), c.param)},
+        )
         return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
     if len(d.axes) == 4 and len(d.sdims) == 1:
         return Cosined(d, _head_table(t, d))
@@ -178,7 +191,12 @@ def _h_cat(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) 
     dim = int(args[1]) if len(args) > 1 else int(kw.get("dim", 0))
     if len(parts) == 2 and all(isinstance(p, Half) for p in parts):
         hi, lo = parts
-        if (hi.part, hi.neg, lo.part, lo.neg) == (1, True, 0, False) and hi.src.value == lo.src.value:
+        if (hi.part, hi.neg, lo.part, lo.neg) == (
+            1,
+            True,
+            0,
+            False,
+        ) and hi.src.value == lo.src.value:
             return Rotated(hi.src)
         raise UnsupportedOpError("a concatenation of head halves other than rotate_half")
     if len(parts) == 2 and isinstance(parts[0], Const) and isinstance(parts[1], (Dyn, Expr)):
@@ -195,8 +213,9 @@ def _prepend(ctx: Context, node: Node, c: Const, d: Dyn, dim: int) -> Dyn:
         t = Atom("S", math.prod(d.sdims))
         axes = tuple((t,) if i == axis else ax for i, ax in enumerate(d.axes))
         d = Dyn(op.output, axes, d.units, (t,), (t.size,))
-    bare = Dyn(d.value, tuple(() if i == axis else ax for i, ax in enumerate(d.axes)), d.units,
-               (), ())
+    bare = Dyn(
+        d.value, tuple(() if i == axis else ax for i, ax in enumerate(d.axes)), d.units, (), ()
+    )
     token = arrange(c.value, bare).reshape(-1)
     op = ctx.emit("prepend", (d.value,), c.param or node.name, {"weight": Const(token, c.param)})
     t2 = Atom("S", d.sdims[0] + 1)

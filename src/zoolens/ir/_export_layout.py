@@ -62,8 +62,8 @@ class Dyn:
 def canonical(value: str, units: int, sdims: tuple[int, ...], batch: Atom) -> Dyn:
     """The traced tensor that is IR value `value` itself: ``(B, U, *S)``."""
     u = (Atom("U", units),) if units > 1 else ()
-    s = tuple(Atom("S", n) for n in sdims if n > 1)
-    spatial = tuple((a,) for a in s)
+    spatial = tuple((Atom("S", n),) if n > 1 else () for n in sdims)
+    s = tuple(a for ax in spatial for a in ax)
     return Dyn(value, ((batch,), u, *spatial), u, s, sdims)
 
 
@@ -74,10 +74,13 @@ def is_canonical(d: Dyn) -> bool:
     if d.axes[1] != d.units:
         return False
     rest = d.axes[2:]
-    return all(
-        math.prod(a.size for a in ax) == n and all(a.kind == "S" for a in ax)
-        for ax, n in zip(rest, d.sdims, strict=True)
-    ) and tuple(a for ax in rest for a in ax) == d.space
+    return (
+        all(
+            math.prod(a.size for a in ax) == n and all(a.kind == "S" for a in ax)
+            for ax, n in zip(rest, d.sdims, strict=True)
+        )
+        and tuple(a for ax in rest for a in ax) == d.space
+    )
 
 
 def unit_axis(d: Dyn) -> int | None:

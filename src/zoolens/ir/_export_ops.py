@@ -17,11 +17,8 @@ from zoolens.ir import _export_layout as L
 from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
 from zoolens.ir._export_patterns import (
-    Cosined,
     Expr,
-    Half,
     MeanSquare,
-    Rotated,
     is_square,
     rope_attrs,
 )
@@ -59,7 +56,8 @@ def _fresh(d: Dyn, axis: int, value: str, units: int) -> Dyn:
 
 def _last_units(ctx: Context, d: Dyn, reader: str) -> Dyn:
     """`d` with every unit atom, in order, on its last axis (flattening a conv output)."""
-    if L.unit_axis(d) == len(d.axes) - 1:
+    squeezed = d.sdims and math.prod(d.sdims) == 1 and len(d.axes) == 2
+    if L.unit_axis(d) == len(d.axes) - 1 and not squeezed:
         return d
     if d.axes[-1] == d.units + d.space and all(a.kind == "B" for ax in d.axes[:-1] for a in ax):
         op = ctx.emit("flatten", (d.value,), "flatten")
@@ -76,7 +74,9 @@ def arrange(t: torch.Tensor, d: Dyn, keep_batch: bool = False) -> torch.Tensor:
     not vary over the batch (or repeats); ``U`` is 1 for a value without units.
     """
     if t.dim() > len(d.axes):
-        raise UnsupportedOpError(f"a constant of shape {list(t.shape)} broadcast to {list(d.shape)}")
+        raise UnsupportedOpError(
+            f"a constant of shape {list(t.shape)} broadcast to {list(d.shape)}"
+        )
     t = t.expand(d.shape)
     flat = [a for ax in d.axes for a in ax]
     t = t.reshape([a.size for a in flat])
@@ -119,9 +119,11 @@ def _same_layout(a: Dyn, b: Dyn) -> bool:
         pos = {id(x): i for i, x in enumerate((*d.units, *d.space))}
         return [[(x.kind, x.size, pos.get(id(x), -1)) for x in ax] for ax in d.axes]
 
-    return a.sdims == b.sdims and sig(a) == sig(b) and [x.size for x in a.units] == [
-        x.size for x in b.units
-    ]
+    return (
+        a.sdims == b.sdims
+        and sig(a) == sig(b)
+        and [x.size for x in a.units] == [x.size for x in b.units]
+    )
 
 
 # -- layout-only ops ---------------------------------------------------------------------------
@@ -213,15 +215,18 @@ def _h_layer_norm(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str,
     w = args[2] if len(args) > 2 and args[2] is not None else Const(torch.ones(n[0]))
     b = args[3] if len(args) > 3 and args[3] is not None else Const(torch.zeros(n[0]))
     eps = float(args[4]) if len(args) > 4 else 1e-5
-    op = ctx.emit("layernorm", (d.value,), w.param or node.name, {"weight": w, "bias": b},
-                  {"eps": eps})
+    op = ctx.emit(
+        "layernorm", (d.value,), w.param or node.name, {"weight": w, "bias": b}, {"eps": eps}
+    )
     return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
 
 
 def _canonical_in(ctx: Context, v: Any, reader: str) -> Dyn:
     d = materialise(ctx, v, reader)
     if not L.is_canonical(d):
-        raise UnsupportedOpError(f"{reader} on a value not laid out as (batch, channels, ...)")
+        raise UnsupportedOpError(
+            f"{reader} on a value not laid out as (batch, channels, ...): {d.axes}"
+        )
     return d
 
 
@@ -265,8 +270,9 @@ def _batchnorm(ctx: Context, node: Node, x: Any, ps: list[Any], eps: float) -> D
         "running_mean": rm,
         "running_var": rv,
     }
-    op = ctx.emit("batchnorm", (d.value,), getattr(w, "param", None) or node.name, params,
-                  {"eps": eps})
+    op = ctx.emit(
+        "batchnorm", (d.value,), getattr(w, "param", None) or node.name, params, {"eps": eps}
+    )
     return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
 
 
@@ -296,7 +302,9 @@ def _pool(ctx: Context, node: Node, kind: str, args: tuple[Any, ...]) -> Dyn:
 @handles("max_pool2d", "max_pool1d")
 def _h_maxpool(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
     dil = args[4] if len(args) > 4 else 1
-    if (len(args) > 5 and args[5]) or any(int(x) != 1 for x in (dil if isinstance(dil, list) else [dil])):
+    if (len(args) > 5 and args[5]) or any(
+        int(x) != 1 for x in (dil if isinstance(dil, list) else [dil])
+    ):
         raise UnsupportedOpError("max_pool with dilation or ceil_mode")
     return _pool(ctx, node, "maxpool", args)
 
@@ -324,14 +332,15 @@ def _h_adaptive(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, A
 
 @handles("mean")
 def _h_mean(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
-    v = args[0]
-    n = len(_src(v).axes) if _src(v) is not None else 0  # type: ignore[union-attr]
+    v, src = args[0], _src(args[0])
+    if src is None:
+        raise UnsupportedOpError("mean of a partial pattern")
+    n = len(src.axes)
     dims = sorted(int(x) % n for x in args[1])
     keep = bool(args[2]) if len(args) > 2 else bool(kw.get("keepdim", False))
-    src = _src(v)
-    if isinstance(v, Expr) and src is not None and is_square(v.fn):
-        if dims == [L.unit_axis(src)] and keep:
-            return MeanSquare(src)
+    square = isinstance(v, Expr) and is_square(v.fn)
+    if square and dims == [L.unit_axis(src)] and keep:
+        return MeanSquare(src)
     d = _canonical_in(ctx, v, "mean")
     if dims != list(range(2, n)):
         raise UnsupportedOpError("mean over axes other than all positions")
@@ -347,7 +356,9 @@ def _h_embedding(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, 
     w, ids = args[0], args[1]
     if not isinstance(w, Const) or not isinstance(ids, Dyn) or ids.units or ids.value != "input":
         raise UnsupportedOpError("embedding of values other than the token-id input")
-    op = ctx.emit("embedding", (ids.value,), w.param or node.name, {"weight": Const(w.value.T, w.param)})
+    op = ctx.emit(
+        "embedding", (ids.value,), w.param or node.name, {"weight": Const(w.value.T, w.param)}
+    )
     u = Atom("U", int(w.value.shape[1]))
     return Dyn(op.output, (*ids.axes, (u,)), (u,), ids.space, ids.sdims)
 
@@ -386,8 +397,15 @@ def _h_sdpa(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any])
     scale = kw.get("scale", args[6] if len(args) > 6 else None)
     heads = []
     for d in (q, k, v):
-        if len(d.axes) != 4 or d.axes[0] != (ctx.batch,) or d.axes[2] != d.space or len(d.sdims) != 1:
-            raise UnsupportedOpError("attention inputs not laid out as (batch, heads, positions, dim)")
+        if (
+            len(d.axes) != 4
+            or d.axes[0] != (ctx.batch,)
+            or d.axes[2] != d.space
+            or len(d.sdims) != 1
+        ):
+            raise UnsupportedOpError(
+                "attention inputs not laid out as (batch, heads, positions, dim)"
+            )
         h_u = tuple(a for a in d.axes[1] if a.kind == "U")
         if d.units != h_u + d.axes[3]:
             raise UnsupportedOpError("attention heads are not the outer factor of the units")
@@ -443,3 +461,15 @@ def _rope(q: Dyn, k: Dyn) -> dict[str, Any]:
     if not torch.allclose(ref, inv, rtol=1e-5):
         raise UnsupportedOpError("rotary frequencies other than theta^(-2i/d)")
     return {"theta": theta, "dims": dims, "style": "half"}
+
+
+@handles("pad", "constant_pad_nd")
+def _h_pad(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
+    d = _canonical_in(ctx, args[0], "pad")
+    pads = [int(p) for p in args[1]]
+    mode = args[2] if node.target.overloadpacket.__name__ == "pad" and len(args) > 2 else "constant"  # type: ignore[union-attr]
+    value = args[-1] if len(args) > 2 and not isinstance(args[-1], str) else kw.get("value", 0.0)
+    if mode != "constant" or (value or 0.0) != 0.0 or len(pads) > 2 * len(d.sdims):
+        raise UnsupportedOpError("padding other than zeros on the spatial axes")
+    op = ctx.emit("pad", (d.value,), node.name, attrs={"pads": pads})
+    return _canonical_out(ctx, node, op.output)

@@ -95,6 +95,9 @@ def activation(fn: Fn) -> tuple[str, dict[str, object]] | None:
         ("tanh", {}, torch.tanh(x)),
         ("sigmoid", {}, torch.sigmoid(x)),
         ("sin", {}, torch.sin(x)),
+        ("relu6", {}, F.relu6(x)),
+        ("hardswish", {}, F.hardswish(x)),
+        ("hardsigmoid", {}, F.hardsigmoid(x)),
     ]
     for name, attrs, ref in candidates:
         if close(ref):

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from zoolens.errors import UnsupportedOpError
+from zoolens.ir import _export_binary  # noqa: F401  (registers its handlers)
 from zoolens.ir import _export_layout as L
 from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
-from zoolens.ir import _export_binary  # noqa: F401  (registers its handlers)
 from zoolens.ir._export_ops import ELEMENTWISE, HANDLERS, IDENTITY
 from zoolens.ir._export_patterns import PENDING
 from zoolens.ir.net import Net
@@ -82,6 +82,7 @@ def import_exported(
             if isinstance(out, Const):
                 raise UnsupportedOpError("the chosen output does not depend on the input")
             out = materialise(ctx, out, "the output")
+            _fuse_norm_scales(ctx)
             net = Net(ctx.ops, input_shape, "input", out.value, dict(meta or {}))
             net.meta["tied"] = {k: v for k, v in ctx.used.items() if len(v) > 1}
             return net, out
@@ -128,6 +129,8 @@ def _call(ctx: Context, node: torch.fx.Node, env: dict[str, Value]) -> Value:
     if target is operator.getitem:
         return args[0][args[1]]
     name = getattr(getattr(target, "overloadpacket", None), "__name__", str(target))
+    if name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]  # in-place spelling (``add_``): the traced program is functional here
     if _is_static(list(args)) and _is_static(list(kwargs.values())):
         return _fold(name, target, args, kwargs)
     if name in IDENTITY:
@@ -152,6 +155,27 @@ def _fold(name: str, target: Any, args: Any, kwargs: dict[str, Any]) -> Value:
     if name == "embedding" and isinstance(args[0], Const) and args[0].param is not None:
         ids = args[1].value if isinstance(args[1], Const) else torch.as_tensor(args[1])
         return Const(out, param=args[0].param, ids=ids, table=args[0].value)
+    if name in IDENTITY and isinstance(args[0], Const):
+        return Const(out, args[0].param, args[0].ids, args[0].table)
     if name in _KEEPS_PARAM and isinstance(args[0], Const) and args[0].param is not None:
         return Const(out, args[0].param)
     return Const(out)
+
+
+def _fuse_norm_scales(ctx: Context) -> None:
+    """An RMSNorm without weight read only by a per-unit scale takes that scale as its weight
+    (RMSNorm is traced as ``weight * (x * rsqrt(mean(x²) + eps))``)."""
+    for norm in list(ctx.ops):
+        if norm.kind != "rmsnorm" or not bool((norm.params["weight"] == 1).all()):
+            continue
+        readers = [op for op in ctx.ops if norm.output in op.inputs]
+        if len(readers) != 1 or readers[0].kind != "channel_scale":
+            continue
+        scale = readers[0]
+        norm.params["weight"] = scale.params["weight"]
+        for uses in ctx.used.values():
+            for i, role in enumerate(uses):
+                if role == f"{scale.name}.weight":
+                    uses[i] = f"{norm.name}.weight"
+        ctx.ops.remove(scale)
+        norm.output = scale.output

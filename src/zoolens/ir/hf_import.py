@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from zoolens.errors import LoadError, UnsupportedOpError
-from zoolens.ir.export_import import import_exported
 from zoolens.ir._export_ops import arrange
+from zoolens.ir.export_import import import_exported
 from zoolens.ir.net import Net
 
 #: Default sequence length a text model is traced (and probed) at.
@@ -66,7 +66,7 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
     x, kind = _example(model, seq_len)
     try:
         program = torch.export.export(model, (x,), strict=False)
-    except Exception as e:  # noqa: BLE001 - tracing failures come in many types
+    except Exception as e:
         raise UnsupportedOpError(
             f"{path}: the {model_type!r} model could not be traced ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:160]})"
@@ -172,7 +172,12 @@ def _check(
         x = torch.randn(example.shape, generator=g)
     with torch.no_grad():
         want = arrange(_first(model(x), index), layout, keep_batch=True)
-        got = net(x)
+        try:
+            got = net(x)
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise UnsupportedOpError(
+                f"{path}: the translated net does not run ({str(e).splitlines()[0][:160]})"
+            ) from None
     want = want.reshape(got.shape)
     err = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
     if not err <= 1e-4:

@@ -44,6 +44,10 @@ def load_net(
     if is_net_dir(path):
         return load_net_dir(path)
     if os.path.isdir(path):
+        from zoolens.ir.hf_import import import_hf_dir, is_hf_dir
+
+        if is_hf_dir(path):
+            return import_hf_dir(path)
         raise LoadError(_unreadable_dir(path))
     ext = os.path.splitext(path)[1].lower()
     if ext == ".onnx":
