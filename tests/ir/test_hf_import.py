@@ -28,11 +28,9 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, obje
 def test_directory_becomes_a_net_computing_the_model(family: str, saved: dict) -> None:
     path, model = saved[family]
     net = load_net(path)
-    assert (
-        isinstance(net, Net)
-        and net.meta["model_type"]
-        == json.load(open(os.path.join(path, "config.json")))["model_type"]
-    )
+    with open(os.path.join(path, "config.json")) as f:
+        model_type = json.load(f)["model_type"]
+    assert isinstance(net, Net) and net.meta["model_type"] == model_type
     x = hf_models.example(model, net.input_shape)
     want = hf_models.reference(model, x)
     got = net(x)
