@@ -178,3 +178,20 @@ def test_save_load_round_trip(tmp_path, family: str) -> None:
     assert back.arch_key() == net.arch_key() and back.content_hash() == net.content_hash()
     x = seq_input(net, g)  # tensors are bit-identical; kernels may round by alignment
     torch.testing.assert_close(net(x), back(x), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("kind", "inputs", "params", "attrs", "match"),
+    [
+        ("sdpa", ("q", "k"), {}, {"heads": 2}, "reads 3"),
+        ("sdpa", ("q", "k", "v"), {}, {"heads": 4, "kv_heads": 3}, "kv_heads"),
+        ("sdpa", ("q", "k", "v"), {}, {"heads": 2, "rope": {"theta": 1e4, "dims": 3}}, "rope"),
+        ("rmsnorm", ("x",), {}, {"eps": 1e-6}, "weight"),
+        ("mul", ("x",), {}, {}, "reads 2"),
+    ],
+)
+def test_malformed_sequence_ops_are_named(kind, inputs, params, attrs, match) -> None:
+    from zoolens.errors import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match=f"op 'bad'.*{match}"):
+        Op("bad", kind, inputs, "y", params, attrs)

@@ -85,8 +85,10 @@ def unitwise(b: _Builder, op: Op, inputs: list[torch.Tensor]) -> torch.Tensor:
             w if w.shape[1] <= KERNEL - 1 else F.adaptive_avg_pool1d(w[:, None], KERNEL - 1)[:, 0]
         )
         return _per_unit(b, nodes, _coded(n, "posembed", rows), "residual")
+    from zoolens.graph.build import F_BIAS
+
     out = _per_unit(b, nodes, _coded(n, "prepend", torch.ones(n, 1)), "residual")
-    b.x[out, 0] = w  # the token as the units' bias feature (F_BIAS)
+    b.x[out, F_BIAS] = w  # the token as the units' bias
     return out
 
 
@@ -110,12 +112,14 @@ def _rotary(op: Op, hd: int, rot: int) -> torch.Tensor:
 
 
 def sdpa(b: _Builder, op: Op, inputs: list[torch.Tensor]) -> torch.Tensor:
+    from zoolens.graph.build import F_PRESCALE
+
     q, k, v = inputs
     h, g, hd, rot = attention_shape(op, q.numel())
     r = h // g
     heads = b.new_layer(h, 1)
     scale = op.attrs.get("scale")
-    b.x[heads, 4] = math.log(1.0 / math.sqrt(hd) if scale is None else abs(float(scale)))
+    b.x[heads, F_PRESCALE] = math.log(1.0 / math.sqrt(hd) if scale is None else abs(float(scale)))
     out = b.new_layer(h * hd, 1)
     head_of_q = torch.arange(h).repeat_interleave(hd)  # (h*hd,) query head of each q unit
     dim = torch.arange(hd).repeat(h)  # (h*hd,) dim of each q / out unit

@@ -14,7 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
-from zoolens.ir.ops_seq import SEQ_KINDS, SEQ_RUNNERS, run_layernorm, run_linear, seq_param_roles
+from zoolens.ir.ops_seq import (
+    SEQ_KINDS,
+    SEQ_RUNNERS,
+    check_seq_op,
+    run_layernorm,
+    run_linear,
+    seq_param_roles,
+)
 
 Role = Literal["out", "in", "unit"]
 
@@ -73,6 +80,8 @@ class Op:
             raise UnsupportedOpError(
                 f"op {self.name!r}: unsupported activation {self.attrs.get('fn')!r}"
             )
+        if self.kind in SEQ_KINDS:
+            check_seq_op(self)
 
     def param_roles(self, role: str) -> tuple[Role, ...]:
         """Meaning of each axis of parameter `role`: ``out``/``in`` units, or ``unit``.

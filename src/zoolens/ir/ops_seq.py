@@ -24,6 +24,31 @@ SEQ_KINDS = frozenset(
 )
 
 
+_N_INPUTS = {"sdpa": 3}
+_WEIGHTED = frozenset({"rmsnorm", "embedding", "posembed", "channel_scale", "prepend"})
+
+
+def check_seq_op(op: Op) -> None:
+    """Raise `UnsupportedOpError` naming `op` when its inputs, params or attrs do not fit."""
+    n = _N_INPUTS.get(op.kind, 2 if op.kind == "mul" else 1)
+    if len(op.inputs) < n or (op.kind != "mul" and len(op.inputs) != n):
+        raise UnsupportedOpError(f"op {op.name!r}: {op.kind} reads {n} value(s)")
+    if op.kind in _WEIGHTED and "weight" not in op.params:
+        raise UnsupportedOpError(f"op {op.name!r}: {op.kind} needs a 'weight' tensor")
+    if op.kind != "sdpa":
+        return
+    h, g = op.attrs.get("heads"), op.attrs.get("kv_heads") or op.attrs.get("heads")
+    if not isinstance(h, int) or not isinstance(g, int) or h < 1 or g < 1 or h % g:
+        raise UnsupportedOpError(
+            f"op {op.name!r}: sdpa needs int attrs heads and kv_heads dividing it, got {h}, {g}"
+        )
+    rope = op.attrs.get("rope")
+    if rope and (int(rope.get("dims", 0)) % 2 or rope.get("style", "half") != "half"):
+        raise UnsupportedOpError(
+            f"op {op.name!r}: rope needs even 'dims' and style 'half' (rotate_half), got {rope}"
+        )
+
+
 def units_last(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, *s) → (B, *s, C)``: units on the last axis, where torch's layers act."""
     return x.movedim(1, -1)
