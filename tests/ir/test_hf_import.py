@@ -107,3 +107,36 @@ def test_positions_computed_from_token_values_are_refused(tmp_path) -> None:
     t.RobertaModel(cfg).eval().save_pretrained(str(tmp_path))
     with pytest.raises(UnsupportedOpError, match="'ne'"):
         load_net(str(tmp_path))
+
+
+class _TinyDecoder(torch.nn.Module):
+    """A module torch.fx cannot read (transformer ops), read through torch.export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 16)
+        self.pos = torch.nn.Parameter(torch.randn(1, 6, 16))
+        self.norm = torch.nn.LayerNorm(16)
+        self.qkv = torch.nn.Linear(16, 48)
+        self.out = torch.nn.Linear(16, 16)
+        self.head = torch.nn.Linear(16, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.emb(ids) + self.pos
+        q, k, v = self.qkv(self.norm(x)).split(16, dim=-1)
+        b, t, _ = q.shape
+        q, k, v = (z.view(b, t, 2, 8).transpose(1, 2) for z in (q, k, v))
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.out(a.transpose(1, 2).reshape(b, t, 16))
+        return self.head(x[:, -1])
+
+
+def test_a_module_fx_cannot_read_is_traced_with_export() -> None:
+    torch.manual_seed(0)
+    m = _TinyDecoder().eval()
+    net = load_net(m, input_shape=(6,))
+    x = torch.randint(0, 20, (3, 6))
+    with torch.no_grad():
+        assert torch.allclose(net(x), m(x), atol=1e-5)
+    assert net.trainable_params() == sum(p.numel() for p in m.parameters())
+    assert [op.attrs["causal"] for op in net.ops if op.kind == "sdpa"] == [True]

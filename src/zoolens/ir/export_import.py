@@ -21,7 +21,7 @@ from zoolens.ir import _export_binary  # noqa: F401  (registers its handlers)
 from zoolens.ir import _export_layout as L
 from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
-from zoolens.ir._export_ops import ELEMENTWISE, HANDLERS, IDENTITY
+from zoolens.ir._export_ops import ELEMENTWISE, HANDLERS, IDENTITY, arrange
 from zoolens.ir._export_patterns import PENDING
 from zoolens.ir.net import Net
 
@@ -173,9 +173,81 @@ def _fuse_norm_scales(ctx: Context) -> None:
             continue
         scale = readers[0]
         norm.params["weight"] = scale.params["weight"]
-        for uses in ctx.used.values():
-            for i, role in enumerate(uses):
-                if role == f"{scale.name}.weight":
-                    uses[i] = f"{norm.name}.weight"
+        norm.name = scale.name  # named after the weight's parameter
         ctx.ops.remove(scale)
         norm.output = scale.output
+
+
+def trace_module(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    source: str,
+    output_index: int = 0,
+    meta: dict[str, Any] | None = None,
+    check: bool = True,
+) -> Net:
+    """Trace `module` on `example` (batch ≥ 2) with torch.export and translate it.
+
+    Args:
+        module: the model, in eval mode.
+        example: an input batch: integer token ids ``(B, T)`` or a float batch.
+        source: what to name in errors (a path or the module's class).
+        output_index: which output (of a tuple or a ``ModelOutput``) is the net's output.
+        meta: provenance stored on the net.
+        check: compare the net with the module on a fresh input (≤ 1e-4 relative).
+    """
+    kind = "dense" if example.is_floating_point() else "tokens"
+    try:
+        program = torch.export.export(module, (example,), strict=False)
+    except Exception as e:
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise UnsupportedOpError(
+            f"{source}: torch.export cannot trace it ({type(e).__name__}: {first})"
+        ) from None
+    try:
+        net, layout = import_exported(program, kind, output_index, meta)
+    except UnsupportedOpError as e:
+        raise UnsupportedOpError(f"{source}: {e}") from None
+    if check:
+        _check(source, module, net, layout, example, output_index)
+    net.check_finite(source)
+    return net
+
+
+def _output(out: Any, index: int) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    values = list(out.values()) if hasattr(out, "values") else list(out)
+    return values[index]
+
+
+def _check(
+    source: str,
+    module: torch.nn.Module,
+    net: Net,
+    layout: Dyn,
+    example: torch.Tensor,
+    index: int,
+) -> None:
+    """Refuse a translation that does not reproduce `module` on a fresh input."""
+    g = torch.Generator().manual_seed(1)
+    if example.is_floating_point():
+        x = torch.randn(example.shape, generator=g, dtype=example.dtype)
+    else:
+        hi = int(example.max()) + 1
+        x = torch.randint(0, max(hi, 2), example.shape, generator=g)
+    with torch.no_grad():
+        want = arrange(_output(module(x), index), layout, keep_batch=True)
+        try:
+            got = net(x)
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise UnsupportedOpError(
+                f"{source}: the translated net does not run ({str(e).splitlines()[0][:160]})"
+            ) from None
+    want = want.reshape(got.shape)
+    err = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
+    if not err <= 1e-4:
+        raise UnsupportedOpError(
+            f"{source}: the translated net does not reproduce the model (max relative "
+            f"difference {err:.2e})"
+        )
