@@ -39,10 +39,18 @@ def _child(path: str, threads: int) -> None:
     z = load_encoder().encode([net], threads=threads)
     t2 = time.perf_counter()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({
-        "params": net.trainable_params(), "load_s": t1 - t0, "embed_s": t2 - t1,
-        "peak_mb": peak_kb / 1024, "dim": int(z.shape[1]), "torch_threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "params": net.trainable_params(),
+                "load_s": t1 - t0,
+                "embed_s": t2 - t1,
+                "peak_mb": peak_kb / 1024,
+                "dim": int(z.shape[1]),
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -57,26 +65,36 @@ def main() -> None:
     import torch
     from transformers import BertConfig, BertModel
 
-    print(f"{'size':8} {'params':>11} {'file MB':>8} {'load s':>7} {'embed s':>8} "
-          f"{'peak MB':>8} {'peak/file':>9}")
+    print(
+        f"{'size':8} {'params':>11} {'file MB':>8} {'load s':>7} {'embed s':>8} "
+        f"{'peak MB':>8} {'peak/file':>9}"
+    )
     for name in a.sizes.split(","):
         hidden, layers, inter, heads = SIZES[name]
         torch.manual_seed(0)
-        cfg = BertConfig(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=inter,
-                         num_attention_heads=heads)
+        cfg = BertConfig(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            intermediate_size=inter,
+            num_attention_heads=heads,
+        )
         with tempfile.TemporaryDirectory() as d:
             BertModel(cfg).eval().save_pretrained(d)
             mb = os.path.getsize(os.path.join(d, "model.safetensors")) / 2**20
             out = subprocess.run(
                 [sys.executable, __file__, "--child", d, "--threads", str(a.threads)],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if out.returncode:
                 print(f"{name:8} failed: {out.stderr.strip().splitlines()[-1]}")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{name:8} {r['params']:>11,} {mb:>8.1f} {r['load_s']:>7.1f} "
-                  f"{r['embed_s']:>8.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] / mb:>9.1f}")
+            print(
+                f"{name:8} {r['params']:>11,} {mb:>8.1f} {r['load_s']:>7.1f} "
+                f"{r['embed_s']:>8.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] / mb:>9.1f}"
+            )
 
 
 if __name__ == "__main__":
