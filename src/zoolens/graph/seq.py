@@ -18,6 +18,7 @@ slot does not say, a constant *code* in the last edge-attribute slot does (`CODE
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -113,7 +114,7 @@ def binned(freq: torch.Tensor) -> torch.Tensor:
 def vocab_bins(v: int) -> list[tuple[int, int]]:
     """`VOCAB_BINS` contiguous token ranges covering ``range(v)``."""
     edges = torch.linspace(0, v, VOCAB_BINS + 1).round().long().tolist()
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return list(itertools.pairwise(edges))
 
 
 def unitwise(b: _Builder, op: Op, inputs: list[torch.Tensor]) -> torch.Tensor:
