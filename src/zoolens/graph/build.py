@@ -19,7 +19,7 @@ from zoolens.graph.neural_graph import (
     NeuralGraph,
 )
 from zoolens.graph.probes import token_probes
-from zoolens.graph.seq import SEQ_GRAPH, token_vocab
+from zoolens.graph.seq import SEQ_GRAPH, binned, token_vocab, vocab_nodes
 from zoolens.ir import ACTIVATIONS, Net, Op, ValueInfo
 from zoolens.symmetry import canonicalize
 
@@ -169,7 +169,8 @@ def _walk(
     infos = infos or net.value_infos()
     first = _input_reshape(net)  # its output is the input layer
     src = net.input if first is None else first.output
-    n_in = token_vocab(net.consumers(net.input)) or infos[src].units  # vocabulary or units
+    vocab = token_vocab(net.consumers(net.input))
+    n_in = vocab_nodes(vocab) if vocab else infos[src].units  # vocabulary (bins) or units
     units = {src: _Units(b.new_layer(n_in, ROLE_INPUT))}
     for op in net.ops:
         if op is first:
@@ -213,7 +214,7 @@ def _input_reshape(net: Net) -> Op | None:
 def _mark_unitwise(b: _Builder, op: Op, u: _Units) -> None:
     if op.kind == "act":
         b.x[u.nodes, F_ACT:F_POOL] = 0.0
-        b.x[u.nodes, F_ACT + ACTIVATIONS.index(op.fn)] = 1.0
+        b.x[u.nodes, F_ACT + ACTIVATIONS.index(op.graph_fn)] = 1.0
     elif op.kind == "scale":
         b.x[u.nodes, F_PRESCALE] += float(torch.tensor(abs(op.attrs["factor"])).log())
     elif op.kind in _POOL_SLOT:
@@ -313,7 +314,7 @@ def probe_features(
             continue
         a = env[value]
         if value == net.input and vocab is not None:  # token ids → each token's frequency
-            a = F.one_hot(a.long(), vocab).to(torch.float64).mean(dim=1)  # (P, V)
+            a = binned(F.one_hot(a.long(), vocab).to(torch.float64).mean(dim=1))  # (P, V)
         a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a  # (P, units)
         feats[u.nodes] = a.T.to(torch.float64)
     return feats.float()

@@ -18,6 +18,7 @@ slot does not say, a constant *code* in the last edge-attribute slot does (`CODE
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -65,11 +66,55 @@ def _per_unit(b: _Builder, nodes: torch.Tensor, attr: torch.Tensor, kind: str) -
     return out
 
 
+#: Vocabularies larger than this many tokens enter the graph as this many contiguous bins.
+VOCAB_BINS = 256
+
+
 def embedding(b: _Builder, op: Op, inputs: list[torch.Tensor]) -> torch.Tensor:
-    w = op.params["weight"]  # (D, V)
-    out = b.new_layer(w.shape[0], 1)
-    b.connect(inputs[0], out, w.reshape(-1, 1), "dense", all_pairs=True)
+    """The vocabulary is the input layer → D units, ``dense`` edges holding the weights.
+
+    A vocabulary of more than `VOCAB_BINS` tokens is coarsened: its token order is fixed (the
+    input's identity, never permuted), so it is cut into `VOCAB_BINS` contiguous bins, each an
+    input node, and the edge from a bin to unit d holds the mean, standard deviation, min and
+    max of unit d's weights over the bin's tokens. Permuting the D units moves these edges
+    with them: exact invariance is kept; the edge count no longer grows with the vocabulary.
+    """
+    w = op.params["weight"].to(torch.float64)  # (D, V)
+    d, v = w.shape
+    out = b.new_layer(d, 1)
+    if v <= VOCAB_BINS:
+        b.connect(inputs[0], out, w.reshape(-1, 1), "dense", all_pairs=True)
+        return out
+    bins = vocab_bins(v)
+    stats = torch.stack(
+        [
+            torch.stack([c.mean(1), c.std(1, correction=0), c.amin(1), c.amax(1)], dim=1)
+            for c in (w[:, lo:hi] for lo, hi in bins)
+        ],
+        dim=1,
+    )  # (D, bins, 4)
+    # edges target-major as `connect(all_pairs=True)` orders them: edge (bin i → unit j)
+    b.connect(inputs[0], out, stats.reshape(-1, 4), "dense", all_pairs=True)
     return out
+
+
+def vocab_nodes(v: int) -> int:
+    """Input nodes of a vocabulary of `v` tokens (`VOCAB_BINS` bins above that many)."""
+    return min(v, VOCAB_BINS)
+
+
+def binned(freq: torch.Tensor) -> torch.Tensor:
+    """Token frequencies ``(P, V)`` summed per input node ``(P, vocab_nodes(V))``."""
+    v = freq.shape[1]
+    if v <= VOCAB_BINS:
+        return freq
+    return torch.stack([freq[:, lo:hi].sum(1) for lo, hi in vocab_bins(v)], dim=1)
+
+
+def vocab_bins(v: int) -> list[tuple[int, int]]:
+    """`VOCAB_BINS` contiguous token ranges covering ``range(v)``."""
+    edges = torch.linspace(0, v, VOCAB_BINS + 1).round().long().tolist()
+    return list(itertools.pairwise(edges))
 
 
 def unitwise(b: _Builder, op: Op, inputs: list[torch.Tensor]) -> torch.Tensor:

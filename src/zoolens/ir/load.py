@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+import torch
 from torch import nn
 
 from zoolens.errors import LoadError
@@ -22,8 +23,9 @@ def load_net(
     """Read a network from a module, a zoolens directory, an ONNX file or bare weights.
 
     Args:
-        source: an ``nn.Module`` (traced with torch.fx), a directory written by
-            ``Net.save``, a ``.onnx`` file, or a ``.safetensors``/``.pt``/``.pth``/``.bin``
+        source: an ``nn.Module`` (traced with torch.fx, or torch.export given
+            `input_shape`), a directory written by ``Net.save``, a Hugging Face model
+            directory (``config.json`` + safetensors), a ``.onnx`` file, or a ``.safetensors``/``.pt``/``.pth``/``.bin``
             checkpoint (weights without wiring → `TensorSet`).
         input_shape: input shape without batch axis, for modules that need it.
         strict: for ONNX files with ops the IR lacks, raise instead of returning the
@@ -33,17 +35,17 @@ def load_net(
         A `Net` when the wiring is known, otherwise a `TensorSet`.
     """
     if isinstance(source, nn.Module):
-        from zoolens.ir.fx_import import import_module
-
-        net = import_module(source, input_shape)
-        net.check_finite(type(source).__name__)
-        return net
+        return _load_module(source, input_shape)
     path = os.fspath(source)
     if not os.path.exists(path):
         raise LoadError(f"{path}: no such file or directory")
     if is_net_dir(path):
         return load_net_dir(path)
     if os.path.isdir(path):
+        from zoolens.ir.hf_import import import_hf_dir, is_hf_dir
+
+        if is_hf_dir(path):
+            return import_hf_dir(path)
         raise LoadError(_unreadable_dir(path))
     ext = os.path.splitext(path)[1].lower()
     if ext == ".onnx":
@@ -58,6 +60,33 @@ def load_net(
         f"{path}: unknown extension {ext!r} (expected a zoolens directory, .onnx, "
         ".safetensors, .pt, .pth, .bin or .ckpt)"
     )
+
+
+def _load_module(module: nn.Module, input_shape: tuple[int, ...] | None) -> Net:
+    """torch.fx first (MLPs, CNNs, INRs); modules it cannot read (transformers, models with
+    control flow) through torch.export on an example input of `input_shape` — token ids when
+    the module starts from an ``nn.Embedding``."""
+    from zoolens.ir.fx_import import import_module
+
+    name = type(module).__name__
+    try:
+        net = import_module(module, input_shape)
+    except LoadError:
+        if input_shape is None:
+            raise
+        from zoolens.ir.export_import import trace_module
+
+        net = trace_module(module.eval(), _example(module, input_shape), name)
+    net.check_finite(name)
+    return net
+
+
+def _example(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    emb = next((m for m in module.modules() if isinstance(m, nn.Embedding)), None)
+    if emb is not None:
+        return torch.randint(0, emb.num_embeddings, (2, *input_shape), generator=g)
+    return torch.randn((2, *input_shape), generator=g)
 
 
 def _unreadable_dir(path: str) -> str:

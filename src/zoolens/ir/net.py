@@ -168,7 +168,24 @@ class Net:
         return {f"{op.name}.{role}": t for op in self.ops for role, t in op.params.items()}
 
     def num_params(self) -> int:
-        return sum(int(t.numel()) for t in self.parameters())
+        """Parameter count; a tensor tied to another (``meta["tied"]``, e.g. a language-model
+        head sharing the token embedding) is counted once, as its source model counts it."""
+        total = sum(int(t.numel()) for t in self.parameters())
+        tensors = self.state_dict()
+        for keys in self.meta.get("tied", {}).values():
+            total -= sum(int(tensors[k].numel()) for k in keys[1:] if k in tensors)
+        return total
+
+    def trainable_params(self) -> int:
+        """Parameters as ``model.parameters()`` counts them: `num_params` without BatchNorm
+        running statistics (buffers, not parameters)."""
+        stats = sum(
+            int(t.numel())
+            for op in self.ops
+            for role, t in op.params.items()
+            if role in ("running_mean", "running_var")
+        )
+        return self.num_params() - stats
 
     def content_hash(self) -> str:
         """SHA-256 of the architecture and every tensor's bytes: equal iff bit-identical."""

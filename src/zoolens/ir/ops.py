@@ -29,7 +29,9 @@ Role = Literal["out", "in", "unit"]
 #: Op kinds whose weight maps input units to new output units (they create hidden layers).
 DENSE_KINDS = frozenset({"linear", "conv1d", "conv2d"})
 #: Op kinds applied unit by unit: output unit i depends only on input unit i.
-UNITWISE_KINDS = frozenset({"act", "batchnorm", "dropout", "scale", "maxpool", "avgpool", "gap"})
+UNITWISE_KINDS = frozenset(
+    {"act", "batchnorm", "dropout", "scale", "pad", "maxpool", "avgpool", "gap"}
+)
 ACTIVATIONS = (
     "identity",
     "relu",
@@ -42,6 +44,9 @@ ACTIVATIONS = (
     "softplus",
     "sin",
 )
+#: Activations the IR runs beyond `ACTIVATIONS`, each with the `ACTIVATIONS` slot its neural-graph
+#: nodes are marked with (the graph's node features have one slot per `ACTIVATIONS` entry).
+EXTRA_ACTIVATIONS = {"relu6": "relu", "hardswish": "silu", "hardsigmoid": "sigmoid"}
 #: ``reshape`` keeps the batch axis: ``(B, *s) → (B, *attrs["shape"])``. Its input and
 #: output units are never permuted or rescaled (`zoolens.symmetry.build_spaces` fixes both).
 KINDS = frozenset(
@@ -72,7 +77,7 @@ class Op:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise UnsupportedOpError(f"op {self.name!r}: unknown kind {self.kind!r}")
-        if self.kind == "act" and self.attrs.get("fn") not in ACTIVATIONS:
+        if self.kind == "act" and self.attrs.get("fn") not in (*ACTIVATIONS, *EXTRA_ACTIVATIONS):
             raise UnsupportedOpError(
                 f"op {self.name!r}: unsupported activation {self.attrs.get('fn')!r}"
             )
@@ -93,6 +98,11 @@ class Op:
         if self.kind in SEQ_KINDS:
             return seq_param_roles(self.kind)  # type: ignore[return-value]
         return ()
+
+    @property
+    def graph_fn(self) -> str:
+        """The `ACTIVATIONS` entry whose node-feature slot marks this op's units."""
+        return EXTRA_ACTIVATIONS.get(self.fn, self.fn)
 
     @property
     def fn(self) -> str:
@@ -134,6 +144,9 @@ def _run_act(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
         "tanh": torch.tanh,
         "sigmoid": torch.sigmoid,
         "sin": torch.sin,
+        "relu6": F.relu6,
+        "hardswish": F.hardswish,
+        "hardsigmoid": F.hardsigmoid,
     }[fn](x)
 
 
@@ -188,5 +201,7 @@ _RUNNERS = {
     "add": _run_add,
     "flatten": lambda op, xs: xs[0].flatten(1),
     "reshape": lambda op, xs: xs[0].reshape(xs[0].shape[0], *op.attrs["shape"]),
+    # zero padding of the spatial axes; ``pads`` in F.pad order (last axis first)
+    "pad": lambda op, xs: F.pad(xs[0], [int(p) for p in op.attrs["pads"]]),
     **SEQ_RUNNERS,
 }

@@ -97,9 +97,17 @@ def run_embedding(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
 
 
 def run_posembed(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
-    """``x + table[:, :T]``; table ``(D, T_max)``."""
+    """``x + table[:, index]``; table ``(D, N)``; ``attrs["index"]`` the row read at each
+    position (default ``0..T-1``; BERT's token types read row 0 everywhere)."""
     x, table = xs[0], op.params["weight"]
     t = x.shape[2]
+    index = op.attrs.get("index")
+    if index is not None:
+        if len(index) != t:
+            raise UnsupportedOpError(
+                f"op {op.name!r}: {t} positions but {len(index)} table indices"
+            )
+        return x + table[None, :, list(index)]
     if t > table.shape[1]:
         raise UnsupportedOpError(
             f"op {op.name!r}: {t} positions but the position table holds {table.shape[1]}"

@@ -23,12 +23,14 @@ from zoolens.ir import Net, Op, ValueInfo
 #: Ops whose output units are their input units, for permutations.
 PERM_LINKS = frozenset(
     {"act", "batchnorm", "layernorm", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
+    | {"pad"}
     | {"rmsnorm", "mul", "channel_scale", "posembed", "prepend", "select", "tokens"}
 )
 #: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit);
 #: ``sdpa`` from its v input only (see `build_spaces`).
 SCALE_LINKS = frozenset(
     {"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
+    | {"pad"}
     | {"channel_scale", "select", "tokens", "sdpa"}
 )
 #: Ops that write units with their own per-unit parameters (they can absorb a scale).

@@ -1,0 +1,101 @@
+"""Embed BERT-style checkpoints of growing size with the default encoder: time and peak memory.
+
+Each size is a randomly initialised ``BertModel`` saved with ``save_pretrained`` into a temporary
+directory, then embedded in a fresh subprocess (so peak memory is that run's alone) by
+``zoolens embed``'s library path: `load_net` + the default encoder. Prints one row per size:
+parameters, file size, load+trace time, embed time, peak RSS and its multiple of the file size.
+
+    python benchmarks/embed_large.py [--sizes tiny,small,22m] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+SIZES = {  # hidden, layers, intermediate, heads (vocab 30522, 512 positions: BERT's)
+    "tiny": (64, 2, 256, 2),
+    "small": (128, 2, 512, 2),
+    "medium": (256, 4, 1024, 4),
+    "22m": (384, 6, 1536, 6),
+}
+
+
+def _child(path: str, threads: int) -> None:
+    import torch
+
+    from zoolens.ir import load_net
+    from zoolens.nn import load_encoder
+
+    t0 = time.perf_counter()
+    net = load_net(path)
+    t1 = time.perf_counter()
+    z = load_encoder().encode([net], threads=threads)
+    t2 = time.perf_counter()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "params": net.trainable_params(),
+                "load_s": t1 - t0,
+                "embed_s": t2 - t1,
+                "peak_mb": peak_kb / 1024,
+                "dim": int(z.shape[1]),
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="tiny,small,medium,22m")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        _child(a.child, a.threads)
+        return
+    import torch
+    from transformers import BertConfig, BertModel
+
+    print(
+        f"{'size':8} {'params':>11} {'file MB':>8} {'load s':>7} {'embed s':>8} "
+        f"{'peak MB':>8} {'peak/file':>9}"
+    )
+    for name in a.sizes.split(","):
+        hidden, layers, inter, heads = SIZES[name]
+        torch.manual_seed(0)
+        cfg = BertConfig(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            intermediate_size=inter,
+            num_attention_heads=heads,
+        )
+        with tempfile.TemporaryDirectory() as d:
+            BertModel(cfg).eval().save_pretrained(d)
+            mb = os.path.getsize(os.path.join(d, "model.safetensors")) / 2**20
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", d, "--threads", str(a.threads)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if out.returncode:
+                print(f"{name:8} failed: {out.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"{name:8} {r['params']:>11,} {mb:>8.1f} {r['load_s']:>7.1f} "
+                f"{r['embed_s']:>8.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] / mb:>9.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

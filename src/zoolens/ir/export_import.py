@@ -1,0 +1,253 @@
+"""Import a program traced by ``torch.export`` into a `Net`.
+
+One general mechanism, not a template per model: every traced node whose inputs do not depend
+on the input's *values* (masks from position ids, rotary tables, position-embedding lookups)
+is run once and becomes a constant; every other node is translated by its ATen op, with the
+layout algebra of `zoolens.ir._export_layout` tracking where each traced axis lives in the IR
+values, and the pending values of `zoolens.ir._export_patterns` gathering the ops the IR
+holds as one (activations spelled elementwise, RMSNorm, rotary embedding). Anything else that
+reads the input raises `UnsupportedOpError` naming the ATen op.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+
+from zoolens.errors import UnsupportedOpError
+from zoolens.ir import _export_binary  # noqa: F401  (registers its handlers)
+from zoolens.ir import _export_layout as L
+from zoolens.ir._export_context import Const, Context, Value, materialise
+from zoolens.ir._export_layout import Atom, Dyn
+from zoolens.ir._export_ops import ELEMENTWISE, HANDLERS, IDENTITY, arrange
+from zoolens.ir._export_patterns import PENDING
+from zoolens.ir.net import Net
+
+
+def import_exported(
+    program: torch.export.ExportedProgram,
+    input_kind: str,
+    output_index: int = 0,
+    meta: dict[str, Any] | None = None,
+) -> tuple[Net, Dyn]:
+    """Translate `program` (traced with one input tensor) into a `Net`.
+
+    Args:
+        program: the exported program; its one user input is token ids ``(B, T)``
+            (``input_kind="tokens"``) or an image/feature batch ``(B, C, *S)``.
+        input_kind: ``"tokens"`` or ``"dense"``.
+        output_index: which of the program's outputs is the net's output.
+        meta: provenance stored on the net.
+
+    Returns:
+        The net and the layout of its output (how the traced output's axes map to the net's
+        ``(B, U, *S)`` output).
+    """
+    sig = program.graph_signature
+    params = dict(sig.inputs_to_parameters)
+    buffers = dict(sig.inputs_to_buffers)
+    consts_map = dict(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
+    state = program.state_dict
+    tensors = {**state, **getattr(program, "constants", {})}
+    ctx = Context(params=params)
+    env: dict[str, Value] = {}
+    user_inputs = list(sig.user_inputs)
+    if len(user_inputs) != 1:
+        raise UnsupportedOpError(f"the traced model reads {len(user_inputs)} inputs; one is read")
+    graph = program.graph_module.graph
+    for node in graph.nodes:
+        ctx.consumers[node.name] = len(node.users)
+    input_shape: tuple[int, ...] = ()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if node.name in params:
+                env[node.name] = Const(tensors[params[node.name]], param=params[node.name])
+            elif node.name in buffers:
+                env[node.name] = Const(tensors[buffers[node.name]])
+            elif node.name in consts_map:
+                env[node.name] = Const(tensors[consts_map[node.name]])
+            else:
+                shape = tuple(int(s) for s in node.meta["val"].shape)
+                input_shape = shape[1:]
+                ctx.batch = Atom("B", shape[0])
+                env[node.name] = _input_dyn(ctx, shape, input_kind)
+        elif node.op == "call_function":
+            env[node.name] = _call(ctx, node, env)
+        elif node.op == "output":
+            outs = node.args[0]
+            flat = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            out = env[flat[output_index].name]
+            if isinstance(out, Const):
+                raise UnsupportedOpError("the chosen output does not depend on the input")
+            out = materialise(ctx, out, "the output")
+            _fuse_norm_scales(ctx)
+            net = Net(ctx.ops, input_shape, "input", out.value, dict(meta or {}))
+            net.meta["tied"] = {k: v for k, v in ctx.used.items() if len(v) > 1}
+            return net, out
+    raise UnsupportedOpError("the traced program has no output")
+
+
+def _input_dyn(ctx: Context, shape: tuple[int, ...], kind: str) -> Dyn:
+    if kind == "tokens":
+        if len(shape) != 2:
+            raise UnsupportedOpError(f"token input of shape {list(shape)}; expected (B, T)")
+        t = Atom("S", shape[1])
+        return Dyn("input", ((ctx.batch,), (t,)), (), (t,), (shape[1],))
+    return L.canonical("input", shape[1], tuple(shape[2:]), ctx.batch)
+
+
+def _resolve(v: Any, env: dict[str, Value]) -> Any:
+    if isinstance(v, torch.fx.Node):
+        return env[v.name]
+    if isinstance(v, (list, tuple)):
+        return type(v)(_resolve(x, env) for x in v)
+    return v
+
+
+def _is_static(v: Any) -> bool:
+    if isinstance(v, (Dyn, *PENDING)):
+        return False
+    if isinstance(v, (list, tuple)):
+        return all(_is_static(x) for x in v)
+    return True
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Const):
+        return v.value
+    if isinstance(v, (list, tuple)):
+        return type(v)(_plain(x) for x in v)
+    return v
+
+
+def _call(ctx: Context, node: torch.fx.Node, env: dict[str, Value]) -> Value:
+    args = _resolve(node.args, env)
+    kwargs = {k: _resolve(v, env) for k, v in node.kwargs.items()}
+    target = node.target
+    if target is operator.getitem:
+        return args[0][args[1]]
+    name = getattr(getattr(target, "overloadpacket", None), "__name__", str(target))
+    if name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]  # in-place spelling (``add_``): the traced program is functional here
+    if _is_static(list(args)) and _is_static(list(kwargs.values())):
+        return _fold(name, target, args, kwargs)
+    if name in IDENTITY:
+        return args[0]
+    handler = HANDLERS.get(name)
+    if handler is not None:
+        return handler(ctx, node, args, kwargs)
+    if name in ELEMENTWISE:
+        return HANDLERS["_elementwise"](ctx, node, args, kwargs)
+    raise UnsupportedOpError(f"ATen op {name!r} on a value that depends on the input")
+
+
+_KEEPS_PARAM = IDENTITY | {"expand", "unsqueeze", "view", "reshape", "squeeze"}
+
+
+def _fold(name: str, target: Any, args: Any, kwargs: dict[str, Any]) -> Value:
+    """Run a node none of whose inputs depends on the input's values."""
+    with torch.no_grad():
+        out = target(*_plain(args), **_plain(kwargs))
+    if not isinstance(out, torch.Tensor):
+        return out
+    if name == "embedding" and isinstance(args[0], Const) and args[0].param is not None:
+        ids = args[1].value if isinstance(args[1], Const) else torch.as_tensor(args[1])
+        return Const(out, param=args[0].param, ids=ids, table=args[0].value)
+    if name in IDENTITY and isinstance(args[0], Const):
+        return Const(out, args[0].param, args[0].ids, args[0].table)
+    if name in _KEEPS_PARAM and isinstance(args[0], Const) and args[0].param is not None:
+        return Const(out, args[0].param)
+    return Const(out)
+
+
+def _fuse_norm_scales(ctx: Context) -> None:
+    """An RMSNorm without weight read only by a per-unit scale takes that scale as its weight
+    (RMSNorm is traced as ``weight * (x * rsqrt(mean(x²) + eps))``)."""
+    for norm in list(ctx.ops):
+        if norm.kind != "rmsnorm" or not bool((norm.params["weight"] == 1).all()):
+            continue
+        readers = [op for op in ctx.ops if norm.output in op.inputs]
+        if len(readers) != 1 or readers[0].kind != "channel_scale":
+            continue
+        scale = readers[0]
+        norm.params["weight"] = scale.params["weight"]
+        norm.name = scale.name  # named after the weight's parameter
+        ctx.ops.remove(scale)
+        norm.output = scale.output
+
+
+def trace_module(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    source: str,
+    output_index: int = 0,
+    meta: dict[str, Any] | None = None,
+    check: bool = True,
+) -> Net:
+    """Trace `module` on `example` (batch ≥ 2) with torch.export and translate it.
+
+    Args:
+        module: the model, in eval mode.
+        example: an input batch: integer token ids ``(B, T)`` or a float batch.
+        source: what to name in errors (a path or the module's class).
+        output_index: which output (of a tuple or a ``ModelOutput``) is the net's output.
+        meta: provenance stored on the net.
+        check: compare the net with the module on a fresh input (≤ 1e-4 relative).
+    """
+    kind = "dense" if example.is_floating_point() else "tokens"
+    try:
+        program = torch.export.export(module, (example,), strict=False)
+    except Exception as e:
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise UnsupportedOpError(
+            f"{source}: torch.export cannot trace it ({type(e).__name__}: {first})"
+        ) from None
+    try:
+        net, layout = import_exported(program, kind, output_index, meta)
+    except UnsupportedOpError as e:
+        raise UnsupportedOpError(f"{source}: {e}") from None
+    if check:
+        _check(source, module, net, layout, example, output_index)
+    net.check_finite(source)
+    return net
+
+
+def _output(out: Any, index: int) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    values = list(out.values()) if hasattr(out, "values") else list(out)
+    return values[index]
+
+
+def _check(
+    source: str,
+    module: torch.nn.Module,
+    net: Net,
+    layout: Dyn,
+    example: torch.Tensor,
+    index: int,
+) -> None:
+    """Refuse a translation that does not reproduce `module` on a fresh input."""
+    g = torch.Generator().manual_seed(1)
+    if example.is_floating_point():
+        x = torch.randn(example.shape, generator=g, dtype=example.dtype)
+    else:
+        hi = int(example.max()) + 1
+        x = torch.randint(0, max(hi, 2), example.shape, generator=g)
+    with torch.no_grad():
+        want = arrange(_output(module(x), index), layout, keep_batch=True)
+        try:
+            got = net(x)
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise UnsupportedOpError(
+                f"{source}: the translated net does not run ({str(e).splitlines()[0][:160]})"
+            ) from None
+    want = want.reshape(got.shape)
+    err = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
+    if not err <= 1e-4:
+        raise UnsupportedOpError(
+            f"{source}: the translated net does not reproduce the model (max relative "
+            f"difference {err:.2e})"
+        )

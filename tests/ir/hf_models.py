@@ -1,0 +1,109 @@
+"""Tiny randomly initialised Hugging Face models of every family the HF importer reads, saved
+the way users save them (``save_pretrained``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+transformers = __import__("pytest").importorskip("transformers")
+
+
+def _text(cls: str, cfg: str, **kw: Any) -> Callable[[], Any]:
+    return lambda: getattr(transformers, cls)(getattr(transformers, cfg)(**kw))
+
+
+FAMILIES: dict[str, Callable[[], Any]] = {
+    "bert": _text(
+        "BertModel",
+        "BertConfig",
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=32,
+    ),
+    "distilbert": _text(
+        "DistilBertForSequenceClassification",
+        "DistilBertConfig",
+        vocab_size=64,
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=48,
+        max_position_embeddings=32,
+        num_labels=3,
+    ),
+    "gpt2": _text(
+        "GPT2LMHeadModel",
+        "GPT2Config",
+        vocab_size=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=32,
+    ),
+    "llama": _text(
+        "LlamaForCausalLM",
+        "LlamaConfig",
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    ),
+    "vit": _text(
+        "ViTForImageClassification",
+        "ViTConfig",
+        image_size=16,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        num_labels=5,
+    ),
+    "resnet": _text(
+        "ResNetForImageClassification",
+        "ResNetConfig",
+        num_channels=3,
+        embedding_size=8,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        layer_type="basic",
+        num_labels=5,
+    ),
+}
+
+
+def save(family: str, directory: str, seed: int = 0) -> Any:
+    """Build `family`'s tiny model with `seed`, save it into `directory`, return it (eval)."""
+    torch.manual_seed(seed)
+    model = FAMILIES[family]().eval()
+    model.save_pretrained(directory)
+    return model
+
+
+def example(model: Any, input_shape: tuple[int, ...], seed: int = 1) -> torch.Tensor:
+    """A batch of 2 inputs of `input_shape`: token ids, or images for image models."""
+    g = torch.Generator().manual_seed(seed)
+    if model.main_input_name == "pixel_values":
+        return torch.randn(2, *input_shape, generator=g)
+    return torch.randint(0, model.config.vocab_size, (2, *input_shape), generator=g)
+
+
+def reference(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """The model's output in the net's layout (units on axis 1)."""
+    with torch.no_grad():
+        out = model(x)
+    for key in ("logits", "pooler_output", "last_hidden_state"):
+        y = getattr(out, key, None)
+        if y is not None:
+            break
+    return y.flatten(2) if y.dim() == 4 else y.transpose(1, 2) if y.dim() == 3 else y
