@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -25,8 +24,8 @@ def load_net(
     Args:
         source: an ``nn.Module`` (traced with torch.fx, or torch.export given
             `input_shape`), a directory written by ``Net.save``, a Hugging Face model
-            directory (``config.json`` + safetensors), a ``.onnx`` file, or a ``.safetensors``/``.pt``/``.pth``/``.bin``
-            checkpoint (weights without wiring → `TensorSet`).
+            directory (``config.json`` + safetensors), a ``.onnx`` file, or a
+            ``.safetensors``/``.pt``/``.pth``/``.bin`` checkpoint (weights without wiring → `TensorSet`).
         input_shape: input shape without batch axis, for modules that need it.
         strict: for ONNX files with ops the IR lacks, raise instead of returning the
             initializers as a `TensorSet` with a warning.
@@ -91,22 +90,10 @@ def _example(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
 
 def _unreadable_dir(path: str) -> str:
     """Why directory `path` is not read as a network, in one line."""
-    config = os.path.join(path, "config.json")
-    if os.path.isfile(config):
-        try:
-            with open(config) as f:
-                model_type = json.load(f).get("model_type")
-        except (OSError, ValueError, AttributeError):
-            model_type = None
-        if isinstance(model_type, str):
-            return (
-                f"{path}: a Hugging Face model directory (model_type {model_type!r}); zoolens "
-                "does not read those yet: export the model to ONNX, or pass its weights file "
-                "for bare-weights encoders"
-            )
     return (
-        f"{path}: a directory without arch.json (not a zoolens net); zoolens reads zoolens "
-        "directories, .onnx files and .safetensors/.pt/.pth/.bin/.ckpt weights"
+        f"{path}: a directory without arch.json or a Hugging Face config.json (not a model "
+        "directory); zoolens reads zoolens and Hugging Face directories, .onnx files and "
+        ".safetensors/.pt/.pth/.bin/.ckpt weights"
     )
 
 
