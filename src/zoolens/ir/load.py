@@ -25,7 +25,8 @@ def load_net(
         source: an ``nn.Module`` (traced with torch.fx, or torch.export given
             `input_shape`), a directory written by ``Net.save``, a Hugging Face model
             directory (``config.json`` + safetensors), a ``.onnx`` file, or a
-            ``.safetensors``/``.pt``/``.pth``/``.bin`` checkpoint (weights without wiring → `TensorSet`).
+            ``.safetensors``/``.pt``/``.pth``/``.bin`` checkpoint (weights without wiring →
+            `TensorSet`).
         input_shape: input shape without batch axis, for modules that need it.
         strict: for ONNX files with ops the IR lacks, raise instead of returning the
             initializers as a `TensorSet` with a warning.
