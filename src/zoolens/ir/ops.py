@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
+from zoolens.ir import ops_rnn
 
-Role = Literal["out", "in", "unit"]
+Role = Literal["out", "in", "unit", "gates"]
 
 #: Op kinds whose weight maps input units to new output units (they create hidden layers).
 DENSE_KINDS = frozenset({"linear", "conv1d", "conv2d"})
@@ -36,6 +37,7 @@ ACTIVATIONS = (
 #: ``reshape`` keeps the batch axis: ``(B, *s) → (B, *attrs["shape"])``. Its input and
 #: output units are never permuted or rescaled (`zoolens.symmetry.build_spaces` fixes both).
 KINDS = frozenset(DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten", "reshape"})
+KINDS = KINDS | ops_rnn.KINDS  # lstm, gru, concat, split, last, transpose
 
 
 @dataclass
@@ -71,6 +73,10 @@ class Op:
 
         Axes beyond the returned tuple (conv kernel axes) index no units.
         """
+        if self.kind in ops_rnn.RNN_KINDS:
+            return ops_rnn.rnn_roles(self, role)  # type: ignore[return-value]
+        if ops_rnn.is_depthwise(self):  # output channel i reads input channel i
+            return ("unit",)
         if self.kind in DENSE_KINDS:
             return ("out", "in") if role == "weight" else ("out",)
         if self.kind in ("batchnorm", "layernorm"):
@@ -96,7 +102,7 @@ def _run_dense(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
         return F.linear(xs[0], w, b)
     conv = F.conv1d if op.kind == "conv1d" else F.conv2d
     a = op.attrs
-    return conv(xs[0], w, b, a["stride"], a["padding"], a["dilation"])
+    return conv(xs[0], w, b, a["stride"], a["padding"], a["dilation"], int(a.get("groups", 1)))
 
 
 def _run_act(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
@@ -181,4 +187,5 @@ _RUNNERS = {
     "add": _run_add,
     "flatten": lambda op, xs: xs[0].flatten(1),
     "reshape": lambda op, xs: xs[0].reshape(xs[0].shape[0], *op.attrs["shape"]),
+    **ops_rnn.RUNNERS,
 }

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 
 from zoolens.ir import DENSE_KINDS, Net, ValueInfo
+from zoolens.ir.ops_rnn import expand_gates, gate_count, is_depthwise
 from zoolens.symmetry.spaces import (
     PERM_LINKS,
     SCALE_LINKS,
@@ -84,6 +85,8 @@ def permute_spaces(
             for axis, kind in enumerate(op.param_roles(role)):
                 value = op.inputs[0] if kind == "in" else op.output
                 p = full.get(where[value])
+                if p is not None and kind == "gates":  # hidden units in gate blocks
+                    p = expand_gates(p, gate_count(op))
                 if p is not None:
                     t = t.index_select(axis, p.to(t.device))
             op.params[role] = t
@@ -147,7 +150,10 @@ def apply_scale(net: Net, seg: Segment, s: torch.Tensor) -> None:
     for fam in seg.family:
         se = _expand(s, fam.block)
         for op in readers(net, fam):
-            if op.kind in DENSE_KINDS:
+            if is_depthwise(op):  # input channel i is read by output channel i only
+                w = op.params["weight"]
+                op.params["weight"] = w / se.to(w.dtype).reshape(-1, *[1] * (w.dim() - 1))
+            elif op.kind in DENSE_KINDS:
                 w = op.params["weight"]
                 op.params["weight"] = w / se.to(w.dtype).reshape(1, -1, *[1] * (w.dim() - 2))
             elif op.kind == "batchnorm":

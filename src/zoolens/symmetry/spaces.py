@@ -12,13 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from zoolens.ir import Net, Op, ValueInfo
+from zoolens.ir.ops_rnn import LAYOUT_KINDS, is_depthwise, is_grouped
 
-#: Ops whose output units are their input units, for permutations.
+#: Ops whose output units are their input units, for permutations ("depthwise": a
+#: depthwise conv, whose output channel i reads input channel i only).
 PERM_LINKS = frozenset(
     {"act", "batchnorm", "layernorm", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
-)
+) | {"last", "depthwise"}
 #: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit).
-SCALE_LINKS = frozenset({"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add"})
+SCALE_LINKS = frozenset({"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add", "last"})
 #: Ops that write units with their own per-unit parameters (they can absorb a scale).
 SCALE_PRODUCERS = frozenset({"linear", "conv1d", "conv2d", "batchnorm", "layernorm"})
 
@@ -50,13 +52,14 @@ def build_spaces(
     Returns:
         root name → `Space`; every value appears in exactly one space's ``values``.
         Spaces holding the network input or output, or read or written by a ``reshape``,
-        are ``fixed`` (never permuted).
+        a concat/split/transpose or a grouped (not depthwise) conv, are ``fixed`` (never
+        permuted).
     """
     infos = infos or net.value_infos()
     uf = {v: v for v in infos}
     derived: dict[str, tuple[str, int]] = {}
     for op in net.ops:
-        if op.kind in links:
+        if op.kind in links or ("depthwise" in links and is_depthwise(op)):
             for v in op.inputs:
                 uf[_find(uf, v)] = _find(uf, op.output)
         elif op.kind == "flatten":
@@ -69,6 +72,12 @@ def build_spaces(
         sp = spaces[_find(uf, v)]
         sp.parent, sp.block = _find(uf, src), block
     reshaped = [v for op in net.ops if op.kind == "reshape" for v in (*op.inputs, op.output)]
+    reshaped += [
+        v
+        for op in net.ops
+        if op.kind in LAYOUT_KINDS or is_grouped(op)
+        for v in (*op.inputs, op.output)
+    ]
     for v in (net.input, net.output, *reshaped):
         spaces[_find(uf, v)].fixed = True
     _propagate_fixed(spaces)
