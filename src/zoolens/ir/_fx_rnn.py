@@ -79,6 +79,8 @@ class FxRnn:
             return self._cat(node)
         elif t in (torch.split, torch.chunk) or (node.op == "call_method" and t in _SPLITS):
             self._split(node)
+        elif t in (torch.transpose, "transpose", "permute", torch.permute):
+            return self._swap(node)
         else:
             return False
         return True
@@ -126,6 +128,22 @@ class FxRnn:
             self.ops.append(Op(node.name, "last", (self.transposed[src.name],), node.name))
             return True
         return False
+
+    def _swap(self, node: torch.fx.Node) -> bool:
+        """``x.transpose(1, 2)`` / ``x.permute(0, 2, 1)`` of a rank-3 value: a relabelling."""
+        x, dims = node.args[0], [int(d) % 3 for d in node.args[1:]]  # type: ignore[call-overload]
+        if len(dims) == 1 and isinstance(node.args[1], (list, tuple)):
+            dims = [int(d) % 3 for d in node.args[1]]
+        meta = node.meta.get("tensor_meta")
+        if not isinstance(x, torch.fx.Node) or meta is None or len(meta.shape) != 3:
+            return False
+        if sorted(dims) != [1, 2] and dims != [0, 2, 1]:
+            return False
+        if x.name in self.transposed:  # back to the IR layout
+            self.alias[node.name] = self.transposed[x.name]
+        else:
+            self.transposed[node.name] = self.alias.get(x.name, x.name)
+        return True
 
     def _cat(self, node: torch.fx.Node) -> bool:
         xs = node.args[0]

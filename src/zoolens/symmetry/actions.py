@@ -12,7 +12,8 @@ from typing import Literal
 import torch
 
 from zoolens.ir import DENSE_KINDS, Net, ValueInfo
-from zoolens.ir.ops_rnn import expand_gates, gate_count, is_depthwise
+from zoolens.ir.ops_rnn import RNN_KINDS, expand_gates, gate_count, is_depthwise
+from zoolens.symmetry import _rnn
 from zoolens.symmetry.spaces import (
     PERM_LINKS,
     SCALE_LINKS,
@@ -123,7 +124,9 @@ def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
     groups: set[str] = {"nonzero"}
     vals = {v for s in family for v in s.values}
     for op in net.ops:
-        if op.output in vals and op.kind == "act":
+        if op.output in vals and op.kind in RNN_KINDS:
+            groups.add("sign")  # h = o * tanh(c): odd in the cell gate only
+        elif op.output in vals and op.kind == "act":
             g = _ACT_GROUP.get(op.fn)
             if g is None:
                 return None
@@ -132,6 +135,7 @@ def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
             groups.add("positive")
         elif any(v in vals for v in op.inputs) and op.kind not in (
             *DENSE_KINDS,
+            *RNN_KINDS,
             "batchnorm",
             "flatten",
             *SCALE_LINKS,
@@ -143,6 +147,9 @@ def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
 def apply_scale(net: Net, seg: Segment, s: torch.Tensor) -> None:
     """In place: units of `seg` scaled by `s`; readers compensate, so the function holds."""
     for op in producers(net, seg.space):
+        if op.kind in RNN_KINDS:
+            _rnn.flip_outputs(op, s)
+            continue
         for role in ("weight", "bias"):
             if role in op.params:
                 t = op.params[role]
@@ -150,7 +157,9 @@ def apply_scale(net: Net, seg: Segment, s: torch.Tensor) -> None:
     for fam in seg.family:
         se = _expand(s, fam.block)
         for op in readers(net, fam):
-            if is_depthwise(op):  # input channel i is read by output channel i only
+            if op.kind in RNN_KINDS:
+                _rnn.scale_inputs(op, se)
+            elif is_depthwise(op):  # input channel i is read by output channel i only
                 w = op.params["weight"]
                 op.params["weight"] = w / se.to(w.dtype).reshape(-1, *[1] * (w.dim() - 1))
             elif op.kind in DENSE_KINDS:

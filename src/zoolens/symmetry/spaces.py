@@ -21,8 +21,10 @@ PERM_LINKS = frozenset(
 ) | {"last", "depthwise"}
 #: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit).
 SCALE_LINKS = frozenset({"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add", "last"})
-#: Ops that write units with their own per-unit parameters (they can absorb a scale).
+#: Ops that write units with their own per-unit parameters (they can absorb a scale;
+#: lstm/gru a sign only, `zoolens.symmetry._rnn`).
 SCALE_PRODUCERS = frozenset({"linear", "conv1d", "conv2d", "batchnorm", "layernorm"})
+SCALE_PRODUCERS = SCALE_PRODUCERS | {"lstm", "gru"}
 
 
 @dataclass
