@@ -77,6 +77,21 @@ class Depthwise1d(nn.Module):
         return self.head(torch.flatten(torch.relu(self.pw(h)), 1))
 
 
+class ConcatMLP(nn.Module):
+    """Two branches concatenated, a residual added to the concat under LayerNorm, and a
+    dense skip (``cat([f(h), h])``): concat spaces made of concat spaces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.skip = nn.Linear(4, 5), nn.Linear(4, 3), nn.Linear(4, 8)
+        self.norm, self.c, self.head = nn.LayerNorm(8), nn.Linear(8, 6), nn.Linear(14, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([torch.relu(self.a(x)), torch.tanh(self.b(x))], dim=1)
+        h = self.norm(h + self.skip(x))
+        return self.head(torch.cat([torch.relu(self.c(h)), h], dim=1))
+
+
 #: name → (model factory, input shape without the batch axis)
 MODELS = {
     "lstm": (lambda: RnnClassifier("lstm"), (6, 5)),
@@ -86,6 +101,7 @@ MODELS = {
     "encoded": (Encoded, (4, 6)),
     "mobile": (MobileBlock, (3, 8, 8)),
     "depthwise1d": (Depthwise1d, (2, 10)),
+    "concat_mlp": (ConcatMLP, (4,)),
 }
 
 

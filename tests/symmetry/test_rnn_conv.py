@@ -156,13 +156,34 @@ def test_depthwise_units_scale_apart_from_their_inputs() -> None:
     assert_same_function(net, acted, x, rtol=1e-12)
 
 
-def test_concat_split_and_grouped_conv_spaces_are_fixed() -> None:
+def test_split_and_grouped_conv_spaces_are_fixed() -> None:
     net, _ = _net("mobile", 0)
     spaces = build_spaces(net, PERM_LINKS)
     fixed = {v for sp in spaces.values() if sp.fixed for v in sp.values}
+    free = {v for sp in free_spaces(spaces) for v in sp.values}
     for op in net.ops:
-        if op.kind in ("concat", "split") or op.attrs.get("groups", 1) == 2:
+        if op.kind == "split" or op.attrs.get("groups", 1) == 2:
             assert {*op.inputs, op.output} <= fixed
+        if op.kind == "concat":  # its parts here are all fixed (split / grouped conv)
+            assert set(op.inputs) <= fixed and op.output not in free
     # The residual sum is split, so the block's space (stem, depthwise, pointwise) is fixed
-    # too: concat/split fix what they touch rather than permute blocks of their units.
+    # too: split fixes what it touches rather than refine a space into blocks.
     assert net.op("pw").output in fixed
+
+
+def test_concat_space_is_made_of_its_inputs() -> None:
+    net, x = _net("concat_mlp", 0)
+    spaces = build_spaces(net, PERM_LINKS)
+    where = {v: sp for sp in spaces.values() for v in sp.values}
+    first = where[net.op("norm").output]  # cat(relu(a), tanh(b)) + skip, then LayerNorm
+    assert first.parts is not None and [size for _, _, size in first.parts] == [5, 3]
+    assert first not in free_spaces(spaces) and not first.fixed
+    assert net.op("skip").output in first.values  # the residual moves with the concat
+    a_space = first.parts[0][0]
+    perm = torch.tensor([4, 2, 0, 1, 3])
+    assert_same_function(net, permute_spaces(net, {a_space: perm}, spaces), x, rtol=1e-12)
+    # Sensitivity: the branch permuted, but not the concat's readers (nor the residual).
+    bad = net.clone()
+    for role in ("weight", "bias"):
+        bad.op("a").params[role] = bad.op("a").params[role][perm]
+    assert _differs(net, bad, x) > 1e-3

@@ -13,7 +13,7 @@ import torch
 
 from zoolens.ir import DENSE_KINDS, Net, ValueInfo
 from zoolens.ir.ops_rnn import RNN_KINDS, expand_gates, gate_count, is_depthwise
-from zoolens.symmetry import _rnn
+from zoolens.symmetry import _composite, _rnn
 from zoolens.symmetry.spaces import (
     PERM_LINKS,
     SCALE_LINKS,
@@ -71,14 +71,15 @@ def permute_spaces(
     Args:
         net: the network.
         perms: space root → permutation (``new[i] = old[perm[i]]``); spaces of flattened
-            values follow their parent automatically.
+            values follow their parent, and concat outputs their inputs, automatically.
         spaces: `build_spaces(net, PERM_LINKS)`, when already computed.
     """
     spaces = spaces or build_spaces(net, PERM_LINKS)
     full = dict(perms)
+    full.update(_composite.composite_perms(spaces, perms))  # concats follow their inputs
     for sp in spaces.values():
-        if sp.parent is not None and sp.parent in perms:
-            full[sp.root] = _expand_perm(perms[sp.parent], sp.block)
+        if sp.parent is not None and sp.parent in full:
+            full[sp.root] = _expand_perm(full[sp.parent], sp.block)
     where = space_of(spaces)
     out = net.clone()
     for op in out.ops:
@@ -119,7 +120,7 @@ def scale_segments(net: Net, infos: dict[str, ValueInfo] | None = None) -> list[
 
 
 def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
-    if any(s.fixed for s in family) or not producers(net, sp):
+    if any(s.fixed for s in family) or not producers(net, sp) or sp.parts:
         return None
     groups: set[str] = {"nonzero"}
     vals = {v for s in family for v in s.values}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from zoolens.ir import Net, Op, ValueInfo
 from zoolens.ir.ops_rnn import LAYOUT_KINDS, is_depthwise, is_grouped
+from zoolens.symmetry import _composite
 
 #: Ops whose output units are their input units, for permutations ("depthwise": a
 #: depthwise conv, whose output channel i reads input channel i only).
@@ -37,6 +38,7 @@ class Space:
     parent: str | None = None
     block: int = 1
     fixed: bool = False
+    parts: _composite.Parts | None = None  # a concat's units: its inputs' spaces, in order
 
 
 def _find(uf: dict[str, str], v: str) -> str:
@@ -54,8 +56,8 @@ def build_spaces(
     Returns:
         root name → `Space`; every value appears in exactly one space's ``values``.
         Spaces holding the network input or output, or read or written by a ``reshape``,
-        a concat/split/transpose or a grouped (not depthwise) conv, are ``fixed`` (never
-        permuted).
+        a split/transpose or a grouped (not depthwise) conv, are ``fixed`` (never
+        permuted). A concat output's space has ``parts`` (`zoolens.symmetry._composite`).
     """
     infos = infos or net.value_infos()
     uf = {v: v for v in infos}
@@ -77,12 +79,15 @@ def build_spaces(
     reshaped += [
         v
         for op in net.ops
-        if op.kind in LAYOUT_KINDS or is_grouped(op)
+        if (op.kind in LAYOUT_KINDS and op.kind != "concat") or is_grouped(op)
         for v in (*op.inputs, op.output)
     ]
     for v in (net.input, net.output, *reshaped):
         spaces[_find(uf, v)].fixed = True
+    _composite.attach(net, spaces, lambda v: _find(uf, v))
     _propagate_fixed(spaces)
+    while _composite.propagate_fixed(spaces):
+        _propagate_fixed(spaces)
     return spaces
 
 
@@ -106,8 +111,9 @@ def space_of(spaces: dict[str, Space]) -> dict[str, str]:
 
 
 def free_spaces(spaces: dict[str, Space]) -> list[Space]:
-    """Spaces that may be permuted independently (hidden, not derived), in stable order."""
-    return [sp for sp in spaces.values() if not sp.fixed and sp.parent is None]
+    """Spaces that may be permuted independently (hidden, not derived, not a concat's), in
+    stable order."""
+    return [sp for sp in spaces.values() if not sp.fixed and sp.parent is None and not sp.parts]
 
 
 def op_order(net: Net) -> dict[str, int]:
