@@ -89,3 +89,14 @@ def test_default_encoder_sees_depthwise_filters(encoder) -> None:  # type: ignor
     bad.op("dw").params["weight"] = bad.op("dw").params["weight"].flip(-1)  # filters reversed
     z = encoder.encode([net, bad])
     assert cosine(z[0], z[1]) < 0.9999
+
+
+def test_default_encoder_sees_the_direction(encoder) -> None:  # type: ignore[no-untyped-def]
+    """A bidirectional net with its two cells' directions swapped computes something else."""
+    net = _net("bigru", 7)
+    swapped = net.clone()
+    for op in swapped.ops:
+        if op.kind == "gru":
+            op.attrs["reverse"] = not op.attrs.get("reverse", False)
+    z = encoder.encode([net, swapped])
+    assert cosine(z[0], z[1]) < 0.9999

@@ -7,14 +7,17 @@ from torch import nn
 
 
 class RnnClassifier(nn.Module):
-    """``(B, T, F)`` → an LSTM/GRU (batch first, maybe stacked) → last step → head."""
+    """``(B, T, F)`` → an LSTM/GRU (batch first, maybe stacked or bidirectional) → last
+    step → head."""
 
-    def __init__(self, cell: str = "lstm", layers: int = 1, act: str = "tanh") -> None:
+    def __init__(
+        self, cell: str = "lstm", layers: int = 1, act: str = "tanh", bidirectional: bool = False
+    ) -> None:
         super().__init__()
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = rnn(5, 8, num_layers=layers, batch_first=True)
+        self.rnn = rnn(5, 8, num_layers=layers, batch_first=True, bidirectional=bidirectional)
         self.act = nn.Tanh() if act == "tanh" else nn.ReLU()
-        self.head = nn.Linear(8, 3)
+        self.head = nn.Linear(16 if bidirectional else 8, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
@@ -98,6 +101,8 @@ MODELS = {
     "lstm_relu": (lambda: RnnClassifier("lstm", act="relu"), (6, 5)),
     "gru2": (lambda: RnnClassifier("gru", layers=2), (6, 5)),
     "lstm2": (lambda: RnnClassifier("lstm", layers=2), (6, 5)),
+    "bilstm2": (lambda: RnnClassifier("lstm", layers=2, bidirectional=True), (6, 5)),
+    "bigru": (lambda: RnnClassifier("gru", bidirectional=True), (6, 5)),
     "encoded": (Encoded, (4, 6)),
     "mobile": (MobileBlock, (3, 8, 8)),
     "depthwise1d": (Depthwise1d, (2, 10)),

@@ -33,6 +33,25 @@ def test_rnn_equals_torch(kind: str, bias: bool) -> None:
     torch.testing.assert_close(got.transpose(1, 2), ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_reverse_cell_is_the_backward_half(kind: str) -> None:
+    torch.manual_seed(3)
+    m = (nn.LSTM if kind == "lstm" else nn.GRU)(4, 5, batch_first=True, bidirectional=True)
+    m = m.double()
+    x = torch.randn(2, 6, 4, dtype=torch.float64)
+    params = {
+        role: getattr(m, f"{role}_l0_reverse").detach()
+        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    }
+    back = Op("r", kind, ("x",), "r", params, {"reverse": True})
+    with torch.no_grad():
+        ref = m(x)[0][..., 5:]  # (B, T, H): the backward direction's states
+        got = back.run([x.transpose(1, 2)]).transpose(1, 2)
+        forward_only = Op("r", kind, ("x",), "r", params).run([x.transpose(1, 2)])
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert (forward_only.transpose(1, 2) - ref).abs().max() > 1e-3  # the flag matters
+
+
 def test_gru_differs_from_lstm_gate_order() -> None:
     """Sensitivity: the runner reads PyTorch's gate order; swapping two blocks changes it."""
     torch.manual_seed(1)

@@ -19,9 +19,9 @@ from .rnn_families import MODELS, make, num_weights
 
 ONNX_CASES = [
     (name, dynamo)
-    for name in ("lstm", "gru2", "lstm2", "encoded", "mobile", "depthwise1d")
+    for name in ("lstm", "gru2", "lstm2", "bilstm2", "bigru", "encoded", "mobile", "depthwise1d")
     for dynamo in (False, True)
-    if not (dynamo and name in ("lstm2", "depthwise1d"))  # the dynamo exporter is slow
+    if not (dynamo and name in ("lstm2", "bigru", "depthwise1d"))  # the dynamo exporter is slow
 ]
 
 
@@ -69,7 +69,7 @@ def test_onnx_import_reproduces_the_model(name: str, dynamo: bool, tmp_path: Pat
         assert kinds >= {"last"} and kinds & {"lstm", "gru"}
     if not dynamo and name == "mobile":  # BatchNorm kept: the weights are the module's
         assert net.num_params() == num_weights(model)
-    if name in ("lstm", "gru2", "lstm2", "encoded"):
+    if name in ("lstm", "gru2", "lstm2", "bilstm2", "bigru", "encoded"):
         assert net.num_params() == sum(p.numel() for p in model.parameters())
     for n in (1, 3):
         x = _inputs(shape, n)
@@ -97,18 +97,18 @@ class _FinalState(nn.Module):
         return self.rnn(x)[1][0]
 
 
-class _Bidirectional(nn.Module):
+class _TimeMajor(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.rnn = nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+        self.rnn = nn.LSTM(3, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rnn(x)[0][:, -1]
+        return self.rnn(x)[0][-1]
 
 
 @pytest.mark.parametrize(
     ("module", "what"),
-    [(_FinalState(), "final state"), (_Bidirectional(), "bidirectional=True")],
+    [(_FinalState(), "final state"), (_TimeMajor(), "batch_first=False")],
 )
 def test_unsupported_rnn_uses_are_named(module: nn.Module, what: str) -> None:
     with pytest.raises(UnsupportedOpError, match=what) as err:

@@ -7,7 +7,7 @@ to every hidden unit whose features are that pair's gate weights (4 or 3 slots),
 recurrent edge between every pair of hidden units (self-loops included) with the
 hidden-to-hidden gate weights; the self-loop also carries the unit's gate biases
 (LSTM: ``bias_ih + bias_hh`` per gate; GRU: r and z summed, then ``b_in`` and ``b_hn``,
-which ``r`` separates).
+which ``r`` separates) and, for a cell that reads time backwards, a 1 in the last slot.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from zoolens.errors import UnsupportedOpError
-from zoolens.graph.neural_graph import ROLE_HIDDEN
+from zoolens.graph.neural_graph import KERNEL, ROLE_HIDDEN
 from zoolens.ir import Op
 from zoolens.ir.ops_rnn import gate_count
 
@@ -58,9 +58,12 @@ def recurrent(b: _Builder, op: Op, inp: _Units) -> _Units:
     into = w_ih.reshape(g, h, f).permute(1, 2, 0).reshape(h * f, g)  # (H*F, G) target-major
     b.connect(src, out, into, "dense", all_pairs=True)
     rec = w_hh.reshape(g, h, h).permute(1, 2, 0).reshape(h * h, g)  # (H*H, G)
-    attr = torch.cat([rec, rec.new_zeros((h * h, 4))], dim=1)  # (H*H, G + 4)
+    attr = rec.new_zeros((h * h, KERNEL))  # gates, then biases (self-loops), reverse flag
+    attr[:, :g] = rec
     diag = torch.arange(h) * (h + 1)
-    attr[diag, g:] = biases.to(attr.dtype)
+    attr[diag, g : g + 4] = biases.to(attr.dtype)
+    if op.attrs.get("reverse", False):  # the backward cell of a bidirectional RNN
+        attr[diag, KERNEL - 1] = 1.0
     b.connect(out, out, attr, "recurrent", all_pairs=True)
     return replace(inp, nodes=out, block=1, fresh=False, grid=())
 

@@ -21,10 +21,10 @@ from zoolens.ir.ops import Op
 _SPLITS = ("split", "chunk")
 
 
-def _rnn_params(m: nn.RNNBase, layer: int) -> dict[str, torch.Tensor]:
+def _rnn_params(m: nn.RNNBase, layer: int, suffix: str = "") -> dict[str, torch.Tensor]:
     out = {}
     for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        t = getattr(m, f"{role}_l{layer}", None)
+        t = getattr(m, f"{role}_l{layer}{suffix}", None)
         if t is not None:
             out[role] = t.detach().clone()
     return out
@@ -87,11 +87,10 @@ class FxRnn:
 
     def _rnn(self, node: torch.fx.Node, m: nn.RNNBase) -> None:
         name = str(node.target)
-        if not m.batch_first or m.bidirectional or getattr(m, "proj_size", 0):
+        if not m.batch_first or getattr(m, "proj_size", 0):
             raise UnsupportedOpError(
                 f"module {name!r}: {type(m).__name__} with batch_first={m.batch_first}, "
-                f"bidirectional={m.bidirectional} (need batch_first=True, one direction, "
-                "no projection)"
+                f"proj_size={getattr(m, 'proj_size', 0)} (need batch_first=True, no projection)"
             )
         if len(node.args) > 1 or node.kwargs:
             raise UnsupportedOpError(f"module {name!r}: an initial state is not supported")
@@ -100,6 +99,12 @@ class FxRnn:
         for layer in range(m.num_layers):
             op_name = name.replace(".", "_") + (f"_l{layer}" if m.num_layers > 1 else "")
             self.ops.append(Op(op_name, kind, (value,), op_name, _rnn_params(m, layer)))
+            if m.bidirectional:  # the backward cell, its states concatenated after
+                back, both = f"{op_name}_reverse", f"{op_name}_both"
+                params = _rnn_params(m, layer, "_reverse")
+                self.ops.append(Op(back, kind, (value,), back, params, {"reverse": True}))
+                self.ops.append(Op(both, "concat", (op_name, back), both))
+                op_name = both
             value = op_name
         self._tuples[node.name] = (value, "")  # (output, final state: not supported)
 

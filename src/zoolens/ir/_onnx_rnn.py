@@ -3,7 +3,8 @@
 Private to `zoolens.ir.onnx_import`. ONNX's recurrent ops are time-major (``(T, B, F)`` in,
 ``(T, D, B, H)`` out); the IR holds sequences as ``(B, F, T)``. A *view* records how an
 ONNX value is laid out relative to an IR value: one letter per ONNX axis, the IR axis it
-is (``"0"``, ``"1"``, ``"2"``) or ``"s"`` for a size-1 axis the IR value lacks. Transpose,
+is (``"0"``, ``"1"``, ``"2"``), ``"s"`` for a size-1 axis the IR value lacks, or ``"D"``,
+``"H"`` for the direction and hidden axes that a bidirectional RNN's units split into. Transpose,
 Squeeze and a squeezing Reshape only change the letters; an op that needs the IR layout
 (an LSTM, the last time step) reads through them, and any other op reads a view through
 a ``transpose`` op, or fails if the batch axis is not first.
@@ -43,7 +44,7 @@ def _view(b: Builder, v: str) -> tuple[str, str]:
 def materialise(b: Builder, v: str) -> str:
     """IR value equal to ONNX value `v` (a ``transpose`` op if its letters ask for one)."""
     ir, letters = b.views[v]
-    if "s" in letters or letters[:1] != "0":
+    if not letters.isdigit() or letters[:1] != "0":
         raise Unsupported(
             ["<sequence>"],
             f"value {v!r} is time-major or has a size-1 direction axis (layout {letters!r}); "
@@ -75,9 +76,11 @@ def _sequence(b: Builder, v: str, order: str, node: Node) -> str:
 
 def _rnn(b: Builder, node: Node) -> None:
     kind = node.op_type
-    if node.attr("direction", "forward") != "forward" or node.attr("clip") is not None:
-        raise _fail(node, "only forward direction without clip is supported")
-    if [str(a) for a in node.attr("activations", _DEFAULT_ACTS[kind])] != _DEFAULT_ACTS[kind]:
+    direction = node.attr("direction", "forward")
+    if direction == "reverse" or node.attr("clip") is not None:
+        raise _fail(node, "direction=reverse or clip is not supported")
+    acts = [str(a) for a in node.attr("activations", _DEFAULT_ACTS[kind] * 2)]
+    if acts[: len(_DEFAULT_ACTS[kind])] != _DEFAULT_ACTS[kind] or len(set(acts)) > 2:
         raise _fail(node, f"activations {node.attr('activations')} (need the defaults)")
     if node.attr("input_forget", 0) or (kind == "GRU" and not node.attr("linear_before_reset", 0)):
         raise _fail(node, "input_forget=1 or linear_before_reset=0 (not torch's cell)")
@@ -91,8 +94,20 @@ def _rnn(b: Builder, node: Node) -> None:
             raise _fail(node, f"output {extra!r} (final state) is used; read Y instead")
     layout = int(node.attr("layout", 0))
     src = _sequence(b, node.inputs[0], "btf" if layout else "tbf", node)
-    order = _GATE_ORDER[kind]
-    w, r = b.const(node, 1)[0], b.const(node, 2)[0]  # (G*H, F), (G*H, H)
+    hint = b._hint(node)
+    names = [_cell(b, node, src, d, hint) for d in range(2 if direction == "bidirectional" else 1)]
+    if len(names) == 1:
+        b.views[node.outputs[0]] = (names[0], "0s21" if layout else "2s01")  # Y: (T, D, B, H)
+        return
+    both = b._unique(f"{hint}_both")
+    b.ops.append(Op(both, "concat", tuple(names), both))
+    b.views[node.outputs[0]] = (both, "02DH" if layout else "2D0H")  # units split in (D, H)
+
+
+def _cell(b: Builder, node: Node, src: str, d: int, hint: str) -> str:
+    """Append the IR op of direction `d` (0 forward, 1 backward) of `node`; its name."""
+    order = _GATE_ORDER[node.op_type]
+    w, r = b.const(node, 1)[d], b.const(node, 2)[d]  # (G*H, F), (G*H, H)
     h = r.shape[1]
 
     def torch_order(a: np.ndarray) -> np.ndarray:
@@ -101,13 +116,14 @@ def _rnn(b: Builder, node: Node) -> None:
 
     params = {"weight_ih": torch_order(w), "weight_hh": torch_order(r)}
     if b.has(node, 3):
-        bias = b.const(node, 3)[0]  # (2*G*H,)
+        bias = b.const(node, 3)[d]  # (2*G*H,)
         params["bias_ih"] = torch_order(bias[: len(order) * h])
         params["bias_hh"] = torch_order(bias[len(order) * h :])
-    name = b._unique(b._hint(node))
+    name = b._unique(hint if d == 0 else f"{hint}_reverse")
     tensors = {k: to_tensor(a) for k, a in params.items()}
-    b.ops.append(Op(name, kind.lower(), (src,), name, tensors))
-    b.views[node.outputs[0]] = (name, "0s21" if layout else "2s01")  # Y: (T, D, B, H)
+    attrs = {"reverse": True} if d else {}
+    b.ops.append(Op(name, node.op_type.lower(), (src,), name, tensors, attrs))
+    return name
 
 
 def _transpose(b: Builder, node: Node) -> None:
@@ -143,19 +159,27 @@ def _set_view(b: Builder, v: str, ir: str, letters: str) -> None:
 
 
 def _reshape_view(b: Builder, node: Node) -> bool:
-    """A Reshape that only drops size-1 axes of a view; returns whether it was one."""
+    """A Reshape that only drops size-1 axes of a view or joins its direction and hidden
+    axes (``D, H`` → units); returns whether it was one."""
     if node.inputs[0] not in b.views:
         return False
     ir, letters = b.views[node.inputs[0]]
     shape = b.graph.shape(node.inputs[0]) or (None,) * len(letters)
-    kept = [(c, d) for c, d in zip(letters, shape, strict=True) if c != "s"]
+    kept: list[tuple[str, int | None]] = []
+    for c, d in zip(letters, shape, strict=True):
+        if c == "H" and kept and kept[-1][0] == "D":  # (D, H) → the concat's units
+            prev = kept.pop()[1]
+            kept.append(("1", None if prev is None or d is None else prev * d))
+        elif c != "s":
+            kept.append((c, d))
     target = [int(t) for t in b.const(node, 1).reshape(-1)]
-    if len(target) != len(kept) or target.count(-1) > 1 or len(kept) == len(letters):
+    new = "".join(c for c, _ in kept)
+    if len(target) != len(kept) or target.count(-1) > 1 or new == letters:
         return False  # a real reshape: of the value in the IR layout, if it has one
     for t, (_, d) in zip(target, kept, strict=True):
         if t not in (-1, 0, BATCH) and d is not None and t != d:
             return False
-    _set_view(b, node.outputs[0], ir, "".join(c for c, _ in kept))
+    _set_view(b, node.outputs[0], ir, new)
     return True
 
 

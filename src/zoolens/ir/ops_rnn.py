@@ -4,11 +4,14 @@ last time step and transposes.
 A sequence value has layout ``(B, F, T)``: units on axis 1, time on the last axis.
 ``lstm`` and ``gru`` are single-layer, unidirectional cells with zero initial state and
 PyTorch's parameter layout and gate order (``nn.LSTM``: i, f, g, o; ``nn.GRU``: r, z, n);
-they map ``(B, F, T)`` to every hidden state ``(B, H, T)``.
+they map ``(B, F, T)`` to every hidden state ``(B, H, T)``. With attr ``reverse`` true
+the cell reads the sequence from its last step to its first (the backward half of a
+bidirectional RNN; its states are returned in time order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -77,6 +80,19 @@ def _rnn_params(op: Op, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return w_ih, w_hh, p.get("bias_ih", zeros), p.get("bias_hh", zeros)
 
 
+def _directed(
+    run: Callable[[Op, list[torch.Tensor]], torch.Tensor],
+) -> Callable[[Op, list[torch.Tensor]], torch.Tensor]:
+    """`run` over the reversed sequence when ``attrs["reverse"]``, states in time order."""
+
+    def wrapped(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
+        if not op.attrs.get("reverse", False):
+            return run(op, xs)
+        return run(op, [xs[0].flip(-1)]).flip(-1)
+
+    return wrapped
+
+
 def run_lstm(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     """``(B, F, T) → (B, H, T)``, as ``nn.LSTM`` (gates i, f, g, o; zero initial state)."""
     w_ih, w_hh, b_ih, b_hh = _rnn_params(op, xs[0])
@@ -132,8 +148,8 @@ def run_transpose(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
 
 
 RUNNERS = {
-    "lstm": run_lstm,
-    "gru": run_gru,
+    "lstm": _directed(run_lstm),
+    "gru": _directed(run_gru),
     "concat": run_concat,
     "split": run_split,
     "last": run_last,
