@@ -3,6 +3,8 @@ encoder on them: exactly invariant, and moved by what is not a symmetry."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from tests.ir.rnn_families import MODELS, make
@@ -10,6 +12,7 @@ from tests.ir.rnn_families import MODELS, make
 from zoolens.graph import EDGE_TYPES, net_to_graph
 from zoolens.graph.neural_graph import EDGE_ALIASES
 from zoolens.ir import Net, load_net
+from zoolens.ir.onnx_import import import_onnx
 from zoolens.nn import load_encoder
 from zoolens.testing import assert_invariant, cosine
 
@@ -100,3 +103,21 @@ def test_default_encoder_sees_the_direction(encoder) -> None:  # type: ignore[no
             op.attrs["reverse"] = not op.attrs.get("reverse", False)
     z = encoder.encode([net, swapped])
     assert cosine(z[0], z[1]) < 0.9999
+
+
+def test_onnx_and_fx_imports_embed_alike(encoder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A bidirectional LSTM read from its ONNX export embeds as the module does, and
+    exactly invariantly; another seed of the family does not embed alike."""
+    model, shape = make("bilstm2", 8)
+    path = str(tmp_path / "bilstm.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = {"x": {0: "batch"}}
+        x = torch.randn(2, *shape)
+        torch.onnx.export(model, (x,), path, dynamo=False, input_names=["x"], dynamic_axes=axes)
+    from_onnx = import_onnx(path, strict=True)
+    assert isinstance(from_onnx, Net)
+    z = encoder.encode([from_onnx, _net("bilstm2", 8), _net("bilstm2", 9)])
+    assert cosine(z[0], z[1]) >= 0.9999
+    assert cosine(z[0], z[2]) < 0.999
+    assert_invariant(encoder, from_onnx, torch.Generator().manual_seed(2), n_actions=2)

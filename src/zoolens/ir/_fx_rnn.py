@@ -87,7 +87,7 @@ class FxRnn:
 
     def _rnn(self, node: torch.fx.Node, m: nn.RNNBase) -> None:
         name = str(node.target)
-        if not m.batch_first or getattr(m, "proj_size", 0):
+        if not m.batch_first or int(getattr(m, "proj_size", 0)):
             raise UnsupportedOpError(
                 f"module {name!r}: {type(m).__name__} with batch_first={m.batch_first}, "
                 f"proj_size={getattr(m, 'proj_size', 0)} (need batch_first=True, no projection)"
@@ -124,7 +124,7 @@ class FxRnn:
             return True
         if src.name in self._splits:
             value, bounds = self._splits[src.name]
-            start, stop = bounds[int(idx)]  # type: ignore[call-overload]
+            start, stop = bounds[_int(idx)]
             self.ops.append(
                 Op(node.name, "split", (value,), node.name, {}, {"start": start, "stop": stop})
             )
@@ -136,9 +136,10 @@ class FxRnn:
 
     def _swap(self, node: torch.fx.Node) -> bool:
         """``x.transpose(1, 2)`` / ``x.permute(0, 2, 1)`` of a rank-3 value: a relabelling."""
-        x, dims = node.args[0], [int(d) % 3 for d in node.args[1:]]  # type: ignore[call-overload]
-        if len(dims) == 1 and isinstance(node.args[1], (list, tuple)):
-            dims = [int(d) % 3 for d in node.args[1]]
+        x, args = node.args[0], list(node.args[1:])
+        if len(args) == 1 and isinstance(args[0], (list, tuple)):
+            args = list(args[0])
+        dims = [_int(d) % 3 for d in args]
         meta = node.meta.get("tensor_meta")
         if not isinstance(x, torch.fx.Node) or meta is None or len(meta.shape) != 3:
             return False
@@ -151,42 +152,57 @@ class FxRnn:
         return True
 
     def _cat(self, node: torch.fx.Node) -> bool:
-        xs = node.args[0]
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        assert isinstance(xs, (list, tuple))
-        if all(isinstance(x, torch.fx.Node) and x.name in self.transposed for x in xs) and dim in (
-            2,
-            -1,
-        ):
-            ins = tuple(self.transposed[x.name] for x in xs)  # type: ignore[union-attr]
+        xs: list[Any] = list(node.args[0])  # type: ignore[arg-type]
+        rank = len(_meta_shape(node))
+        dim = _int(node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)) % rank
+        if any(not isinstance(x, torch.fx.Node) for x in xs):
+            raise UnsupportedOpError(f"fx node {node.name!r}: cat of a constant")
+        if all(x.name in self.transposed for x in xs) and rank == 3 and dim == 2:
+            ins = tuple(self.transposed[x.name] for x in xs)
             self.ops.append(Op(node.name, "concat", ins, node.name))
             self.transposed[node.name] = node.name
             return True
         if dim != 1:
             raise UnsupportedOpError(f"fx node {node.name!r}: cat along dim {dim} (only 1)")
-        ins = tuple(self.materialise(x.name) for x in xs)  # type: ignore[union-attr]
+        ins = tuple(self.materialise(x.name) for x in xs)
         self.ops.append(Op(node.name, "concat", ins, node.name))
         return True
 
     def _split(self, node: torch.fx.Node) -> None:
         x, arg = node.args[0], node.args[1]
-        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
         assert isinstance(x, torch.fx.Node)
+        shape = _meta_shape(x)
+        dim = _int(node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)) % len(shape)
         if dim != 1:
             raise UnsupportedOpError(f"fx node {node.name!r}: split along dim {dim} (only 1)")
-        meta = x.meta.get("tensor_meta")
-        n = int(meta.shape[1])
+        n = shape[1]
         if node.target in (torch.chunk, "chunk"):
-            size = -(-n // int(arg))  # type: ignore[call-overload]
+            size = -(-n // _int(arg))
             sizes = [min(size, n - s) for s in range(0, n, size)]
-        else:
-            sizes = [int(arg)] * (-(-n // int(arg))) if isinstance(arg, int) else list(arg)  # type: ignore[arg-type]
+        elif isinstance(arg, int):
+            sizes = [arg] * (-(-n // arg))
             sizes[-1] = n - sum(sizes[:-1])
+        else:
+            sizes = [_int(a) for a in arg]  # type: ignore[union-attr]
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         self._splits[node.name] = (
             self.materialise(x.name),
             [(s, s + k) for s, k in zip(starts, sizes, strict=True)],
         )
+
+
+def _int(a: Any) -> int:
+    """An fx argument that must be an int (a dim, a size, an index)."""
+    if not isinstance(a, int):
+        raise UnsupportedOpError(f"fx argument {a!r}: a constant int is needed")
+    return a
+
+
+def _meta_shape(node: torch.fx.Node) -> list[int]:
+    meta = node.meta.get("tensor_meta")
+    if meta is None or not hasattr(meta, "shape"):
+        raise UnsupportedOpError(f"fx node {node.name!r}: unknown shape")
+    return [int(d) for d in meta.shape]
 
 
 def _is_last_step(idx: Any) -> bool:

@@ -191,7 +191,7 @@ def _conv(b: Builder, node: Node) -> None:
     kernel = node.attr("kernel_shape")
     if kernel is not None and _ints(kernel) != list(w.shape[2:]):
         raise _fail(node, f"kernel_shape {kernel} disagrees with the weight {list(w.shape)}")
-    attrs = {
+    attrs: dict[str, Any] = {
         "stride": _ints(node.attr("strides", [1] * d)),
         "padding": _symmetric_pads(node, d),
         "dilation": _ints(node.attr("dilations", [1] * d)),

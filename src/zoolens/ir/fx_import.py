@@ -63,7 +63,7 @@ def _module_op(name: str, m: nn.Module, inp: str, out: str) -> Op | None:
                 f"module {name!r}: Conv with padding={m.padding!r}, "
                 f"padding_mode={m.padding_mode!r} is not supported (need int zero padding)"
             )
-        attrs = {
+        attrs: dict[str, Any] = {
             "stride": _ints(m.stride, d),
             "padding": _ints(m.padding, d),
             "dilation": _ints(m.dilation, d),
