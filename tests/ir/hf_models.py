@@ -79,6 +79,24 @@ FAMILIES: dict[str, Callable[[], Any]] = {
         layer_type="basic",
         num_labels=5,
     ),
+    "mobilenet_v2": _text(
+        "MobileNetV2ForImageClassification",
+        "MobileNetV2Config",
+        num_channels=3,
+        image_size=32,
+        depth_multiplier=0.25,
+        num_labels=5,
+    ),
+    "convnext": _text(
+        "ConvNextForImageClassification",
+        "ConvNextConfig",
+        num_channels=3,
+        num_stages=2,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        num_labels=5,
+        image_size=32,
+    ),
 }
 
 

@@ -40,6 +40,27 @@ def test_directory_becomes_a_net_computing_the_model(family: str, saved: dict) -
     assert net.trainable_params() == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize("family", ["llama", "convnext"])
+def test_default_embedding_is_blind_to_exact_actions_and_sees_weights(
+    family: str, saved: dict
+) -> None:
+    from zoolens.nn import load_encoder
+    from zoolens.symmetry import random_exact_action
+
+    net = load_net(saved[family][0]).to(torch.float64)
+    moved = random_exact_action(net, torch.Generator().manual_seed(0))
+    x = hf_models.example(saved[family][1], net.input_shape)
+    x = x.double() if x.is_floating_point() else x
+    assert not all(torch.equal(a, b) for a, b in zip(net.parameters(), moved.parameters()))
+    assert torch.allclose(moved(x), net(x), rtol=1e-5, atol=1e-8)
+    bad = net.clone()  # a non-symmetry: the first weighted op's weights tripled
+    first = next(op for op in bad.ops if "weight" in op.params)
+    first.params["weight"] = first.params["weight"] * 3
+    z = load_encoder().encode([net, moved, bad])
+    assert float(z[0] @ z[1]) >= 0.9999
+    assert 1 - float(z[0] @ z[2]) > 10 * max(1 - float(z[0] @ z[1]), 1e-6)
+
+
 def test_tied_head_is_counted_once_and_stays_tied(saved: dict) -> None:
     net = load_net(saved["gpt2"][0])
     (keys,) = net.meta["tied"].values()

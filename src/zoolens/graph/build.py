@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
+from zoolens.graph import _rnn_conv
 from zoolens.graph.cache import ArchParts, GraphCache
 from zoolens.graph.neural_graph import (
+    EDGE_ALIASES,
     EDGE_TYPES,
     KERNEL,
     ROLE_HIDDEN,
@@ -95,10 +97,13 @@ class _Builder:
                 src, dst = src.repeat(dst.numel()), dst.repeat_interleave(src.numel())
             self.src.append(src)
             self.dst.append(dst)
-            self.etype.append(torch.full((src.numel(),), EDGE_TYPES.index(kind), dtype=torch.long))
+            slot = EDGE_TYPES.index(EDGE_ALIASES.get(kind, kind))
+            self.etype.append(torch.full((src.numel(),), slot, dtype=torch.long))
 
 
 def _dense(b: _Builder, op: Op, inp: _Units) -> _Units:
+    if int(op.attrs.get("groups", 1)) > 1:
+        return _rnn_conv.grouped_conv(b, op, inp)
     w = op.params["weight"]
     n_out = w.shape[0]
     out = b.new_layer(n_out, ROLE_HIDDEN, op.params.get("bias"))
@@ -175,9 +180,9 @@ def _walk(
     for op in net.ops:
         if op is first:
             continue
-        if op.kind == "reshape":
+        if op.kind in ("reshape", "transpose"):
             raise UnsupportedOpError(
-                f"op {op.name!r}: reshape of a hidden value (the neural graph reads a "
+                f"op {op.name!r}: {op.kind} of a hidden value (the neural graph reads a "
                 "reshape of the network input only)"
             )
         ins = [units[v] for v in op.inputs]
@@ -195,6 +200,13 @@ def _walk(
         elif op.kind in SEQ_GRAPH:
             nodes = SEQ_GRAPH[op.kind](b, op, [_plain(v, op).nodes for v in ins])
             units[op.output] = _Units(nodes, fresh=op.kind == "embedding")
+        elif op.kind in ("lstm", "gru"):
+            units[op.output] = _rnn_conv.recurrent(b, op, u)
+            b.x[units[op.output].nodes, F_ACT + ACTIVATIONS.index(_rnn_conv.RNN_ACT)] = 1.0
+        elif op.kind == "concat":
+            units[op.output] = _rnn_conv.concat(op, ins)
+        elif op.kind == "split":
+            units[op.output] = _rnn_conv.split(op, u)
         elif op.kind == "flatten":
             info = infos[op.inputs[0]]
             grid = info.spatial if u.block == 1 else ()
@@ -208,7 +220,7 @@ def _walk(
 def _input_reshape(net: Net) -> Op | None:
     """The reshape that is the only reader of the network input, if there is one."""
     readers = [op for op in net.ops if net.input in op.inputs]
-    return readers[0] if len(readers) == 1 and readers[0].kind == "reshape" else None
+    return readers[0] if len(readers) == 1 and readers[0].kind in ("reshape", "transpose") else None
 
 
 def _mark_unitwise(b: _Builder, op: Op, u: _Units) -> None:

@@ -8,6 +8,9 @@ import torch
 
 ROLE_INPUT, ROLE_HIDDEN, ROLE_OUTPUT = 0, 1, 2
 EDGE_TYPES = ("dense", "conv1d", "conv2d", "flatten", "residual", "layernorm", "batchnorm")
+#: Edge kinds that share an existing type's slot (a new type would change the shape of the
+#: shipped encoder's type embedding): a recurrent edge is a filter along time, like conv1d.
+EDGE_ALIASES = {"recurrent": "conv1d"}
 KERNEL = 9  # edge weight slots: a 3x3 kernel; longer vectors are resampled to this
 DOMAIN_FEATURES = 3  # per graph: log input size, input rank, log output count
 

@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from zoolens.ir._onnx_graph import BATCH, Shape, Unsupported
+from zoolens.ir._onnx_rnn import is_zero_state
 
 #: Batch sizes the static part is evaluated at when the file leaves the batch axis free
 #: (three, so that ``B // 2`` or ``B % 2`` cannot pass for a constant).
@@ -188,7 +189,8 @@ def infer_at(
     body = [n for n in nodes if not all(o in values for o in n.output if o)]
     elem = {i.name: i.type.tensor_type.elem_type for i in g.input}
     inputs = [helper.make_tensor_value_info(input_name, elem[input_name], list(input_shape))]
-    inits = [numpy_helper.from_array(np.ascontiguousarray(a), k) for k, a in values.items()]
+    # np.array, not np.ascontiguousarray, which makes a 0-d index 1-d (and Gather's rank wrong)
+    inits = [numpy_helper.from_array(np.array(a, order="C"), k) for k, a in values.items()]
     for t in g.initializer:
         if t.data_type in _FLOATS and np.prod(t.dims, dtype=np.int64) > 64:
             inputs.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
@@ -237,6 +239,9 @@ def _compare(
     for v in sorted(read & done):
         arrays = [r[v] for r in runs]
         value = _batch_invariant(arrays, batches)
+        readers = [(n.op_type, i) for n in kept for i, x in enumerate(n.input) if x == v]
+        if value is None and is_zero_state(v, arrays, readers):
+            value = arrays[0]  # zeros; the recurrent op's initial state has the input's batch
         if value is None:
             node = producer[v]
             raise Unsupported(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from zoolens.ir import _onnx_rnn
 from zoolens.ir._onnx_elementwise import ELEMENTWISE, Regions, f32, match_activation
 from zoolens.ir._onnx_graph import BATCH, Node, OnnxGraph, Unsupported, reduce_axes, to_tensor
 from zoolens.ir.ops import Op
@@ -31,6 +32,8 @@ class Builder:
         self.names: dict[str, str] = {graph.input: "input"}
         self._taken: set[str] = {"input"}
         self._failed: dict[str, Unsupported] = {}
+        #: ONNX values held as a relayout of an IR value (`zoolens.ir._onnx_rnn`)
+        self.views: dict[str, tuple[str, str]] = {}
 
     def build(self) -> tuple[list[Op], str]:
         """Returns: the ops in order and the IR name of the graph's output."""
@@ -44,6 +47,8 @@ class Builder:
         """IR name of ONNX value `v`, emitting the activation that computes it if needed."""
         if v in self.names:
             return self.names[v]
+        if v in self.views:
+            return _onnx_rnn.materialise(self, v)
         if v in self._failed:
             raise self._failed[v]
         if v not in self.regions.producer:
@@ -181,20 +186,18 @@ def _gemm(b: Builder, node: Node) -> None:
 def _conv(b: Builder, node: Node) -> None:
     w = b.const(node, 1)
     d = w.ndim - 2
-    if d not in (1, 2) or node.attr("group", 1) != 1:
-        raise _fail(
-            node,
-            f"{d}-d convolution with group={node.attr('group', 1)} "
-            "(the IR has 1-d and 2-d convolutions with group=1)",
-        )
+    if d not in (1, 2):
+        raise _fail(node, f"{d}-d convolution (the IR has 1-d and 2-d convolutions)")
     kernel = node.attr("kernel_shape")
     if kernel is not None and _ints(kernel) != list(w.shape[2:]):
         raise _fail(node, f"kernel_shape {kernel} disagrees with the weight {list(w.shape)}")
-    attrs = {
+    attrs: dict[str, Any] = {
         "stride": _ints(node.attr("strides", [1] * d)),
         "padding": _symmetric_pads(node, d),
         "dilation": _ints(node.attr("dilations", [1] * d)),
     }
+    if int(node.attr("group", 1)) != 1:
+        attrs["groups"] = int(node.attr("group"))
     params = {"weight": w}
     if b.has(node, 2):
         params["bias"] = b.const(node, 2)
@@ -358,5 +361,6 @@ TRANSLATORS: dict[str, Callable[[Builder, Node], None]] = {
     "ReduceMean": _reduce_mean,
     "Dropout": _dropout,
 }
+TRANSLATORS.update(_onnx_rnn.translators(TRANSLATORS))
 #: ONNX op types the translator knows (others make a file unsupported up front).
 KNOWN_OPS = frozenset(TRANSLATORS) | ELEMENTWISE

@@ -13,6 +13,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from zoolens.errors import LoadError, UnsupportedOpError
+from zoolens.ir._fx_rnn import FxRnn
 from zoolens.ir.net import Net
 from zoolens.ir.ops import Op
 
@@ -57,16 +58,18 @@ def _module_op(name: str, m: nn.Module, inp: str, out: str) -> Op | None:
         return Op(name, "linear", (inp,), out, p)
     if isinstance(m, (nn.Conv1d, nn.Conv2d)):
         d = 1 if isinstance(m, nn.Conv1d) else 2
-        if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
+        if m.padding_mode != "zeros" or isinstance(m.padding, str):
             raise UnsupportedOpError(
-                f"module {name!r}: Conv with groups={m.groups}, padding={m.padding!r}, "
-                f"padding_mode={m.padding_mode!r} is not supported (need groups=1, int padding)"
+                f"module {name!r}: Conv with padding={m.padding!r}, "
+                f"padding_mode={m.padding_mode!r} is not supported (need int zero padding)"
             )
-        attrs = {
+        attrs: dict[str, Any] = {
             "stride": _ints(m.stride, d),
             "padding": _ints(m.padding, d),
             "dilation": _ints(m.dilation, d),
         }
+        if m.groups != 1:
+            attrs["groups"] = int(m.groups)
         return Op(name, f"conv{d}d", (inp,), out, p, attrs)
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         if m.running_mean is None or m.running_var is None:
@@ -180,13 +183,16 @@ def _translate(gm: torch.fx.GraphModule, input_shape: tuple[int, ...]) -> Net:
     alias: dict[str, str] = {}
     ops: list[Op] = []
     inp, out = "input", ""
+    rnn = FxRnn(alias, ops, modules)
 
     def src(a: Any) -> str:
         if not isinstance(a, torch.fx.Node):
             raise UnsupportedOpError(f"constant operand {a!r} where a tensor was expected")
-        return alias.get(a.name, a.name)
+        return rnn.materialise(a.name)
 
     for node in gm.graph.nodes:
+        if node.op in ("call_module", "call_function", "call_method") and rnn.handle(node):
+            continue
         if node.op == "placeholder":
             alias[node.name] = inp
         elif node.op == "output":

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from zoolens.errors import UnsupportedOpError
+from zoolens.ir import ops_rnn
 from zoolens.ir.ops_seq import (
     SEQ_KINDS,
     SEQ_RUNNERS,
@@ -24,7 +25,7 @@ from zoolens.ir.ops_seq import (
     seq_param_roles,
 )
 
-Role = Literal["out", "in", "unit"]
+Role = Literal["out", "in", "unit", "gates"]
 
 #: Op kinds whose weight maps input units to new output units (they create hidden layers).
 DENSE_KINDS = frozenset({"linear", "conv1d", "conv2d"})
@@ -52,6 +53,7 @@ EXTRA_ACTIVATIONS = {"relu6": "relu", "hardswish": "silu", "hardsigmoid": "sigmo
 KINDS = frozenset(
     DENSE_KINDS | UNITWISE_KINDS | {"layernorm", "add", "flatten", "reshape"} | SEQ_KINDS
 )
+KINDS = KINDS | ops_rnn.KINDS  # lstm, gru, concat, split, last, transpose
 
 
 @dataclass
@@ -89,6 +91,10 @@ class Op:
 
         Axes beyond the returned tuple (conv kernel axes) index no units.
         """
+        if self.kind in ops_rnn.RNN_KINDS:
+            return ops_rnn.rnn_roles(self, role)  # type: ignore[return-value]
+        if ops_rnn.is_depthwise(self):  # output channel i reads input channel i
+            return ("unit",)
         if self.kind in DENSE_KINDS:
             return ("out", "in") if role == "weight" else ("out",)
         if self.kind in ("batchnorm", "layernorm"):
@@ -121,7 +127,7 @@ def _run_dense(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
         return run_linear(op, xs)
     conv = F.conv1d if op.kind == "conv1d" else F.conv2d
     a = op.attrs
-    return conv(xs[0], w, b, a["stride"], a["padding"], a["dilation"])
+    return conv(xs[0], w, b, a["stride"], a["padding"], a["dilation"], int(a.get("groups", 1)))
 
 
 def _run_act(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
@@ -204,4 +210,5 @@ _RUNNERS = {
     # zero padding of the spatial axes; ``pads`` in F.pad order (last axis first)
     "pad": lambda op, xs: F.pad(xs[0], [int(p) for p in op.attrs["pads"]]),
     **SEQ_RUNNERS,
+    **ops_rnn.RUNNERS,
 }

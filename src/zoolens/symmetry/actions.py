@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 
 from zoolens.ir import DENSE_KINDS, Net, ValueInfo
+from zoolens.ir.ops_rnn import RNN_KINDS, expand_gates, gate_count, is_depthwise
+from zoolens.symmetry import _composite, _rnn
 from zoolens.symmetry.attention import attention_permutations
 from zoolens.symmetry.spaces import (
     PERM_LINKS,
@@ -73,14 +75,15 @@ def permute_spaces(
     Args:
         net: the network.
         perms: space root → permutation (``new[i] = old[perm[i]]``); spaces of flattened
-            values follow their parent automatically.
+            values follow their parent, and concat outputs their inputs, automatically.
         spaces: `build_spaces(net, PERM_LINKS)`, when already computed.
     """
     spaces = spaces or build_spaces(net, PERM_LINKS)
     full = dict(perms)
+    full.update(_composite.composite_perms(spaces, perms))  # concats follow their inputs
     for sp in spaces.values():
-        if sp.parent is not None and sp.parent in perms:
-            full[sp.root] = _expand_perm(perms[sp.parent], sp.block)
+        if sp.parent is not None and sp.parent in full:
+            full[sp.root] = _expand_perm(full[sp.parent], sp.block)
     where = space_of(spaces)
     out = net.clone()
     for op in out.ops:
@@ -88,6 +91,8 @@ def permute_spaces(
             for axis, kind in enumerate(op.param_roles(role)):
                 value = op.inputs[0] if kind == "in" else op.output
                 p = full.get(where[value])
+                if p is not None and kind == "gates":  # hidden units in gate blocks
+                    p = expand_gates(p, gate_count(op))
                 if p is not None:
                     t = t.index_select(axis, p.to(t.device))
             op.params[role] = t
@@ -121,12 +126,14 @@ def scale_segments(net: Net, infos: dict[str, ValueInfo] | None = None) -> list[
 
 
 def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
-    if any(s.fixed for s in family) or not producers(net, sp):
+    if any(s.fixed for s in family) or not producers(net, sp) or sp.parts:
         return None
     groups: set[str] = {"nonzero"}
     vals = {v for s in family for v in s.values}
     for op in net.ops:
-        if op.output in vals and op.kind == "act":
+        if op.output in vals and op.kind in RNN_KINDS:
+            groups.add("sign")  # h = o * tanh(c): odd in the cell gate only
+        elif op.output in vals and op.kind == "act":
             g = _ACT_GROUP.get(op.fn)
             if g is None:
                 return None
@@ -137,6 +144,7 @@ def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
             return None  # q and k: the scores are not linear in either alone
         elif any(v in vals for v in op.inputs) and op.kind not in (
             *DENSE_KINDS,
+            *RNN_KINDS,
             "batchnorm",
             "flatten",
             *SCALE_LINKS,
@@ -148,6 +156,9 @@ def _segment_group(net: Net, sp: Space, family: list[Space]) -> Group | None:
 def apply_scale(net: Net, seg: Segment, s: torch.Tensor) -> None:
     """In place: units of `seg` scaled by `s`; readers compensate, so the function holds."""
     for op in producers(net, seg.space):
+        if op.kind in RNN_KINDS:
+            _rnn.flip_outputs(op, s)
+            continue
         for role in ("weight", "bias"):
             if role in op.params:
                 t = op.params[role]
@@ -155,7 +166,12 @@ def apply_scale(net: Net, seg: Segment, s: torch.Tensor) -> None:
     for fam in seg.family:
         se = _expand(s, fam)
         for op in readers(net, fam):
-            if op.kind in DENSE_KINDS:
+            if op.kind in RNN_KINDS:
+                _rnn.scale_inputs(op, se)
+            elif is_depthwise(op):  # input channel i is read by output channel i only
+                w = op.params["weight"]
+                op.params["weight"] = w / se.to(w.dtype).reshape(-1, *[1] * (w.dim() - 1))
+            elif op.kind in DENSE_KINDS:
                 w = op.params["weight"]
                 op.params["weight"] = w / se.to(w.dtype).reshape(1, -1, *[1] * (w.dim() - 2))
             elif op.kind == "batchnorm":

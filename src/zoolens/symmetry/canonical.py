@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from zoolens.ir import Net, ValueInfo
+from zoolens.symmetry import _rnn
 from zoolens.symmetry.actions import Segment, apply_scale, scale_segments
 from zoolens.symmetry.spaces import op_order, producers
 
@@ -13,6 +14,9 @@ def incoming_rows(net: Net, seg: Segment) -> torch.Tensor:
     """Each unit's incoming weights and bias over all of its writers, ``(n_units, m)``."""
     cols = []
     for op in producers(net, seg.space):
+        if op.kind in ("lstm", "gru"):
+            cols.append(_rnn.incoming_rows(op))
+            continue
         for role in ("weight", "bias"):
             if role in op.params:
                 cols.append(op.params[role].reshape(seg.space.size, -1))

@@ -19,12 +19,16 @@ from dataclasses import dataclass, field
 import torch
 
 from zoolens.ir import Net, Op, ValueInfo
+from zoolens.ir.ops_rnn import LAYOUT_KINDS, is_depthwise, is_grouped
+from zoolens.symmetry import _composite
 
-#: Ops whose output units are their input units, for permutations.
+#: Ops whose output units are their input units, for permutations ("depthwise": a
+#: depthwise conv, whose output channel i reads input channel i only).
 PERM_LINKS = frozenset(
     {"act", "batchnorm", "layernorm", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
     | {"pad"}
     | {"rmsnorm", "mul", "channel_scale", "posembed", "prepend", "select", "tokens"}
+    | {"last", "depthwise"}
 )
 #: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit);
 #: ``sdpa`` from its v input only (see `build_spaces`).
@@ -32,10 +36,13 @@ SCALE_LINKS = frozenset(
     {"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
     | {"pad"}
     | {"channel_scale", "select", "tokens", "sdpa"}
+    | {"last"}
 )
-#: Ops that write units with their own per-unit parameters (they can absorb a scale).
+#: Ops that write units with their own per-unit parameters (they can absorb a scale;
+#: lstm/gru a sign only, `zoolens.symmetry._rnn`).
 SCALE_PRODUCERS = frozenset(
     {"linear", "conv1d", "conv2d", "batchnorm", "layernorm", "rmsnorm", "embedding"}
+    | {"lstm", "gru"}
 )
 
 
@@ -51,6 +58,7 @@ class Space:
     fixed: bool = False
     unit_map: torch.Tensor | None = None  # derived: parent unit of each unit (else block)
     tied: str | None = None  # the sdpa op whose structure alone may permute it
+    parts: _composite.Parts | None = None  # a concat's units: its inputs' spaces, in order
 
 
 def _find(uf: dict[str, str], v: str) -> str:
@@ -68,7 +76,8 @@ def build_spaces(
     Returns:
         root name → `Space`; every value appears in exactly one space's ``values``.
         Spaces holding the network input or output, or read or written by a ``reshape``,
-        are ``fixed`` (never permuted).
+        a split/transpose or a grouped (not depthwise) conv, are ``fixed`` (never
+        permuted). A concat output's space has ``parts`` (`zoolens.symmetry._composite`).
     """
     infos = infos or net.value_infos()
     uf = {v: v for v in infos}
@@ -77,7 +86,7 @@ def build_spaces(
         if op.kind == "sdpa":
             if op.kind in links:
                 derived[op.output] = (op.inputs[2], _gqa_unit_map(op, infos[op.output].units))
-        elif op.kind in links:
+        elif op.kind in links or ("depthwise" in links and is_depthwise(op)):
             for v in op.inputs:
                 uf[_find(uf, v)] = _find(uf, op.output)
         elif op.kind == "flatten":
@@ -95,9 +104,18 @@ def build_spaces(
             sp.unit_map = how
     _tie_attention(net, spaces, uf)
     reshaped = [v for op in net.ops if op.kind == "reshape" for v in (*op.inputs, op.output)]
+    reshaped += [
+        v
+        for op in net.ops
+        if (op.kind in LAYOUT_KINDS and op.kind != "concat") or is_grouped(op)
+        for v in (*op.inputs, op.output)
+    ]
     for v in (net.input, net.output, *reshaped):
         spaces[_find(uf, v)].fixed = True
+    _composite.attach(net, spaces, lambda v: _find(uf, v))
     _propagate_fixed(spaces)
+    while _composite.propagate_fixed(spaces):
+        _propagate_fixed(spaces)
     return spaces
 
 
@@ -146,8 +164,12 @@ def space_of(spaces: dict[str, Space]) -> dict[str, str]:
 
 def free_spaces(spaces: dict[str, Space]) -> list[Space]:
     """Spaces that may be permuted independently (hidden, not derived, not tied to an
-    attention op's structure), in stable order."""
-    return [sp for sp in spaces.values() if not sp.fixed and sp.parent is None and sp.tied is None]
+    attention op's structure, not a concat's), in stable order."""
+    return [
+        sp
+        for sp in spaces.values()
+        if not sp.fixed and sp.parent is None and sp.tied is None and not sp.parts
+    ]
 
 
 def op_order(net: Net) -> dict[str, int]:
