@@ -51,7 +51,9 @@ def test_default_embedding_is_blind_to_exact_actions_and_sees_weights(
     moved = random_exact_action(net, torch.Generator().manual_seed(0))
     x = hf_models.example(saved[family][1], net.input_shape)
     x = x.double() if x.is_floating_point() else x
-    assert not all(torch.equal(a, b) for a, b in zip(net.parameters(), moved.parameters()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(net.parameters(), moved.parameters(), strict=True)
+    )
     assert torch.allclose(moved(x), net(x), rtol=1e-5, atol=1e-8)
     bad = net.clone()  # a non-symmetry: the first weighted op's weights tripled
     first = next(op for op in bad.ops if "weight" in op.params)
