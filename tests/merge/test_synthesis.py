@@ -125,3 +125,9 @@ def test_config_and_load_errors(tmp_path: Path) -> None:
         DecoderConfig(layers=0)
     with pytest.raises(LoadError, match="not a saved zoolens decoder"):
         Decoder.load(tmp_path)
+
+
+def test_fit_refuses_a_zoo_of_two_architectures(encoder: Encoder) -> None:
+    nets = [tiny_mlp(0), tiny_mlp(1, width=9)]
+    with pytest.raises(ArchitectureMismatchError, match="net 1"):
+        fit_decoder(nets, encoder.encode(nets), {"steps": 1})
