@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 
 _MODULES = ["inspect", "embed", "zoo", "index", "heads", "train", "quickstart", "benchmark"]
+_MODULES += ["serve"]  # zoolens serve (issue 26)
 
 for _name in _MODULES:
     if importlib.util.find_spec(f"zoolens.cli.{_name}") is not None:
