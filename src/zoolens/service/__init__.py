@@ -11,6 +11,7 @@ Needs the ``serve`` extra (fastapi, uvicorn, python-multipart).
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ def create_app(index_dir: Any, token_file: Any = None, max_upload_mb: float = 25
     from zoolens.optional import optional_import
 
     optional_import("fastapi", "zoolens serve", "serve")
-    optional_import("multipart", "zoolens serve (uploads)", "serve", "python-multipart")
+    if importlib.util.find_spec("python_multipart") is None:  # older releases: `multipart`
+        optional_import("multipart", "zoolens serve (uploads)", "serve", "python-multipart")
     from zoolens.service.app import create_app as make
 
     return make(index_dir, token_file, max_upload_mb)

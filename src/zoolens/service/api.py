@@ -70,11 +70,16 @@ def _read_model(path: str, name: str) -> Any:
     try:
         return load_net(path)
     except ZoolensError as e:
-        raise LoadError(f"upload {name!r}: {str(e).replace(path, 'the file')}") from None
+        raise LoadError(f"upload {name!r}: {_unnamed(str(e), path)}") from None
     except Exception as e:  # a damaged file may raise anything from a parser
         raise LoadError(
             f"upload {name!r}: not a readable checkpoint ({type(e).__name__})"
         ) from None
+
+
+def _unnamed(message: str, path: str) -> str:
+    """A message without the server's temporary path (the client knows its file's name)."""
+    return message.replace(path + ": ", "").replace(path, "the file")
 
 
 def _embed(svc: Service, model: Any, name: str) -> np.ndarray:
@@ -219,7 +224,7 @@ def _add(svc: Service, upload: Any, wanted: str, metadata: dict[str, Any]) -> di
     if report.duplicates:
         raise HTTPException(409, f"upload {name!r} is already indexed as {report.duplicates[0][1]}")
     reason = report.failed[0][1] if report.failed else "nothing added"
-    raise LoadError(f"upload {name!r}: {str(reason).replace(kept, 'the file')}")
+    raise LoadError(f"upload {name!r}: {_unnamed(str(reason), kept)}")
 
 
 @router.delete("/models/{model_id}")
