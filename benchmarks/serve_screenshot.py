@@ -23,7 +23,7 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/c
 
 
 def build(zoo_dir: str, index_dir: str) -> str:
-    """Index the zoo and fit its accuracy head; return the id of a fine-tuned model."""
+    """Index the zoo and fit its accuracy head; return a fine-tuned model left out of it."""
     from zoolens.index import ModelIndex
     from zoolens.train.heads import fit_head
     from zoolens.zoo import Zoo
@@ -34,7 +34,10 @@ def build(zoo_dir: str, index_dir: str) -> str:
             index.add_zoo(zoo_dir, progress=True)
             index.save_head(fit_head(zoo, "accuracy", index.encoder), name="accuracy")
     children = zoo.manifest[zoo.manifest["parent"].astype(str) != ""]
-    return str(children["id"].iloc[0])
+    child = str(children["id"].iloc[0])
+    with ModelIndex.open(index_dir, encoder=None) as index:
+        index.remove(child, missing_ok=True)  # the query: its parent should be found
+    return child
 
 
 def zip_model(model_dir: str, out: str) -> str:

@@ -63,7 +63,8 @@ def test_upload_map_and_model_page(page: Any, checkpoints: dict) -> None:
     page.fill("#where", "task=fashion")
     page.set_input_files("#file", str(checkpoints["new"]))
     expect(rows).to_have_count(N_FASHION)
-    expect(page.locator("#results tbody")).not_to_contain_text('"task":"digits"')
+    expect(page.locator("#results tbody")).not_to_contain_text("task=digits")
+    expect(rows.first.locator("td.meta")).to_contain_text("task=fashion")
 
     page.click("#nav-map")
     expect(page.locator("#map")).to_have_attribute("data-ready", "true")

@@ -84,11 +84,12 @@ def _unnamed(message: str, path: str) -> str:
 
 def _embed(svc: Service, model: Any, name: str) -> np.ndarray:
     try:
-        return svc.index.query_vectors(model)[0]
+        vector: np.ndarray = svc.index.query_vectors(model)[0]  # (d,)
     except ZoolensError:
         raise
     except Exception as e:  # an encoder that cannot read this network
         raise LoadError(f"upload {name!r}: cannot embed it ({type(e).__name__}: {e})") from None
+    return vector
 
 
 @router.get("/health")

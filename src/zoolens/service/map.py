@@ -67,7 +67,8 @@ def _unit_square(xy: np.ndarray) -> np.ndarray:
         return xy.reshape(0, 2)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
-    return (xy - lo) / span  # (n, 2)
+    out: np.ndarray = (xy - lo) / span  # (n, 2)
+    return out
 
 
 class MapCache:

@@ -2,8 +2,11 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const PALETTE = ["#3b6fd8", "#d8543b", "#2e9e5b", "#a14fd1", "#d8a43b", "#3bb8d8",
-  "#d83b8c", "#6b7a99", "#8cc43b", "#7d4b2a"];
+const SHOWN = ["task", "family", "arch", "accuracy", "r2", "parent"]; // the rest on hover
+
+function colour(i) { // distinct hues for any number of groups (golden-angle steps)
+  return "hsl(" + Math.round((i * 137.508) % 360) + ", 65%, 48%)";
+}
 const state = { map: null, page: 0, pageSize: 50 };
 window.zoolens = state; // read by the browser tests
 
@@ -46,6 +49,13 @@ function format(value) {
   return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
+function metaCell(metadata) {
+  const m = metadata || {};
+  const text = SHOWN.filter((k) => m[k] !== undefined && m[k] !== null && m[k] !== "")
+    .map((k) => k + "=" + format(m[k])).join("  ");
+  return el("td", text, { class: "meta", title: JSON.stringify(m, null, 1) });
+}
+
 // -- neighbours tables ---------------------------------------------------------------
 function fillHits(table, hits) {
   const heads = [...new Set(hits.flatMap((h) => Object.keys(h.predictions || {})))];
@@ -66,7 +76,7 @@ function fillHits(table, hits) {
     row.appendChild(idCell);
     row.appendChild(el("td", hit.score.toFixed(4), { class: "num" }));
     for (const name of heads) row.appendChild(el("td", format((hit.predictions || {})[name]), { class: "num" }));
-    row.appendChild(el("td", JSON.stringify(hit.metadata), { class: "meta" }));
+    row.appendChild(metaCell(hit.metadata));
     body.appendChild(row);
   });
   table.hidden = false;
@@ -120,7 +130,7 @@ function drawMap() {
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   for (const p of state.map.points) {
     const value = format((p.metadata || {})[key]) || "(none)";
-    if (!colours.has(value)) colours.set(value, PALETTE[colours.size % PALETTE.length]);
+    if (!colours.has(value)) colours.set(value, colour(colours.size));
     p.px = PAD + p.x * (canvas.width - 2 * PAD);
     p.py = PAD + (1 - p.y) * (canvas.height - 2 * PAD);
     ctx.beginPath();
@@ -195,7 +205,7 @@ async function showModels() {
       const row = el("tr");
       const idCell = el("td");
       idCell.appendChild(modelLink(m.id));
-      row.append(idCell, el("td", JSON.stringify(m.metadata), { class: "meta" }));
+      row.append(idCell, metaCell(m.metadata));
       body.appendChild(row);
     }
     const first = answer.total ? answer.offset + 1 : 0;
