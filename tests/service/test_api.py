@@ -149,3 +149,25 @@ def test_page_and_assets_are_served_locally(client: Any) -> None:
     } <= set(paths)
     r = client.get("/models/m3", follow_redirects=False)
     assert r.status_code in (302, 307) and r.headers["location"] == "/#/models/m3"
+
+
+def test_the_encoders_quality_head_predicts_uploads_and_sources(
+    client: Any, checkpoints: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encoder with a quality head (``predict_quality``) adds ``quality`` to predictions."""
+    encoder = client.app.state.service.index.encoder
+    with checkpoints["zip"].open("rb") as f:
+        plain = client.post("/api/search", files={"file": ("a.zip", f)}).json()
+    assert "quality" not in plain["query"]["predictions"]  # the fake encoder has none
+    monkeypatch.setattr(encoder, "quality", object(), raising=False)
+    monkeypatch.setattr(
+        encoder, "predict_quality", lambda models: [0.25 + len(models) / 4], raising=False
+    )
+    with checkpoints["zip"].open("rb") as f:
+        body = client.post("/api/search", files={"file": ("a.zip", f)}).json()
+    assert body["query"]["predictions"]["quality"] == 0.5
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with checkpoints["new"].open("rb") as f:
+        client.post("/api/models", files={"file": ("n.zip", f)}, data={"id": "q"}, headers=auth)
+    assert client.get("/api/models/q").json()["predictions"]["quality"] == 0.5
+    assert "quality" not in client.get("/api/models/m1").json()["predictions"]  # no source

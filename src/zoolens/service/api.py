@@ -136,7 +136,7 @@ def _search_upload(
     if same_interface:
         where = where + interface_conditions(interface, f"upload {name!r}")
     query = {"file": name, "kind": type(model).__name__, **interface}
-    query["predictions"] = svc.predictions(vector[None])[0]
+    query["predictions"] = {**svc.predictions(vector[None])[0], **svc.quality(model)}
     return {"query": query, "results": svc.search(vector, k, where)}
 
 
@@ -168,7 +168,8 @@ def list_models(
 def get_model(
     request: Request, model_id: str, k: int = Query(10, ge=0, le=MAX_K)
 ) -> dict[str, Any]:
-    """Metadata, predicted labels (the index's heads), recorded lineage and nearest models."""
+    """Metadata, predictions (the index's heads; the encoder's quality head when the model's
+    source is readable), recorded lineage and nearest models."""
     svc = _service(request)
     rec = svc.record(_check_id(svc, model_id))
     z = rec.pop("embedding")
@@ -178,7 +179,7 @@ def get_model(
         "source": os.path.basename(rec["source"] or "") or None,
         "content_hash": rec["content_hash"],
         "added_at": rec["added_at"],
-        "predictions": svc.predictions(z[None])[0],
+        "predictions": {**svc.predictions(z[None])[0], **svc.source_quality(rec["source"])},
         "lineage": svc.lineage(model_id, rec["metadata"]),
         "nearest": svc.search(z, k, [], exclude=model_id) if k else [],
     }

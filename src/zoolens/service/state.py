@@ -4,6 +4,7 @@ token and the map cache — and the few steps each route shares (hits as JSON, l
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import shutil
 import threading
@@ -18,6 +19,7 @@ from zoolens.index.filters import Condition
 from zoolens.service.map import MapCache, layout
 
 UPLOADS_DIR = "uploads"
+log = logging.getLogger(__name__)
 
 
 class Service:
@@ -61,6 +63,31 @@ class Service:
             for row, value in zip(out, head.predict(z, self.index.encoder_id), strict=True):
                 row[name] = value.item() if hasattr(value, "item") else value
         return out
+
+    def quality(self, model: Any) -> dict[str, float]:
+        """``{"quality": q}``: the encoder's own quality head (``predict_quality``, accuracy
+        or R² in [0, 1]) on a loaded model; ``{}`` when the encoder has none."""
+        encoder = self.index.encoder
+        if getattr(encoder, "quality", None) is None or not hasattr(encoder, "predict_quality"):
+            return {}
+        try:
+            return {"quality": round(float(encoder.predict_quality([model])[0]), 6)}
+        except Exception as e:  # a model the quality head cannot read: no prediction
+            log.info("no quality prediction: %s", e)
+            return {}
+
+    def source_quality(self, source: str | None) -> dict[str, float]:
+        """`quality` of a model read again from its source; ``{}`` when it cannot be read."""
+        if not source or not os.path.exists(source):
+            return {}
+        from zoolens.ir import load_net
+
+        try:
+            model = load_net(source)
+        except Exception as e:  # a source changed or gone bad since it was indexed
+            log.info("no quality for %s: %s", source, e)
+            return {}
+        return self.quality(model)
 
     def search(
         self,
