@@ -116,6 +116,7 @@ def test_map_is_cached_per_index_version(client: Any, checkpoints: dict) -> None
     xy = [(p["x"], p["y"]) for p in first["points"]]
     assert all(0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 for x, y in xy)
     assert len(set(xy)) == N_MODELS  # distinct models, distinct places
+    assert set(first["points"][0]["metadata"]) == {"task", "family", "accuracy"}  # not all
     again = client.get("/api/map").json()
     assert again == first
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -171,3 +172,20 @@ def test_the_encoders_quality_head_predicts_uploads_and_sources(
         client.post("/api/models", files={"file": ("n.zip", f)}, data={"id": "q"}, headers=auth)
     assert client.get("/api/models/q").json()["predictions"]["quality"] == 0.5
     assert "quality" not in client.get("/api/models/m1").json()["predictions"]  # no source
+
+
+def test_a_slow_map_is_laid_out_at_start(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoolens.service import map as zoo_map
+    from zoolens.service.state import Service
+
+    svc = Service(str(index_dir), None, 1)
+    assert svc.warm_up() is None  # 12 models: PCA, made on request
+    slow = lambda n, method="auto": "tsne" if method == "auto" else method  # noqa: E731
+    monkeypatch.setattr(zoo_map, "choose_method", slow)
+    monkeypatch.setattr("zoolens.service.state.choose_method", slow)
+    thread = svc.warm_up()
+    assert thread is not None
+    thread.join(timeout=120)
+    monkeypatch.setattr("zoolens.service.state.layout", lambda *a, **k: pytest.fail("recomputed"))
+    assert svc.map("auto")["method"] == "tsne"
+    svc.close()

@@ -49,6 +49,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.warm_up()
         yield
         service.close()
 

@@ -16,9 +16,10 @@ from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import ZoolensError
 from zoolens.index import NO_HIT, ModelIndex
 from zoolens.index.filters import Condition
-from zoolens.service.map import MapCache, layout
+from zoolens.service.map import MapCache, choose_method, layout
 
 UPLOADS_DIR = "uploads"
+MAP_KEYS = ("task", "family", "dataset", "arch", "accuracy")  # what map points carry
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +43,22 @@ class Service:
 
     def close(self) -> None:
         self.index.close()
+
+    def warm_up(self) -> threading.Thread | None:
+        """Lay out the map in the background when it is slow to make (UMAP / t-SNE), so the
+        first visitor of the map does not wait for it; None when there is nothing to do."""
+        if choose_method(len(self.index)) == "pca":
+            return None
+
+        def run() -> None:
+            try:
+                self.map("auto")
+            except Exception as e:  # the map route reports the same error when asked
+                log.warning("zoo map warm-up failed: %s", e)
+
+        thread = threading.Thread(target=run, name="zoolens-map-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     # -- access --------------------------------------------------------------------------
     def authorised(self, header: str | None) -> bool | None:
@@ -129,7 +146,10 @@ class Service:
         def make() -> dict[str, Any]:
             ids, z = self.index.embeddings()
             used, xy = layout(z, method)
-            metas = {r["id"]: r["metadata"] for r in self.index.records()}
+            metas = {
+                r["id"]: {k: r["metadata"][k] for k in MAP_KEYS if k in r["metadata"]}
+                for r in self.index.records()
+            }
             points = [
                 {
                     "id": i,
