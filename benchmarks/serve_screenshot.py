@@ -23,7 +23,8 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/c
 
 
 def build(zoo_dir: str, index_dir: str) -> str:
-    """Index the zoo and fit its accuracy head; return a fine-tuned model left out of it."""
+    """Index the zoo and fit its accuracy head; return a fine-tuned classifier left out of it
+    (the head predicts test accuracy, which regressors lack)."""
     from zoolens.index import ModelIndex
     from zoolens.train.heads import fit_head
     from zoolens.zoo import Zoo
@@ -33,7 +34,8 @@ def build(zoo_dir: str, index_dir: str) -> str:
         with ModelIndex.open(index_dir, encoder="default") as index:
             index.add_zoo(zoo_dir, progress=True)
             index.save_head(fit_head(zoo, "accuracy", index.encoder), name="accuracy")
-    children = zoo.manifest[zoo.manifest["parent"].astype(str) != ""]
+    m = zoo.manifest
+    children = m[(m["parent"].astype(str) != "") & m["accuracy"].notna()]  # a classifier
     child = str(children["id"].iloc[0])
     with ModelIndex.open(index_dir, encoder=None) as index:
         index.remove(child, missing_ok=True)  # the query: its parent should be found
