@@ -24,6 +24,7 @@ import numpy as np
 from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import LoadError
 from zoolens.index.adding import AddReport, add_entries, commit_batch, reembed_all
+from zoolens.index.browse import Browse
 from zoolens.index.catalog import Catalog, from_blobs
 from zoolens.index.columns import MetadataColumns
 from zoolens.index.encoders import (
@@ -49,7 +50,7 @@ Where = Mapping[str, Any] | Iterable[Condition] | None
 Query = Item | np.ndarray | Sequence[Any]
 
 
-class ModelIndex(VectorSync):
+class ModelIndex(Browse, VectorSync):
     """A searchable, durable collection of embedded models. Make one with `ModelIndex.open`."""
 
     def __init__(self, catalog: Catalog, config: IndexConfig, autosave: bool = True) -> None:

@@ -1,0 +1,202 @@
+"""`Service`: what one server process holds — the open `ModelIndex`, its heads, the write
+token and the map cache — and the few steps each route shares (hits as JSON, lineage)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import shutil
+import threading
+from typing import Any
+
+import numpy as np
+
+from zoolens.errors import IndexError as IndexStoreError
+from zoolens.errors import ZoolensError
+from zoolens.index import NO_HIT, ModelIndex
+from zoolens.index.filters import Condition
+from zoolens.service.map import MapCache, choose_method, layout
+
+UPLOADS_DIR = "uploads"
+MAP_KEYS = ("task", "family", "dataset", "arch", "accuracy")  # what map points carry
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """One server's state.
+
+    Args:
+        index_dir: an existing index directory (opened once, shared by every request;
+            its catalog serialises access, so readers see committed states only).
+        token_file: a file holding the write token; None makes the server read-only.
+        max_upload_mb: the upload size limit.
+    """
+
+    def __init__(self, index_dir: str, token_file: str | None, max_upload_mb: float) -> None:
+        self.index = ModelIndex.open(index_dir, encoder=None, create=False)
+        self.token = read_token(token_file) if token_file else None
+        self.max_bytes = int(max_upload_mb * (1 << 20))
+        self.heads = self.index.heads()
+        self.maps = MapCache()
+        self.write_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.index.close()
+
+    def warm_up(self) -> threading.Thread | None:
+        """Lay out the map in the background when it is slow to make (UMAP / t-SNE), so the
+        first visitor of the map does not wait for it; None when there is nothing to do."""
+        if choose_method(len(self.index)) == "pca":
+            return None
+
+        def run() -> None:
+            try:
+                self.map("auto")
+            except Exception as e:  # the map route reports the same error when asked
+                log.warning("zoo map warm-up failed: %s", e)
+
+        thread = threading.Thread(target=run, name="zoolens-map-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    # -- access --------------------------------------------------------------------------
+    def authorised(self, header: str | None) -> bool | None:
+        """None when read-only; else whether ``Authorization: Bearer <token>`` matches."""
+        if self.token is None:
+            return None
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), self.token)
+
+    def record(self, model_id: str) -> dict[str, Any]:
+        """A model's record with its embedding; `IndexStoreError` (→ 404) when unknown."""
+        return self.index.get(model_id, embedding=True)
+
+    # -- answers -------------------------------------------------------------------------
+    def predictions(self, z: np.ndarray) -> list[dict[str, Any]]:
+        """Each head's prediction for each row of ``(n, d)`` `z` (one dict per row)."""
+        out: list[dict[str, Any]] = [{} for _ in range(len(z))]
+        for name, head in self.heads.items():
+            for row, value in zip(out, head.predict(z, self.index.encoder_id), strict=True):
+                row[name] = value.item() if hasattr(value, "item") else value
+        return out
+
+    def quality(self, model: Any) -> dict[str, float]:
+        """``{"quality": q}``: the encoder's own quality head (``predict_quality``, accuracy
+        or R² in [0, 1]) on a loaded model; ``{}`` when the encoder has none."""
+        encoder = self.index.encoder
+        if getattr(encoder, "quality", None) is None or not hasattr(encoder, "predict_quality"):
+            return {}
+        try:
+            return {"quality": round(float(encoder.predict_quality([model])[0]), 6)}
+        except Exception as e:  # a model the quality head cannot read: no prediction
+            log.info("no quality prediction: %s", e)
+            return {}
+
+    def source_quality(self, source: str | None) -> dict[str, float]:
+        """`quality` of a model read again from its source; ``{}`` when it cannot be read."""
+        if not source or not os.path.exists(source):
+            return {}
+        from zoolens.ir import load_net
+
+        try:
+            model = load_net(source)
+        except Exception as e:  # a source changed or gone bad since it was indexed
+            log.info("no quality for %s: %s", source, e)
+            return {}
+        return self.quality(model)
+
+    def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: list[Condition],
+        exclude: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The k best hits of one ``(d,)`` query vector as JSON rows, best first."""
+        scores, ids = self.index.search(vector[None], k + (exclude is not None), where)
+        hits = [
+            (str(i), float(s))
+            for s, i in zip(scores[0], ids[0], strict=True)
+            if i is not NO_HIT and i != exclude
+        ][:k]
+        rows, vectors = [], []
+        for model_id, score in hits:
+            try:
+                rec = self.index.get(model_id, embedding=bool(self.heads))
+            except IndexStoreError:  # removed since the search's snapshot
+                continue
+            rows.append({"id": model_id, "score": round(score, 6), "metadata": rec["metadata"]})
+            if self.heads:
+                vectors.append(rec["embedding"])
+        if vectors:
+            for row, pred in zip(rows, self.predictions(np.stack(vectors)), strict=True):
+                row["predictions"] = pred
+        return rows
+
+    def lineage(self, model_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Recorded lineage: the manifest's ``parent`` and the models naming this one."""
+        parent = metadata.get("parent") or None
+        children = [r["id"] for r in self.index.records({"parent": model_id})]
+        return {"parent": parent, "children": children}
+
+    def map(self, method: str) -> dict[str, Any]:
+        """The zoo map at the index's current state (cached until the next write)."""
+
+        def make() -> dict[str, Any]:
+            ids, z = self.index.embeddings()
+            used, xy = layout(z, method)
+            metas = {
+                r["id"]: {k: r["metadata"][k] for k in MAP_KEYS if k in r["metadata"]}
+                for r in self.index.records()
+            }
+            points = [
+                {
+                    "id": i,
+                    "x": round(float(x), 5),
+                    "y": round(float(y), 5),
+                    "metadata": metas.get(i),
+                }
+                for i, (x, y) in zip(ids, xy, strict=True)
+            ]
+            return {"method": used, "count": len(points), "points": points}
+
+        state = self.index.state()
+        return {**self.maps.get(state, method, make), "version": state[1]}
+
+    # -- writes --------------------------------------------------------------------------
+    def keep_upload(self, path: str) -> str:
+        """Move an uploaded model into ``INDEX/uploads/`` (it stays the model's source)."""
+        root = os.path.join(self.index.path, UPLOADS_DIR)
+        os.makedirs(root, exist_ok=True)
+        target = os.path.join(root, os.urandom(8).hex() + _ext(path))
+        shutil.move(path, target)
+        return target
+
+    def forget_upload(self, source: str | None) -> None:
+        """Delete a model's kept upload (sources outside ``INDEX/uploads/`` are left alone)."""
+        if not source:
+            return
+        root = os.path.realpath(os.path.join(self.index.path, UPLOADS_DIR))
+        real = os.path.realpath(source)
+        if os.path.dirname(real) == root:
+            if os.path.isdir(real):
+                shutil.rmtree(real, ignore_errors=True)
+            elif os.path.exists(real):
+                os.remove(real)
+
+
+def _ext(path: str) -> str:
+    return "" if os.path.isdir(path) else os.path.splitext(path)[1]
+
+
+def read_token(path: str) -> str:
+    """The write token: the file's first line, stripped; refused when empty or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except OSError as e:
+        raise ZoolensError(f"{path}: cannot read the token file ({e.strerror})") from None
+    if len(token) < 8:
+        raise ZoolensError(f"{path}: the token file must hold a token of at least 8 characters")
+    return token
