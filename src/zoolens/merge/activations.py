@@ -8,6 +8,8 @@ import torch
 
 from zoolens.errors import ZoolensError
 from zoolens.graph import default_probes
+from zoolens.graph.probes import token_probes
+from zoolens.graph.seq import token_vocab
 from zoolens.ir import Net
 
 #: probe inputs drawn when the caller gives no data
@@ -16,14 +18,15 @@ N_PROBES = 256
 
 def as_inputs(net: Net, data: torch.Tensor | np.ndarray | None, n: int = N_PROBES) -> torch.Tensor:
     """`data` as a tensor in `net`'s dtype, checked against its input shape; probe inputs
-    (`zoolens.graph.default_probes`, the box [-1, 1]^d) when `data` is None.
+    (`zoolens.graph.default_probes`, the box [-1, 1]^d, or token ids) when `data` is None.
 
     Shapes:
         returns ``(B, *net.input_shape)``.
     """
     dtype = next(net.parameters(), torch.zeros((), dtype=torch.float64)).dtype
-    if data is None:
-        return default_probes(tuple(net.input_shape), n=n).to(dtype)
+    if data is None:  # token ids for a net read by embeddings
+        probes = default_probes(tuple(net.input_shape), n=n)
+        return token_probes(probes, token_vocab(net.consumers(net.input))).to(dtype)
     x = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data)
     if tuple(x.shape[1:]) != tuple(net.input_shape) or x.shape[0] < 2:
         raise ZoolensError(

@@ -1,7 +1,8 @@
 """`align`: permute (and rescale, where exact) a net's units to match a reference net.
 
 Every permutation goes through the symmetry spaces of `zoolens.symmetry` (hidden units,
-channels, residual streams with their norms; flattened values follow their parent), so
+channels, residual streams with their norms, attention heads and their dims in the structure
+`zoolens.symmetry.attention` allows; flattened values follow their parent), so
 no architecture needs a hand-written spec, and the result computes the function of the
 net it came from.
 """
@@ -20,6 +21,7 @@ from zoolens.ir import Net
 from zoolens.merge.activations import activations, as_inputs, unit_rows
 from zoolens.merge.compat import check_same_architecture, with_names_of
 from zoolens.merge.gauge import from_canonical, to_canonical
+from zoolens.merge.heads import match_attention
 from zoolens.symmetry import PERM_LINKS, Space, build_spaces, free_spaces, permute_spaces
 from zoolens.symmetry.spaces import space_of
 
@@ -122,9 +124,17 @@ class _Axis:
     block: int
 
 
+def _tied_roots(spaces: dict[str, Space]) -> list[str]:
+    """Spaces tied to an attention op (permuted only in its structure, `match_attention`)."""
+    return sorted(
+        sp.root for sp in spaces.values() if sp.tied and not sp.fixed and sp.parent is None
+    )
+
+
 def _free_axes(net: Net, spaces: dict[str, Space]) -> list[_Axis]:
+    """Tensor axes indexing a free or an attention-tied space."""
     where = space_of(spaces)
-    free = {sp.root for sp in free_spaces(spaces)}
+    free = {sp.root for sp in free_spaces(spaces)} | set(_tied_roots(spaces))
     out = []
     for i, op in enumerate(net.ops):
         for role in op.params:
@@ -163,8 +173,9 @@ def match_weights(
     for ax in axes:
         by_tensor.setdefault((ax.op, ax.role), []).append(ax)
     perms: Perms = {sp.root: torch.arange(sp.size) for sp in free_spaces(spaces)}
+    perms.update({r: torch.arange(spaces[r].size) for r in _tied_roots(spaces)})
     perms.update(init or {})
-    roots = sorted(perms)
+    roots = sorted(sp.root for sp in free_spaces(spaces))
     rng = np.random.default_rng(seed)
     for _ in range(max_sweeps):
         changed = False
@@ -183,6 +194,9 @@ def match_weights(
             gain = float(cost[idx, new].sum() - cost[idx, perms[root]].sum())
             if gain > 1e-9 * max(float(cost.abs().sum()), 1e-300):
                 perms[root], changed = new, True
+        tied = match_attention(ref, model, spaces, perms)  # attention units: structured
+        changed = changed or any(not torch.equal(p, perms.get(r, p[:0])) for r, p in tied.items())
+        perms.update(tied)
         if not changed:
             break
     return perms
