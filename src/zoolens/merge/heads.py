@@ -79,7 +79,9 @@ def _structured(
     def block(x: torch.Tensor, unit: int) -> torch.Tensor:
         return x[unit * hd : (unit + 1) * hd]
 
-    def dims(a_group: int, b_group: int, heads: list[tuple[int, int]]) -> tuple:
+    def dims(
+        a_group: int, b_group: int, heads: list[tuple[int, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """q/k dims (non-rotary) and v/out dims of two groups, for paired query heads."""
         c_qk = _sim(block(ka, a_group), block(kb, b_group))
         c_vo = _sim(block(va, a_group), block(vb, b_group))
@@ -92,7 +94,9 @@ def _structured(
         score = float(c_qk[idx, pi].sum() + c_vo[idx, tau].sum())
         return pi, tau, score
 
-    def heads_of(a_group: int, b_group: int, pi: torch.Tensor, tau: torch.Tensor) -> list:
+    def heads_of(
+        a_group: int, b_group: int, pi: torch.Tensor, tau: torch.Tensor
+    ) -> list[tuple[int, int]]:
         cost = torch.zeros(r, r, dtype=torch.float64)
         for i in range(r):
             for j in range(r):
@@ -104,16 +108,18 @@ def _structured(
         rho = _assign(cost)
         return [(a_group * r + i, b_group * r + int(rho[i])) for i in range(r)]
 
-    ident = [(lambda a, b: [(a * r + i, b * r + i) for i in range(r)])]
+    def ident(a: int, b: int) -> list[tuple[int, int]]:
+        return [(a * r + i, b * r + i) for i in range(r)]
+
     scores = torch.zeros(g, g, dtype=torch.float64)
     for a in range(g):
         for b in range(g):
-            scores[a, b] = dims(a, b, ident[0](a, b))[2]
+            scores[a, b] = dims(a, b, ident(a, b))[2]
     sigma = _assign(scores)
     q, k, v, o = [], [], [], []
     for a in range(g):
         b = int(sigma[a])
-        pi, tau, _ = dims(a, b, ident[0](a, b))
+        pi, tau, _ = dims(a, b, ident(a, b))
         pairs = heads_of(a, b, pi, tau)
         pi, tau, _ = dims(a, b, pairs)  # refined with the matched query heads
         k.append(b * hd + pi)
