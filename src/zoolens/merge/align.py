@@ -18,6 +18,7 @@ from scipy.optimize import linear_sum_assignment
 
 from zoolens.errors import ZoolensError
 from zoolens.ir import Net
+from zoolens.ir.ops_rnn import expand_gates, gate_count
 from zoolens.merge.activations import activations, as_inputs, unit_rows
 from zoolens.merge.compat import check_same_architecture, with_names_of
 from zoolens.merge.gauge import from_canonical, to_canonical
@@ -122,6 +123,7 @@ class _Axis:
     axis: int
     root: str
     block: int
+    gates: int = 1  # an RNN's gate-blocked axis: `gates` blocks of the space's units
 
 
 def _tied_roots(spaces: dict[str, Space]) -> list[str]:
@@ -141,8 +143,9 @@ def _free_axes(net: Net, spaces: dict[str, Space]) -> list[_Axis]:
             for axis, kind in enumerate(op.param_roles(role)):
                 sp = spaces[where[op.inputs[0] if kind == "in" else op.output]]
                 root, block = (sp.parent, sp.block) if sp.parent is not None else (sp.root, 1)
+                gates = gate_count(op) if kind == "gates" else 1
                 if root in free:
-                    out.append(_Axis(i, role, axis, root, block))
+                    out.append(_Axis(i, role, axis, root, block, gates))
     return out
 
 
@@ -154,8 +157,17 @@ def _permuted(t: torch.Tensor, axes: list[_Axis], perms: Perms, skip: int) -> to
     """Tensor `t` with every listed axis but `skip` permuted by the current `perms`."""
     for ax in axes:
         if ax.axis != skip:
-            t = t.index_select(ax.axis, _expand(perms[ax.root], ax.block))
+            p = _expand(perms[ax.root], ax.block)
+            t = t.index_select(ax.axis, expand_gates(p, ax.gates) if ax.gates > 1 else p)
     return t
+
+
+def _rows(t: torch.Tensor, ax: _Axis, n: int) -> torch.Tensor:
+    """Tensor `t` as one row per unit of `ax`'s space ``(n, rest)`` (gate blocks side by side)."""
+    t = t.movedim(ax.axis, 0)
+    if ax.gates > 1:
+        t = t.reshape(ax.gates, -1, *t.shape[1:]).movedim(0, 1)
+    return t.reshape(n, -1)
 
 
 def match_weights(
@@ -186,8 +198,7 @@ def match_weights(
                 wa = ref.ops[ax.op].params[ax.role].to(torch.float64)
                 wb = model.ops[ax.op].params[ax.role].to(torch.float64)
                 wb = _permuted(wb, by_tensor[(ax.op, ax.role)], perms, ax.axis)
-                ra = wa.movedim(ax.axis, 0).reshape(n, -1)  # (n, block * rest)
-                rb = wb.movedim(ax.axis, 0).reshape(n, -1)
+                ra, rb = _rows(wa, ax, n), _rows(wb, ax, n)  # (n, block * rest)
                 cost += ra @ rb.T
             new = _assign(cost)
             idx = torch.arange(n)
