@@ -49,6 +49,8 @@ class IndexConfig:
         pq_nbits: bits per sub-quantizer code.
         pq_rerank: IVF-PQ fetches ``pq_rerank·k`` candidates and re-scores them with exact
             vectors from `VectorIndex.fetch_` when it is set; 0 keeps PQ scores.
+        pq_subset_threshold: `subset_threshold` of IVF-PQ, whose exact vectors are read from
+            the catalog (slower than from memory).
         subset_threshold: a filtered search matching at most this many models (a quarter of
             all for a flat index, if more) is answered exactly by scoring that subset;
             larger ones search the index with an id selector.
@@ -70,7 +72,8 @@ class IndexConfig:
     ivf_min_count: int = 10_000
     pq_m: int = 64
     pq_nbits: int = 8
-    pq_rerank: int = 4
+    pq_rerank: int = 10
+    pq_subset_threshold: int = 1_000
     subset_threshold: int = 10_000
     query_threads: int | None = 1
     few_queries: int = 16
@@ -263,8 +266,8 @@ class VectorIndex:
         size (copying those vectors beats scanning all of them through a selector)."""
         if self.kind == "flat":
             return max(self.config.subset_threshold, self.ntotal // 4)
-        if self.kind == "ivfpq" and self.fetch_ is None:
-            return 0  # no exact vectors at hand: always through the selector
+        if self.kind == "ivfpq":  # without exact vectors at hand: always through the selector
+            return 0 if self.fetch_ is None else self.config.pq_subset_threshold
         return self.config.subset_threshold
 
     def _reranks(self) -> bool:
