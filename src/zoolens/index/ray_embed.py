@@ -20,7 +20,7 @@ import os
 import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -218,10 +218,19 @@ def add_with_ray(
         skip = frozenset(h for (h,) in got)
     seen: dict[str, str] = {}
     pending: list[tuple[Entry, RayResult]] = []
-    paths = [os.fspath(e.item) for e in entries]
+    paths = [e.item for e in entries]
+    if not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        raise ZoolensError("--ray adds files only: add in-memory models without Ray")
     with ray_session(address):
-        options = {"batch_size": batch_size, "actors": actors, "threads": threads, "skip": skip}
-        for r in ray_encode(encoder, paths, **options):
+        results = ray_encode(
+            encoder,
+            [os.fspath(cast("str", p)) for p in paths],
+            batch_size=batch_size,
+            actors=actors,
+            threads=threads,
+            skip=skip,
+        )
+        for r in results:
             entry = entries[r.position]
             if r.error:
                 report.failed.append((entry.label, r.error))
