@@ -31,6 +31,16 @@ def embed(
         help="Torch threads while embedding, restored after (default: torch's own). "
         "On a busy machine 1 is often fastest.",
     ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS|local",
+        help="Load and embed on the Ray cluster at ADDRESS ('local': start one here). "
+        "Needs zoolens[ray]; paths must be readable on every node.",
+    ),
+    ray_actors: int = typer.Option(
+        1, "--ray-actors", min=1, help="With --ray: encoder replicas (one CPU each)."
+    ),
 ) -> None:
     """Embed PATHs with an encoder and write their vectors, in input order, to OUT."""
     import sys
@@ -40,12 +50,24 @@ def embed(
     from zoolens.nn import load_encoder
 
     enc = load_encoder(encoder)
-    z = enc.encode(
-        [str(p) for p in paths],
-        batch_size=batch_size,
-        progress=sys.stderr.isatty(),
-        threads=threads,
-    )
+    if ray is not None:
+        from zoolens.index.ray_embed import embed_with_ray
+
+        z = embed_with_ray(
+            enc,
+            [str(p) for p in paths],
+            ray,
+            batch_size=batch_size,
+            actors=ray_actors,
+            threads=threads,
+        )
+    else:
+        z = enc.encode(
+            [str(p) for p in paths],
+            batch_size=batch_size,
+            progress=sys.stderr.isatty(),
+            threads=threads,
+        )
     try:
         with open(out, "wb") as f:
             np.save(f, z.astype(np.float32, copy=False))

@@ -95,6 +95,16 @@ def add_command(
     batch_size: int = typer.Option(64, "--batch-size", help="Models committed together."),
     threads: int | None = _threads_option(),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS|local",
+        help="Load and embed on the Ray cluster at ADDRESS ('local': start one here); "
+        "each batch is committed as it returns, a re-run skips what is indexed.",
+    ),
+    ray_actors: int = typer.Option(
+        1, "--ray-actors", min=1, help="With --ray: encoder replicas (one CPU each)."
+    ),
 ) -> None:
     """Embed and add models. Bad files are reported on stderr and skipped.
 
@@ -106,13 +116,27 @@ def add_command(
     metadata = _parse_meta(meta)
     chosen = encoder or (None if ModelIndex.exists(index) else "default")
     with ModelIndex.open(index, encoder=chosen) as model_index, torch_threads(threads):
-        report = model_index.add(
-            paths,
-            metadata=metadata or None,
-            recursive=recursive,
-            batch_size=batch_size,
-            progress=_progress(as_json),
-        )
+        if ray is not None:
+            from zoolens.index.ray_embed import add_with_ray
+
+            report = add_with_ray(
+                model_index,
+                paths,
+                ray,
+                metadata=metadata or None,
+                recursive=recursive,
+                batch_size=batch_size,
+                actors=ray_actors,
+                threads=threads,
+            )
+        else:
+            report = model_index.add(
+                paths,
+                metadata=metadata or None,
+                recursive=recursive,
+                batch_size=batch_size,
+                progress=_progress(as_json),
+            )
         total = len(model_index)
     for label, message in report.failed:
         typer.echo(f"zoolens: skipped {_named(label, message)}", err=True)

@@ -79,7 +79,8 @@ class ModelIndex(Browse, VectorSync):
                 index recorded. Another encoder than the recorded one is refused
                 (`EncoderMismatchError`) unless the index is empty; change it with `reembed`.
             create: create the index when `path` holds none.
-            kind: ``"auto"``, ``"flat"``, ``"hnsw"`` or ``"ivf"``; recorded for later opens.
+            kind: ``"auto"``, ``"flat"``, ``"hnsw"``, ``"ivf"`` or ``"ivfpq"``; recorded for
+                later opens.
                 None keeps the recorded kind (default ``"auto"``).
             config: vector-index hyper-parameters.
             autosave: write the vector-index cache after each add / remove.
@@ -90,7 +91,7 @@ class ModelIndex(Browse, VectorSync):
         catalog = Catalog(os.fspath(path), create=create)
         meta = catalog.meta()
         if kind is not None and kind not in (*KINDS, "auto"):
-            raise IndexStoreError(f"unknown index kind {kind!r}; use auto, flat, hnsw or ivf")
+            raise IndexStoreError(f"unknown index kind {kind!r}; use auto, {', '.join(KINDS)}")
         cfg = config or IndexConfig()
         chosen = kind or meta.get("kind") or cfg.kind
         if kind is not None and kind != meta.get("kind"):

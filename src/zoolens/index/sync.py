@@ -73,10 +73,22 @@ class VectorSync:
         dim = self.dim
         if self._vectors is None or self._state[0] != epoch or (dim and self._vectors.dim != dim):
             self._vectors = self._load_or_build(epoch, version)
+            self._vectors.fetch_ = self.fetch_exact
         else:
             self._catch_up(self._vectors)
         self._state = (epoch, version)
         return self._vectors
+
+    def fetch_exact(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of `rows` ``(m,)`` as ``(m, dim)`` (zeros for rows gone); call
+        inside a snapshot. IVF-PQ scores filtered sets and re-ranks with these."""
+        dim = self.dim
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        out = np.zeros((len(rows), dim), dtype=np.float32)
+        for got, vecs in self.catalog.embeddings(dim, rows=rows):
+            out[order[np.searchsorted(rows[order], got)]] = vecs
+        return out
 
     def _catch_up(self, vectors: VectorIndex) -> None:
         dim = self.dim
@@ -123,6 +135,7 @@ class VectorSync:
         self._high = self.catalog.high_water()
         self._saved = (-1, -1)
         self._state = (epoch, version)
+        vectors.fetch_ = self.fetch_exact
         self._vectors = vectors
         self._try_save()
         return vectors

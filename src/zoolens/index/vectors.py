@@ -1,8 +1,12 @@
-"""The FAISS side of the index: exact (flat), HNSW or IVF inner-product search over catalog rows.
+"""The FAISS side of the index: exact (flat), HNSW, IVF or IVF-PQ inner-product search over rows.
 
 The vector index is a cache of the catalog: every FAISS id is a catalog ``row``. It is saved as
 ``vectors.e{epoch}.v{version}.{kind}.faiss`` next to the catalog and rebuilt from it when the
 file is missing, unreadable or of another epoch; a file of an older version is brought up to date.
+
+IVF-PQ keeps only product-quantised codes (`pq_m` bytes per vector at 8 bits, plus the 8-byte
+id): it cannot give back exact vectors, so the index asks `fetch_` (the catalog) for them to
+score small filtered sets exactly and to re-rank its candidates.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import glob
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +25,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-KINDS = ("flat", "hnsw", "ivf")
-_CACHE_RE = re.compile(r"vectors\.e(\d+)\.v(\d+)\.(flat|hnsw|ivf)\.faiss$")
+KINDS = ("flat", "hnsw", "ivf", "ivfpq")
+_IVF_KINDS = ("ivf", "ivfpq")
+_CACHE_RE = re.compile(r"vectors\.e(\d+)\.v(\d+)\.(flat|hnsw|ivfpq|ivf)\.faiss$")
 
 
 @dataclass(frozen=True)
@@ -31,14 +36,21 @@ class IndexConfig:
 
     Args:
         kind: ``"auto"`` (flat up to `hnsw_threshold` models, HNSW above), ``"flat"``
-            (exact), ``"hnsw"`` or ``"ivf"``.
+            (exact), ``"hnsw"``, ``"ivf"`` or ``"ivfpq"``.
         hnsw_threshold: model count above which ``"auto"`` switches to HNSW.
         hnsw_m: HNSW graph degree.
         ef_construction: HNSW build beam width.
         ef_search: HNSW search beam width (recall vs latency).
         ivf_nlist: IVF cells; None → ``4·√n``.
         ivf_nprobe: IVF cells visited per query.
-        ivf_min_count: below this many models an ``"ivf"`` index stays flat (cannot train).
+        ivf_min_count: below this many models an IVF / IVF-PQ index stays flat (cannot train).
+        pq_m: IVF-PQ sub-quantizers (bytes per vector at 8 bits); the largest divisor of
+            the dimension not above it is used.
+        pq_nbits: bits per sub-quantizer code.
+        pq_rerank: IVF-PQ fetches ``pq_rerank·k`` candidates and re-scores them with exact
+            vectors from `VectorIndex.fetch_` when it is set; 0 keeps PQ scores.
+        pq_subset_threshold: `subset_threshold` of IVF-PQ, whose exact vectors are read from
+            the catalog (slower than from memory).
         subset_threshold: a filtered search matching at most this many models (a quarter of
             all for a flat index, if more) is answered exactly by scoring that subset;
             larger ones search the index with an id selector.
@@ -58,6 +70,10 @@ class IndexConfig:
     ivf_nlist: int | None = None
     ivf_nprobe: int = 16
     ivf_min_count: int = 10_000
+    pq_m: int = 64
+    pq_nbits: int = 8
+    pq_rerank: int = 10
+    pq_subset_threshold: int = 1_000
     subset_threshold: int = 10_000
     query_threads: int | None = 1
     few_queries: int = 16
@@ -65,8 +81,8 @@ class IndexConfig:
 
     def desired_kind(self, count: int, current: str | None = None) -> str:
         """The kind of index to hold `count` vectors (HNSW kept down to half the threshold)."""
-        if self.kind == "ivf":
-            return "ivf" if count >= self.ivf_min_count else "flat"
+        if self.kind in _IVF_KINDS:
+            return self.kind if count >= self.ivf_min_count else "flat"
         if self.kind != "auto":
             return self.kind
         limit = self.hnsw_threshold // 2 if current == "hnsw" else self.hnsw_threshold
@@ -91,7 +107,7 @@ class VectorIndex:
 
     Args:
         dim: vector dimension.
-        kind: ``"flat"``, ``"hnsw"`` or ``"ivf"``.
+        kind: ``"flat"``, ``"hnsw"``, ``"ivf"`` or ``"ivfpq"``.
         config: hyper-parameters.
         index: an existing FAISS index (from `load`), else an empty one is made.
     """
@@ -101,6 +117,7 @@ class VectorIndex:
             raise ValueError(f"unknown index kind {kind!r}; use one of {KINDS}")
         self.dim, self.kind, self.config = dim, kind, config
         self.deleted_: set[int] = set()
+        self.fetch_: Callable[[np.ndarray], np.ndarray] | None = None  # rows → exact vectors
         self.index_ = index if index is not None else self._empty(0)
         self._apply_search_params()
 
@@ -113,6 +130,16 @@ class VectorIndex:
             return faiss.IndexIDMap2(hnsw)
         nlist = self.config.ivf_nlist or int(4 * np.sqrt(max(n_train, 1)))
         nlist = max(1, min(nlist, n_train // 39))
+        if self.kind == "ivfpq":  # no direct map: ids live only in the inverted lists
+            m = max(d for d in range(1, min(self.config.pq_m, self.dim) + 1) if self.dim % d == 0)
+            return faiss.IndexIVFPQ(
+                faiss.IndexFlatIP(self.dim),
+                self.dim,
+                nlist,
+                m,
+                self.config.pq_nbits,
+                faiss.METRIC_INNER_PRODUCT,
+            )
         ivf = faiss.IndexIVFFlat(
             faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT
         )
@@ -141,21 +168,27 @@ class VectorIndex:
         chunks: Iterable[tuple[np.ndarray, np.ndarray]],
     ) -> VectorIndex:
         """A new index over `chunks` of ``(rows, (n, dim) vectors)``."""
-        vi = cls(dim, "flat" if kind == "ivf" else kind, config)
-        if kind != "ivf":
+        vi = cls(dim, "flat" if kind in _IVF_KINDS else kind, config)
+        if kind not in _IVF_KINDS:
             for rows, vecs in chunks:
                 vi.add(rows, vecs)
             return vi
         parts = list(chunks)  # IVF trains on everything it holds: gather first
         rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
         vecs = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dim), np.float32)
-        vi.kind = "ivf"
-        vi.index_ = vi._empty(len(rows))
-        if len(rows):
-            vi.index_.train(vecs)
-            vi.add(rows, vecs)
-        vi._apply_search_params()
+        vi.kind = kind
+        vi.train(vecs)
+        vi.add(rows, vecs)
         return vi
+
+    def train(self, sample: np.ndarray) -> VectorIndex:
+        """Replace the index by an empty IVF / IVF-PQ one trained on `sample` ``(n, dim)``
+        (its cell count chosen for n); add the vectors after, in chunks of any size."""
+        self.index_ = self._empty(len(sample))
+        if len(sample):
+            self.index_.train(np.ascontiguousarray(sample, dtype=np.float32))
+        self._apply_search_params()
+        return self
 
     def add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         if len(rows):
@@ -216,7 +249,9 @@ class VectorIndex:
         if k <= 0 or self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             return _no_hits(n, max(k, 0))
         with _threads(n, self.config):
-            if allowed is None:
+            if allowed is None and self.kind == "ivfpq" and self._reranks():
+                scores, rows = self._rerank(queries, k, self._search_all(queries, self._wide(k)))
+            elif allowed is None:
                 scores, rows = self._search_all(queries, k)
             elif len(allowed) <= self._subset_limit():
                 scores, rows = self._search_subset(queries, k, allowed)
@@ -231,7 +266,30 @@ class VectorIndex:
         size (copying those vectors beats scanning all of them through a selector)."""
         if self.kind == "flat":
             return max(self.config.subset_threshold, self.ntotal // 4)
+        if self.kind == "ivfpq":  # without exact vectors at hand: always through the selector
+            return 0 if self.fetch_ is None else self.config.pq_subset_threshold
         return self.config.subset_threshold
+
+    def _reranks(self) -> bool:
+        return self.fetch_ is not None and self.config.pq_rerank > 0
+
+    def _wide(self, k: int) -> int:
+        return k * max(1, self.config.pq_rerank)
+
+    def _rerank(
+        self, queries: np.ndarray, k: int, found: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Re-score IVF-PQ candidates ``(n, k')`` with exact vectors; keep the top `k`."""
+        assert self.fetch_ is not None
+        _, cand = found
+        held = np.unique(cand[cand >= 0])
+        exact = self.fetch_(held)  # (m, dim)
+        pos = np.searchsorted(held, np.maximum(cand, 0))  # (n, k')
+        scores = np.einsum("nd,nkd->nk", queries, exact[pos])  # (n, k')
+        scores[cand < 0] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        rows = np.take_along_axis(cand, order, axis=1)
+        return np.take_along_axis(scores, order, axis=1), rows
 
     def _search_all(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not self.deleted_:
@@ -246,10 +304,16 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         share = len(allowed) / max(int(self.index_.ntotal), 1)
-        scores, rows = self.index_.search(queries, k, params=self._params(sel, share))
+        wide = self._wide(k) if self.kind == "ivfpq" and self._reranks() else k
+        scores, rows = self.index_.search(queries, wide, params=self._params(sel, share))
         short = np.flatnonzero((rows >= 0).sum(axis=1) < min(k, len(allowed)))
-        if len(short):  # an approximate index found too few: answer those exactly
-            scores[short], rows[short] = self._search_subset(queries[short], k, allowed)
+        if len(short) and self.kind == "ivfpq" and self.fetch_ is None:  # visit every cell
+            every = faiss.SearchParametersIVF(sel=sel, nprobe=self._inner().nlist)  # type: ignore[call-arg]
+            scores[short], rows[short] = self.index_.search(queries[short], wide, params=every)
+        elif len(short):  # an approximate index found too few: answer those exactly
+            scores[short], rows[short] = self._search_subset(queries[short], wide, allowed)
+        if wide > k:
+            scores, rows = self._rerank(queries, k, (scores, rows))
         return scores, rows
 
     def _params(self, sel: Any, share: float) -> Any:
@@ -258,7 +322,7 @@ class VectorIndex:
                 min(max(self.config.ef_search, self.config.ef_search / max(share, 1e-3)), 4096)
             )
             return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)  # type: ignore[attr-defined]
-        if self.kind == "ivf":  # (the FAISS stubs lack the keyword constructors)
+        if self.kind in _IVF_KINDS:  # (the FAISS stubs lack the keyword constructors)
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.config.ivf_nprobe)  # type: ignore[call-arg]
         return faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
 
@@ -268,7 +332,10 @@ class VectorIndex:
         """Exact: score every allowed vector (FAISS' brute force, not numpy's BLAS, whose
         thread pool fights FAISS' OpenMP one on few cores)."""
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
-        vectors = self.index_.reconstruct_batch(allowed)  # (m, dim)
+        if self.kind == "ivfpq" and self.fetch_ is not None:
+            vectors = np.ascontiguousarray(self.fetch_(allowed), dtype=np.float32)  # (m, dim)
+        else:
+            vectors = self.index_.reconstruct_batch(allowed)  # (m, dim)
         scores, picks = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
         rows = np.where(picks >= 0, allowed[np.maximum(picks, 0)], -1)
         return scores, rows
