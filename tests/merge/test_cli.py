@@ -64,12 +64,27 @@ def test_merge_writes_the_midpoint(
     assert merged(x).shape == ref(x).shape
 
 
+def test_align_writes_onnx_computing_the_model(
+    nets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "aligned.onnx"
+    code, _, err = run_zoolens(
+        capsys, "align", str(nets["ref"]), str(nets["moved"]), "--out", str(out)
+    )
+    assert code == 0, err
+    from zoolens.ir import load_net
+
+    back, moved = load_net(str(out)), _read(nets["moved"])
+    dtype = next(back.parameters()).dtype
+    x = torch.as_tensor(np.load(nets["data"])).to(dtype)
+    assert torch.allclose(back(x), moved.to(dtype)(x), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--method", "average"], "--method 'average'"),
         (["--method", "ties"], "--base"),
-        (["--out", "merged.onnx"], "no ONNX exporter"),
     ],
 )
 def test_merge_usage_errors_exit_2_in_one_line(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import typer
@@ -15,7 +16,10 @@ if TYPE_CHECKING:
     from zoolens.ir.net import Net
 
 _NET_HELP = "A zoolens net directory or an .onnx file."
-_OUT_HELP = "Directory to write the result to (zoolens format: arch.json + model.safetensors)."
+_OUT_HELP = (
+    "Where to write the result: a .onnx file, or a directory (zoolens format: arch.json + "
+    "model.safetensors)."
+)
 
 
 def _load(path: str, what: str) -> Net:
@@ -43,15 +47,21 @@ def _load_data(path: str | None) -> np.ndarray | None:
 
 
 def _check_out(out: str) -> None:
-    if out.lower().endswith(".onnx"):
+    """OUT is written as ONNX (``.onnx``) or a zoolens directory; refuse anything else
+    before any work."""
+    if os.path.isfile(out) and not out.lower().endswith(".onnx"):
         raise ZoolensError(
-            f"--out {out}: zoolens has no ONNX exporter yet; give a directory "
-            "(written in zoolens format, readable by every zoolens command)"
+            f"--out {out}: a file that is not .onnx; give a .onnx path or a directory"
         )
 
 
 def _save(net: Net, out: str) -> None:
-    net.save(out)
+    if out.lower().endswith(".onnx"):
+        from zoolens.ir.onnx_export import export_onnx
+
+        export_onnx(net, out)
+    else:
+        net.save(out)
     typer.echo(f"wrote {out}")
 
 

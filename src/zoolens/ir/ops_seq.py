@@ -51,12 +51,12 @@ def check_seq_op(op: Op) -> None:
 
 def units_last(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, *s) → (B, *s, C)``: units on the last axis, where torch's layers act."""
-    return x.movedim(1, -1)
+    return x.permute(0, *range(2, x.dim()), 1)  # explicit axes: exportable to ONNX
 
 
 def units_first(x: torch.Tensor) -> torch.Tensor:
     """Inverse of `units_last`."""
-    return x.movedim(-1, 1)
+    return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
 
 
 def run_linear(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
@@ -70,7 +70,7 @@ def run_linear(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
 def run_layernorm(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     """LayerNorm over axis 1 at each position."""
     x, p, eps = xs[0], op.params, float(op.attrs["eps"])
-    n = (x.shape[1],)
+    n = (int(p["weight"].shape[0]),)  # the units (a constant, also when traced for ONNX)
     if x.dim() == 2:
         return F.layer_norm(x, n, p["weight"], p["bias"], eps)
     return units_first(F.layer_norm(units_last(x), n, p["weight"], p["bias"], eps))
