@@ -88,7 +88,7 @@ def test_concat_split_last_transpose() -> None:
         Op("t", "transpose", ("input",), "t", {}, {"perm": [1, 0]}),  # (B, 4, 3)
         Op("s", "split", ("t",), "s", {}, {"start": 1, "stop": 3}),  # (B, 2, 3)
         Op("c", "concat", ("s", "t"), "c"),  # (B, 6, 3)
-        Op("l", "last", ("c",), "l"),  # (B, 6)
+        Op("l", "select", ("c",), "l", attrs={"index": -1}),  # (B, 6)
     ]
     net = Net(ops, (3, 4))
     t = x.transpose(1, 2)
@@ -103,7 +103,7 @@ def test_save_load_round_trip(tmp_path) -> None:
         Op("t", "transpose", ("input",), "t", {}, {"perm": [1, 0]}),
         _rnn_op(m, "gru", 0, "g0", "t"),
         _rnn_op(m, "gru", 1, "g1", "g0"),
-        Op("l", "last", ("g1",), "l"),
+        Op("l", "select", ("g1",), "l", attrs={"index": -1}),
     ]
     net = Net(ops, (5, 3))
     net.save(str(tmp_path / "n"))

@@ -130,7 +130,15 @@ class FxRnn:
             )
             return True
         if src.name in self.transposed and _is_last_step(idx):
-            self.ops.append(Op(node.name, "last", (self.transposed[src.name],), node.name))
+            self.ops.append(
+                Op(
+                    node.name,
+                    "select",
+                    (self.transposed[src.name],),
+                    node.name,
+                    attrs={"index": -1},
+                )
+            )
             return True
         return False
 

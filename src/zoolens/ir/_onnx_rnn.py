@@ -203,7 +203,7 @@ def _gather(b: Builder, node: Node) -> None:
             f"{letters!r} (only the last time step of a sequence)",
         )
     name = b._unique(f"{ir}_last")
-    b.ops.append(Op(name, "last", (ir,), name))
+    b.ops.append(Op(name, "select", (ir,), name, attrs={"index": -1}))
     keep = "" if idx.ndim == 0 else "s"  # a 1-d index keeps a size-1 time axis
     rest = letters[:axis] + keep + letters[axis + 1 :]
     _set_view(b, node.outputs[0], name, rest)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoolens.errors import LoadError
+from zoolens.errors import LoadError, UnsupportedOpError
 from zoolens.ir.io import is_net_dir, load_net_dir
 from zoolens.ir.net import Net
 from zoolens.ir.tensorset import TensorSet
@@ -71,12 +71,16 @@ def _load_module(module: nn.Module, input_shape: tuple[int, ...] | None) -> Net:
     name = type(module).__name__
     try:
         net = import_module(module, input_shape)
-    except LoadError:
+    except LoadError as fx_error:
         if input_shape is None:
             raise
         from zoolens.ir.export_import import trace_module
 
-        net = trace_module(module.eval(), _example(module, input_shape), name)
+        try:
+            net = trace_module(module.eval(), _example(module, input_shape), name)
+        except LoadError as export_error:  # the more specific of the two reasons
+            specific = isinstance(fx_error, UnsupportedOpError)
+            raise (fx_error if specific else export_error) from None
     net.check_finite(name)
     return net
 

@@ -1,5 +1,5 @@
-"""Recurrent, grouped-conv and unit-bookkeeping ops of the IR: LSTM, GRU, concat, split,
-last time step and transposes.
+"""Recurrent, grouped-conv and unit-bookkeeping ops of the IR: LSTM, GRU, concat, split and
+transposes (a sequence's last step is `select` with index -1, `zoolens.ir.ops_seq`).
 
 A sequence value has layout ``(B, F, T)``: units on axis 1, time on the last axis.
 ``lstm`` and ``gru`` are single-layer, unidirectional cells with zero initial state and
@@ -27,7 +27,7 @@ RNN_KINDS = frozenset(GATES)
 RNN_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 #: Kinds that move units around without computing (their spaces are fixed for now).
 LAYOUT_KINDS = frozenset({"concat", "split", "transpose"})
-KINDS = RNN_KINDS | LAYOUT_KINDS | {"last"}
+KINDS = RNN_KINDS | LAYOUT_KINDS
 
 
 def gate_count(op: Op) -> int:
@@ -136,11 +136,6 @@ def run_split(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     return xs[0][:, int(op.attrs["start"]) : int(op.attrs["stop"])]
 
 
-def run_last(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
-    """The last time step of a sequence: ``(B, D, T) → (B, D)``."""
-    return xs[0][..., -1]
-
-
 def run_transpose(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     """Axes of each example permuted: ``attrs["perm"]`` over the non-batch axes."""
     perm = [int(a) + 1 for a in op.attrs["perm"]]
@@ -152,6 +147,5 @@ RUNNERS = {
     "gru": _directed(run_gru),
     "concat": run_concat,
     "split": run_split,
-    "last": run_last,
     "transpose": run_transpose,
 }

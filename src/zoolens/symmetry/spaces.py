@@ -28,7 +28,7 @@ PERM_LINKS = frozenset(
     {"act", "batchnorm", "layernorm", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
     | {"pad"}
     | {"rmsnorm", "mul", "channel_scale", "posembed", "prepend", "select", "tokens"}
-    | {"last", "depthwise"}
+    | {"depthwise"}
 )
 #: Ops that carry a per-unit scale from input to output (linear/homogeneous per unit);
 #: ``sdpa`` from its v input only (see `build_spaces`).
@@ -36,7 +36,6 @@ SCALE_LINKS = frozenset(
     {"act", "dropout", "scale", "maxpool", "avgpool", "gap", "add"}
     | {"pad"}
     | {"channel_scale", "select", "tokens", "sdpa"}
-    | {"last"}
 )
 #: Ops that write units with their own per-unit parameters (they can absorb a scale;
 #: lstm/gru a sign only, `zoolens.symmetry._rnn`).
