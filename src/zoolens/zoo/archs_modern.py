@@ -67,7 +67,8 @@ class ConvNeXtBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         h = self.dw(x).permute(0, 2, 3, 1)  # (B, H, W, C)
         h = self.gamma * self.fc2(self.act(self.fc1(self.norm(h))))
-        return x + h.permute(0, 3, 1, 2)
+        out: torch.Tensor = x + h.permute(0, 3, 1, 2)
+        return out
 
 
 class ConvNet(nn.Module):
@@ -111,7 +112,8 @@ class EncoderBlock(nn.Module):
         q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
         a = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # (B, H, T, dh)
         x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        out: torch.Tensor = x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        return out
 
 
 class ViT(nn.Module):
@@ -258,12 +260,14 @@ class LlamaBlock(nn.Module):
         q = self.q(h).view(b, t, self.heads, self.dh).transpose(1, 2)
         k = self.k(h).view(b, t, self.kv_heads, self.dh).transpose(1, 2)
         v = self.v(h).view(b, t, self.kv_heads, self.dh).transpose(1, 2)
-        q = q * self.cos + _rotate_half(q) * self.sin
-        k = k * self.cos + _rotate_half(k) * self.sin
+        cos, sin = self.get_buffer("cos"), self.get_buffer("sin")  # (T, dh)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         x = x + self.o(a.transpose(1, 2).reshape(b, t, d))
         h = self.norm2(x)
-        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+        out: torch.Tensor = x + self.down(F.silu(self.gate(h)) * self.up(h))
+        return out
 
 
 class Llama(nn.Module):
