@@ -23,7 +23,11 @@ SUPERVISED = [t for t, s in TASKS.items() if s.kind != "inr"]
 def test_task_tensors_have_the_declared_shapes(name: str) -> None:
     d = load_task(name)
     assert d.x_train.shape[1:] == d.spec.input_shape == d.x_test.shape[1:]
-    assert d.x_train.dtype == torch.float32 and torch.isfinite(d.x_train).all()
+    if d.spec.vocab:  # token ids
+        assert d.x_train.dtype == torch.int64
+        assert int(d.x_train.min()) >= 0 and int(d.x_train.max()) < d.spec.vocab
+    else:
+        assert d.x_train.dtype == torch.float32 and torch.isfinite(d.x_train).all()
     assert len(d.x_test) >= 25 and len(d.x_train) > len(d.x_test)
     if d.spec.kind == "classification":
         assert d.y_train.dtype == torch.int64

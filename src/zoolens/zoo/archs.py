@@ -6,7 +6,7 @@ Every model ends in a ``head`` Linear so fine-tuning can swap it for a new task.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -20,7 +20,51 @@ FAMILIES: dict[str, tuple[int, ...]] = {
     "cnn1d": (2,),
     "cnn2d": (3,),
     "cnn2d-bn": (3,),
+    # one activation each (`FIXED_ACTIVATION`), built as `mlp`
+    "mlp-relu": (1, 2, 3),
+    "mlp-tanh": (1, 2, 3),
+    "mlp-gelu": (1, 2, 3),
+    "mlp-sine": (1, 2, 3),
+    # modern families (`zoolens.zoo.archs_modern`)
+    "resnet": (3,),
+    "mobilenet": (3,),
+    "convnext": (3,),
+    "vit": (3,),
+    "mixer": (3,),
+    "lstm": (2,),
+    "gru": (2,),
+    "bilstm": (2,),
+    "bigru": (2,),
+    "signal-transformer": (2,),
+    "dwsep1d": (2,),
+    "tf-encoder": (1,),
+    "tf-decoder": (1,),
+    "llama": (1,),
 }
+
+#: families whose input is token ids (they train only on tasks with a vocabulary).
+TOKEN_FAMILIES = frozenset({"tf-encoder", "tf-decoder", "llama"})
+
+#: families that fix their activation (the drawn one is replaced by this).
+FIXED_ACTIVATION = {
+    "mlp-relu": "relu",
+    "mlp-tanh": "tanh",
+    "mlp-gelu": "gelu",
+    "mlp-sine": "sine",
+    "convnext": "gelu",
+    "vit": "gelu",
+    "signal-transformer": "gelu",
+    "tf-encoder": "gelu",
+    "tf-decoder": "gelu",
+    "llama": "silu",
+}
+
+_CLASSIC = ("mlp", "resmlp", "cnn1d", "cnn2d", "cnn2d-bn")
+
+
+def accepts(family: str, rank: int, vocab: int) -> bool:
+    """Whether `family` takes inputs of `rank` (token ids when `vocab` > 0)."""
+    return rank in FAMILIES[family] and (family in TOKEN_FAMILIES) == (vocab > 0)
 
 
 @dataclass(frozen=True)
@@ -35,6 +79,7 @@ class ArchSpec:
         width: hidden units or channels.
         activation: relu, leaky_relu, gelu, tanh, sigmoid or sine.
         dropout: dropout probability after hidden layers (identity at eval time).
+        vocab: number of token ids of a token input (0: real-valued input).
     """
 
     family: str
@@ -44,6 +89,7 @@ class ArchSpec:
     width: int
     activation: str
     dropout: float = 0.0
+    vocab: int = 0
 
     def __str__(self) -> str:
         shape = "x".join(str(s) for s in self.input_shape)
@@ -99,7 +145,7 @@ class ResidualBlock(nn.Module):
 class ZooModel(nn.Module):
     """``head(body(x))``: the common shape of every generated classifier / regressor."""
 
-    def __init__(self, body: nn.Sequential, head: nn.Linear) -> None:
+    def __init__(self, body: nn.Module, head: nn.Linear) -> None:
         super().__init__()
         self.body = body
         self.head = head
@@ -150,19 +196,25 @@ def _cnn_body(spec: ArchSpec) -> tuple[list[nn.Module], int]:
     return layers, spec.width
 
 
-def build_model(spec: ArchSpec) -> ZooModel:
+def build_model(spec: ArchSpec) -> nn.Module:
     """A freshly initialised model for `spec` (uses torch's global RNG: seed it first).
 
     Args:
         spec: the architecture.
 
     Returns:
-        A `ZooModel` whose ``head`` is the final Linear.
+        A model whose ``head`` is the final Linear (a `ZooModel` for the classic families).
     """
     if spec.family not in FAMILIES:
         raise ZoolensError(f"unknown family {spec.family!r}; known: {', '.join(FAMILIES)}")
-    if len(spec.input_shape) not in FAMILIES[spec.family]:
+    if not accepts(spec.family, len(spec.input_shape), spec.vocab):
         raise ZoolensError(f"family {spec.family!r} cannot take inputs of shape {spec.input_shape}")
+    if spec.family.startswith("mlp-"):
+        spec = replace(spec, family="mlp", activation=FIXED_ACTIVATION[spec.family])
+    if spec.family not in _CLASSIC:
+        from zoolens.zoo.archs_modern import build_modern  # it imports this module
+
+        return build_modern(spec)
     if spec.family in ("mlp", "resmlp"):
         layers, n_feat = _mlp_body(spec, residual=spec.family == "resmlp")
     else:
@@ -174,13 +226,15 @@ def scale_init(model: nn.Module, factor: float) -> None:
     """Multiply every Linear / Conv weight by `factor` (biases and norms untouched)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)):
                 m.weight.mul_(factor)
 
 
-def new_head(model: ZooModel, n_outputs: int) -> None:
+def new_head(model: nn.Module, n_outputs: int) -> None:
     """Replace the head by a freshly initialised Linear with `n_outputs` outputs."""
-    model.head = nn.Linear(model.head.in_features, n_outputs)
+    head = model.head
+    assert isinstance(head, nn.Linear)
+    model.head = nn.Linear(head.in_features, n_outputs)
 
 
 def load_from_net(model: nn.Module, net: object) -> None:

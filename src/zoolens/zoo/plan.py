@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from zoolens.errors import ZoolensError
-from zoolens.zoo.archs import FAMILIES, ArchSpec
+from zoolens.zoo.archs import FAMILIES, FIXED_ACTIVATION, ArchSpec, accepts
+from zoolens.zoo.archs_modern import SIZES, clip_size
 from zoolens.zoo.presets import ZooPreset
 from zoolens.zoo.tasks import INR_IMAGES, get_task, transfer_tasks
 from zoolens.zoo.train import HParams
@@ -61,6 +62,7 @@ class ModelSpec:
             self.width,
             self.activation,
             self.dropout,
+            t.vocab,
         )
 
 
@@ -115,34 +117,51 @@ def _task_families(p: ZooPreset) -> dict[str, list[str]]:
             raise ZoolensError(f"preset {p.name!r}: unknown family {fam!r}")
     out = {}
     for task in p.tasks:
-        rank = len(get_task(task).input_shape)
-        fams = [f for f in p.families if rank in FAMILIES[f]]
-        if fams and get_task(task).kind != "inr":
+        t = get_task(task)
+        fams = [f for f in p.families if accepts(f, len(t.input_shape), t.vocab)]
+        if fams and t.kind != "inr":
             out[task] = fams
     if p.n_models and not out:
         raise ZoolensError(f"preset {p.name!r}: no family fits any of its tasks")
     return out
 
 
-def _plan_base(p: ZooPreset, seed: int, i: int, task_fams: dict[str, list[str]]) -> ModelSpec:
-    """Tasks in turn (every task gets its share); families rotate within each task."""
+def _pick(p: ZooPreset, i: int, task_fams: dict[str, list[str]]) -> tuple[str, str]:
+    """Model `i`'s task and family. ``rotate="task"``: tasks in turn (every task gets its
+    share), families rotating within each task; ``"family"``: families in turn (every
+    family gets its share), the tasks a family accepts rotating within it."""
     tasks = list(task_fams)
+    if p.rotate == "family":
+        fams = [f for f in p.families if any(f in v for v in task_fams.values())]
+        family = fams[i % len(fams)]
+        fits = [t for t in tasks if family in task_fams[t]]
+        return fits[(i // len(fams)) % len(fits)], family
     t = i % len(tasks)
-    task, fams = tasks[t], task_fams[tasks[t]]
-    family = fams[(i // len(tasks) + t) % len(fams)]
+    fams = task_fams[tasks[t]]
+    return tasks[t], fams[(i // len(tasks) + t) % len(fams)]
+
+
+def _plan_base(p: ZooPreset, seed: int, i: int, task_fams: dict[str, list[str]]) -> ModelSpec:
+    """Task and family by `_pick`; sizes and hyper-parameters drawn from ``(seed, i)``."""
+    task, family = _pick(p, i, task_fams)
     rng = _rng(seed, i)
     cnn = family.startswith("cnn")
     lo, hi = p.depths
     depth = int(rng.integers(lo, hi + 1))
     width = int(rng.choice(p.widths))
+    activation = str(rng.choice(p.activations))
+    if family in SIZES:
+        depth, width = clip_size(family, depth, width)
+    elif cnn:
+        depth, width = min(depth, 3), int(np.clip(width // 2, 8, 32))
     return ModelSpec(
         index=i,
         id=model_id(i),
         task=task,
         family=family,
-        depth=min(depth, 3) if cnn else depth,
-        width=int(np.clip(width // 2, 8, 32)) if cnn else width,
-        activation=str(rng.choice(p.activations)),
+        depth=depth,
+        width=width,
+        activation=FIXED_ACTIVATION.get(family, activation),
         dropout=float(rng.choice(p.dropouts)),
         hp=_sample_hparams(p, rng),
         seed=model_seed(seed, i),

@@ -51,6 +51,8 @@ class ZooPreset:
         inr_activations: ``relu`` and/or ``sine`` (SIREN, ``sin(30 x)`` layers).
         inr_depths, inr_widths, inr_steps: choices per INR batch.
         inr_lr: log-uniform Adam learning-rate range for INRs.
+        rotate: ``task`` (tasks in turn, families rotating within each) or ``family``
+            (families in turn: every architecture class gets its share of models).
     """
 
     name: str
@@ -80,10 +82,15 @@ class ZooPreset:
     inr_widths: tuple[int, ...] = (16, 32)
     inr_steps: tuple[int, ...] = (200, 500, 1000)
     inr_lr: tuple[float, float] = (3e-4, 3e-3)
+    rotate: str = "task"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-ready fields (tuples become lists); ``rotate`` only when not ``task``, so
+        zoos written before it existed still resume."""
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if d["rotate"] == "task":
+            del d["rotate"]
+        return d
 
     @property
     def total(self) -> int:
@@ -140,7 +147,58 @@ BENCH = ZooPreset(
     inr_steps=(300, 1000, 2000),
 )
 
-PRESETS: dict[str, ZooPreset] = {p.name: p for p in (TINY, BENCH)}
+#: ≥ 20 architecture classes (MLPs by activation, residual MLPs, CNNs with BatchNorm,
+#: residuals, depthwise convs and ConvNeXt blocks, ViTs, RNNs, transformer encoders and
+#: decoders, Llama-style decoders, SIREN INRs), 8 models each, on offline digits / mnist1d /
+#: make_classification data: architecture identification (benchmarks/arch_identification.py).
+ARCHS = ZooPreset(
+    name="archs",
+    tasks=("digits", "mnist1d", "digits-rows", "digits-tokens", "synth-a"),
+    families=(
+        "mlp-relu",
+        "mlp-tanh",
+        "mlp-gelu",
+        "mlp-sine",
+        "resmlp",
+        "cnn1d",
+        "dwsep1d",
+        "cnn2d",
+        "cnn2d-bn",
+        "resnet",
+        "mobilenet",
+        "convnext",
+        "vit",
+        "lstm",
+        "gru",
+        "bilstm",
+        "bigru",
+        "signal-transformer",
+        "tf-encoder",
+        "tf-decoder",
+        "llama",
+    ),
+    n_models=21 * 8,
+    optimizers=("adam", "adamw"),
+    epochs=(2, 5, 10),
+    batch_sizes=(64, 128),
+    dropouts=(0.0,),
+    label_noises=(0.0,),
+    train_fractions=(0.5, 1.0),
+    activations=("relu", "tanh", "gelu"),
+    depths=(1, 3),
+    widths=(16, 32),
+    max_steps=100,
+    inr_tasks=("inr-digits",),
+    n_inrs=8,
+    inr_batch=4,
+    inr_activations=("sine",),
+    inr_depths=(1, 2),
+    inr_widths=(16, 32),
+    inr_steps=(200,),
+    rotate="family",
+)
+
+PRESETS: dict[str, ZooPreset] = {p.name: p for p in (TINY, BENCH, ARCHS)}
 
 
 def register_preset(preset: ZooPreset) -> None:

