@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -157,7 +159,8 @@ def import_module(module: nn.Module, input_shape: tuple[int, ...] | None = None)
     except Exception as e:  # fx raises many types for untraceable control flow
         raise LoadError(f"{type(module).__name__}: torch.fx cannot trace it ({e})") from None
     try:
-        ShapeProp(gm).propagate(torch.zeros((2, *shape)))
+        with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints failures itself
+            ShapeProp(gm).propagate(torch.zeros((2, *shape)))
     except RuntimeError as e:
         raise LoadError(
             f"{type(module).__name__}: does not run on input shape {tuple(shape)} "

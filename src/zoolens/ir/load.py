@@ -69,6 +69,12 @@ def _load_module(module: nn.Module, input_shape: tuple[int, ...] | None) -> Net:
     from zoolens.ir.fx_import import import_module
 
     name = type(module).__name__
+    if input_shape is not None and any(isinstance(m, nn.Embedding) for m in module.modules()):
+        from zoolens.ir.export_import import trace_module  # fx has no token embeddings
+
+        net = trace_module(module.eval(), _example(module, input_shape), name)
+        net.check_finite(name)
+        return net
     try:
         net = import_module(module, input_shape)
     except LoadError as fx_error:
