@@ -23,20 +23,26 @@ lower-kurtosis end of an edge.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from zoolens.ir import Net
+from zoolens.ir import Net, load_net
 from zoolens.symmetry import canonicalize
 
 Aligner = Callable[[Net, Net], Net]
 """``align(ref, model)``: `model` with its units permuted (and rescaled) to match `ref`."""
 
+if TYPE_CHECKING:
+    from zoolens.index.model_index import ModelIndex
+
 _STATS = ("running_mean", "running_var")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -262,9 +268,9 @@ def recover_lineage(
     Args:
         nets: the models by id (any mix of architectures; only nets of one
             architecture and shape are compared).
-        recorded: a model's recorded parent id (None or ``""`` when unknown). Recorded
-            edges are kept as they are and win: no parent is recovered for a model that
-            has one recorded.
+        recorded: a model's recorded parent id (None or ``""`` when unknown), also for
+            models not in `nets`. Recorded edges are kept as they are and win: no parent
+            is recovered for a model that has one recorded.
         align: aligns a net to a reference (e.g. `zoolens.merge.align`); None removes
             only the scale / sign symmetry, so a permuted copy is not recognised.
         config: thresholds.
@@ -274,7 +280,7 @@ def recover_lineage(
         near-duplicates.
     """
     config = config or LineageConfig()
-    parents = {k: v for k, v in (recorded or {}).items() if v and k in nets and v != k}
+    parents = {str(k): str(v) for k, v in (recorded or {}).items() if v and v != k}
     lineage = Lineage(
         edges=[LineageEdge(p, c, "recorded", float("nan")) for c, p in parents.items()]
     )
@@ -320,3 +326,29 @@ def _recover_group(
     for k, m in enumerate(ids):
         found.setdefault(sets.find(k), []).append(m)
     lineage.duplicates += [g for g in found.values() if len(g) > 1]
+
+
+def index_lineage(
+    index: ModelIndex, align: Aligner | None = None, config: LineageConfig | None = None
+) -> Lineage:
+    """`recover_lineage` over the models of `index` whose source still loads as a `Net`,
+    with the recorded ``parent`` metadata of every model.
+
+    Bit-identical models (same content hash) never share an index (``add`` skips them),
+    so near-duplicates here are copies up to symmetry or float noise.
+    """
+    nets: dict[str, Net] = {}
+    recorded: dict[str, str | None] = {}
+    for rec in index.records():
+        recorded[rec["id"]] = str(rec["metadata"].get("parent") or "") or None
+        source = rec["source"]
+        if not source or not os.path.exists(source):
+            continue
+        try:
+            net = load_net(source)
+        except Exception as e:  # a source changed or gone bad since it was indexed
+            log.info("lineage: skipped %s (%s)", source, e)
+            continue
+        if isinstance(net, Net):
+            nets[rec["id"]] = net
+    return recover_lineage(nets, recorded, align, config)
