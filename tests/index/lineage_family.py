@@ -3,6 +3,8 @@ training on other targets, an unrelated model, and exact permuted / rescaled cop
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from zoolens.ir import Net, load_net
@@ -40,7 +42,14 @@ def _net(module: torch.nn.Module) -> Net:
 
 def family(n_children: int = 3) -> tuple[dict[str, Net], list[tuple[str, str]]]:
     """``({id: net}, [(parent, child), ...])``: ``p`` and its fine-tunes ``c1..cN``
-    (``c2`` stored with its hidden units permuted and rescaled), and an unrelated ``u``."""
+    (``c2`` stored with its hidden units permuted and rescaled), and an unrelated ``u``.
+    Trained once per process (a few seconds); callers get a new dict of copies."""
+    nets, truth = _family(n_children)
+    return {k: v.clone() for k, v in nets.items()}, list(truth)
+
+
+@functools.lru_cache(maxsize=2)
+def _family(n_children: int) -> tuple[dict[str, Net], list[tuple[str, str]]]:
     parent = _mlp(0)
     _train(parent, task=0, steps=60, lr=1e-2)
     nets = {"p": _net(parent)}

@@ -87,7 +87,11 @@ def test_model_page(client: Any) -> None:
     assert isinstance(body["predictions"]["accuracy"], float)
     child = client.get("/api/models/m2").json()
     assert (child["lineage"]["parent"], child["lineage"]["children"]) == ("m0", [])
-    assert child["lineage"]["inferred"]["parent"] == {"id": "m0", "how": "recorded", "distance": None}
+    assert child["lineage"]["inferred"]["parent"] == {
+        "id": "m0",
+        "how": "recorded",
+        "distance": None,
+    }
     assert child["metadata"]["task"] == "digits"
 
 

@@ -18,7 +18,7 @@ from zoolens.symmetry import random_exact_action
 
 def build_lineage_index(root: Path) -> Path:
     """``p``, ``c1..c3`` (``c1``'s parent recorded), ``u`` and ``u-copy`` as files."""
-    nets, _ = family(n_children=3)
+    nets, _ = family(n_children=3)  # a fresh dict
     nets["u-copy"] = random_exact_action(nets["u"], torch.Generator().manual_seed(3))
     paths, metadata = [], []
     for model_id, net in nets.items():
