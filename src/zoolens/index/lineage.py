@@ -23,6 +23,7 @@ lower-kurtosis end of an edge.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -75,20 +76,32 @@ class LineageEdge:
 
 @dataclass
 class Lineage:
-    """Recovered edges and near-duplicate groups, with per-model lookups."""
+    """Recovered edges and near-duplicate groups, with per-model lookups (indexed on first
+    use: do not change `edges` or `duplicates` after a lookup)."""
 
     edges: list[LineageEdge] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
 
+    @functools.cached_property
+    def _lookup(
+        self,
+    ) -> tuple[dict[str, LineageEdge], dict[str, list[LineageEdge]], dict[str, list[str]]]:
+        parents: dict[str, LineageEdge] = {}
+        children: dict[str, list[LineageEdge]] = {}
+        for e in self.edges:
+            parents.setdefault(e.child, e)
+            children.setdefault(e.parent, []).append(e)
+        groups = {m: g for g in self.duplicates for m in g}
+        return parents, children, groups
+
     def parent_of(self, model_id: str) -> LineageEdge | None:
-        return next((e for e in self.edges if e.child == model_id), None)
+        return self._lookup[0].get(model_id)
 
     def children_of(self, model_id: str) -> list[LineageEdge]:
-        return [e for e in self.edges if e.parent == model_id]
+        return list(self._lookup[1].get(model_id, []))
 
     def duplicates_of(self, model_id: str) -> list[str]:
-        group = next((g for g in self.duplicates if model_id in g), [])
-        return [m for m in group if m != model_id]
+        return [m for m in self._lookup[2].get(model_id, []) if m != model_id]
 
     def describe(self, model_id: str) -> dict[str, Any]:
         """JSON for one model: its parent and children (with how they were found) and its
