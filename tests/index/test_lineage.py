@@ -103,3 +103,13 @@ def test_kurtosis_rises_with_heavy_tails() -> None:
         op.params["weight"] = torch.ones(op.params["weight"].shape)
         op.params["weight"].view(-1)[::2] = -1.0
     assert weight_kurtosis(light) == pytest.approx(-2.0)
+
+
+def test_an_aligner_failure_leaves_recorded_edges(fam) -> None:
+    nets, _ = fam
+
+    def broken(ref: Net, model: Net) -> Net:
+        raise RuntimeError("cannot align this")
+
+    lineage = recover_lineage(nets, recorded={"c1": "p"}, align=broken)
+    assert [(e.parent, e.child, e.how) for e in lineage.edges] == [("p", "c1", "recorded")]

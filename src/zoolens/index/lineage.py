@@ -252,10 +252,10 @@ def _refine(
     """Align pairs directly where the group-wide alignment may have missed a match.
 
     Aligning all to one reference can map two close nets differently when the reference
-    is far from both. The relative distance of the sorted canonical weights bounds the
-    aligned distance from below, so each net's `config.refine_neighbours` nearest by that
-    bound, if below `edge_threshold`, are aligned to it directly; `dist` keeps the smaller
-    distance of the two alignments (in place).
+    is far from both. The distance of the sorted canonical weights is invariant to every
+    permutation and bounds the distance of any permuted pair of canonical nets from below,
+    so each net's `config.refine_neighbours` nearest by it, if below `edge_threshold`, are
+    aligned to it directly; `dist` keeps the smaller distance of the two alignments.
     """
     bound = relative_distances(np.sort(np.stack([weight_vector(n) for n in canon]), axis=1))
     done: set[tuple[int, int]] = set()
@@ -301,8 +301,12 @@ def recover_lineage(
     for model_id, net in nets.items():
         groups.setdefault(net.arch_key(), []).append(model_id)
     for ids in groups.values():
-        if len(ids) > 1:
+        if len(ids) < 2:
+            continue
+        try:
             _recover_group(ids, nets, parents, align, config, lineage)
+        except Exception as e:  # an architecture the aligner cannot handle: recorded only
+            log.warning("lineage: skipped %d models like %s (%s)", len(ids), ids[0], e)
     return lineage
 
 
