@@ -3,6 +3,7 @@ recorded lineage), checkpoints to upload, a token file, and a real uvicorn serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -119,6 +120,13 @@ def free_port() -> int:
 @pytest.fixture
 def live_server(index_dir: Path, token_file: Path) -> Iterator[str]:
     """A real uvicorn server in a thread on a free port; yields its base URL."""
+    with serve(index_dir, token_file) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve(index_dir: Path, token_file: Path | None) -> Iterator[str]:
+    """Serve `index_dir` with uvicorn in a thread on a free port; yields its base URL."""
     import uvicorn
 
     from zoolens.service import create_app

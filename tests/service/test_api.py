@@ -79,11 +79,19 @@ def test_models_pages_are_disjoint_and_counted(client: Any) -> None:
 
 def test_model_page(client: Any) -> None:
     body = client.get("/api/models/m0?k=4").json()
-    assert body["lineage"] == {"parent": None, "children": ["m1", "m2", "m3"]}
+    lineage = body["lineage"]
+    assert (lineage["parent"], lineage["children"]) == (None, ["m1", "m2", "m3"])
+    # no sources to read weights from here: only the recorded edges (tests/service/test_lineage.py)
+    assert [c["how"] for c in lineage["inferred"]["children"]] == ["recorded"] * 3
     assert len(body["nearest"]) == 4 and "m0" not in [h["id"] for h in body["nearest"]]
     assert isinstance(body["predictions"]["accuracy"], float)
     child = client.get("/api/models/m2").json()
-    assert child["lineage"] == {"parent": "m0", "children": []}
+    assert (child["lineage"]["parent"], child["lineage"]["children"]) == ("m0", [])
+    assert child["lineage"]["inferred"]["parent"] == {
+        "id": "m0",
+        "how": "recorded",
+        "distance": None,
+    }
     assert child["metadata"]["task"] == "digits"
 
 
@@ -179,6 +187,7 @@ def test_a_slow_map_is_laid_out_at_start(index_dir: Path, monkeypatch: pytest.Mo
     from zoolens.service.state import Service
 
     svc = Service(str(index_dir), None, 1)
+    monkeypatch.setattr("zoolens.service.state.LINEAGE_MAX", 0)  # no lineage to recover
     assert svc.warm_up() is None  # 12 models: PCA, made on request
     slow = lambda n, method="auto": "tsne" if method == "auto" else method  # noqa: E731
     monkeypatch.setattr(zoo_map, "choose_method", slow)

@@ -7,9 +7,11 @@ README's ``docs/serve.png`` is made that way, see ``benchmarks/serve_screenshot.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,13 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def page(live_server: str) -> Any:
+    with browse(live_server) as tab:
+        yield tab
+
+
+@contextlib.contextmanager
+def browse(live_server: str) -> Iterator[Any]:
+    """A headless Chromium tab on the page; fails on any page error."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
@@ -95,3 +104,20 @@ def test_a_bad_file_shows_the_reason(page: Any, tmp_path: Path) -> None:
 
 
 N_FASHION = 6
+
+
+def test_lineage_from_weights_on_hits_and_model_pages(tmp_path: Path) -> None:
+    from .conftest import serve
+    from .test_lineage import build_lineage_index
+
+    expect = sync_api.expect
+    with serve(build_lineage_index(tmp_path), None) as url, browse(url) as tab:
+        tab.goto(url + "/#/models/p")
+        lineage = tab.locator("#model-lineage")
+        expect(lineage).to_contain_text("from weights, children: c1 (recorded 0.")
+        expect(lineage).to_contain_text("c2 (weights 0.")
+        nearest = tab.locator("#model-nearest tbody")
+        expect(nearest).to_contain_text("fine-tune of p (weights)")
+        tab.goto(url + "/#/models/u")
+        expect(tab.locator("#model-lineage")).to_contain_text("near-duplicates: u-copy")
+        expect(tab.locator("#model-nearest tbody")).to_contain_text("near-duplicate of u")

@@ -1,4 +1,5 @@
-"""Evaluation: retrieval, symmetry robustness, clustering and accuracy-prediction metrics.
+"""Evaluation: retrieval, symmetry robustness, clustering, accuracy-prediction and lineage
+metrics.
 
 Every metric is a function of numpy arrays (embeddings, labels, targets) returning a
 dict of floats, so the benchmark runner (`zoolens.bench`) can write them straight into
@@ -8,6 +9,7 @@ dict of floats, so the benchmark runner (`zoolens.bench`) can write them straigh
 from __future__ import annotations
 
 from zoolens.eval.clustering import clustering_metrics
+from zoolens.eval.lineage import lineage_metrics
 from zoolens.eval.prediction import accuracy_prediction, predict_out_of_fold, regression_metrics
 from zoolens.eval.retrieval import (
     gallery_retrieval_metrics,
@@ -28,6 +30,7 @@ __all__ = [
     "classification_accuracy",
     "clustering_metrics",
     "gallery_retrieval_metrics",
+    "lineage_metrics",
     "paired_cosine",
     "paired_l2",
     "predict_out_of_fold",

@@ -16,10 +16,12 @@ from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import ZoolensError
 from zoolens.index import NO_HIT, ModelIndex
 from zoolens.index.filters import Condition
+from zoolens.index.lineage import Lineage, index_lineage
 from zoolens.service.map import MapCache, choose_method, layout
 
 UPLOADS_DIR = "uploads"
 MAP_KEYS = ("task", "family", "dataset", "arch", "accuracy")  # what map points carry
+LINEAGE_MAX = 2000  # lineage from weights reads every model: only for indexes this small
 log = logging.getLogger(__name__)
 
 
@@ -40,21 +42,26 @@ class Service:
         self.heads = self.index.heads()
         self.maps = MapCache()
         self.write_lock = threading.Lock()
+        self._lineage_lock = threading.Lock()
+        self._lineage: tuple[tuple[int, int], Lineage | None] | None = None
 
     def close(self) -> None:
         self.index.close()
 
     def warm_up(self) -> threading.Thread | None:
-        """Lay out the map in the background when it is slow to make (UMAP / t-SNE), so the
-        first visitor of the map does not wait for it; None when there is nothing to do."""
-        if choose_method(len(self.index)) == "pca":
+        """Recover lineage and lay out the map (when slow to make: UMAP / t-SNE) in the
+        background, so the first visitor does not wait; None when there is nothing to do."""
+        slow_map = choose_method(len(self.index)) != "pca"
+        if not slow_map and len(self.index) > LINEAGE_MAX:
             return None
 
         def run() -> None:
             try:
-                self.map("auto")
-            except Exception as e:  # the map route reports the same error when asked
-                log.warning("zoo map warm-up failed: %s", e)
+                self.inferred()
+                if slow_map:
+                    self.map("auto")
+            except Exception as e:  # the routes report the same error when asked
+                log.warning("warm-up failed: %s", e)
 
         thread = threading.Thread(target=run, name="zoolens-map-warm-up", daemon=True)
         thread.start()
@@ -120,6 +127,7 @@ class Service:
             for s, i in zip(scores[0], ids[0], strict=True)
             if i is not NO_HIT and i != exclude
         ][:k]
+        lineage = self.inferred()
         rows, vectors = [], []
         for model_id, score in hits:
             try:
@@ -127,6 +135,8 @@ class Service:
             except IndexStoreError:  # removed since the search's snapshot
                 continue
             rows.append({"id": model_id, "score": round(score, 6), "metadata": rec["metadata"]})
+            if lineage is not None:
+                rows[-1]["lineage"] = _hit_lineage(lineage, model_id)
             if self.heads:
                 vectors.append(rec["embedding"])
         if vectors:
@@ -135,10 +145,26 @@ class Service:
         return rows
 
     def lineage(self, model_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
-        """Recorded lineage: the manifest's ``parent`` and the models naming this one."""
+        """Recorded lineage (the manifest's ``parent`` and the models naming this one) and
+        ``inferred``: recorded and recovered edges with near-duplicates (see
+        `zoolens.index.lineage`), None for an index over `LINEAGE_MAX` models."""
         parent = metadata.get("parent") or None
         children = [r["id"] for r in self.index.records({"parent": model_id})]
-        return {"parent": parent, "children": children}
+        lineage = self.inferred()
+        inferred = lineage.describe(model_id) if lineage is not None else None
+        return {"parent": parent, "children": children, "inferred": inferred}
+
+    def inferred(self) -> Lineage | None:
+        """Lineage from weights at the index's current state (cached until the next write);
+        None when the index holds more than `LINEAGE_MAX` models."""
+        from zoolens.merge import align
+
+        state = self.index.state()
+        with self._lineage_lock:
+            if self._lineage is None or self._lineage[0] != state:
+                small = len(self.index) <= LINEAGE_MAX
+                self._lineage = (state, index_lineage(self.index, align=align) if small else None)
+            return self._lineage[1]
 
     def map(self, method: str) -> dict[str, Any]:
         """The zoo map at the index's current state (cached until the next write)."""
@@ -184,6 +210,16 @@ class Service:
                 shutil.rmtree(real, ignore_errors=True)
             elif os.path.exists(real):
                 os.remove(real)
+
+
+def _hit_lineage(lineage: Lineage, model_id: str) -> dict[str, Any]:
+    """What a search hit shows: its parent (recorded or recovered) and near-duplicates."""
+    parent = lineage.parent_of(model_id)
+    return {
+        "parent": parent.parent if parent else None,
+        "how": parent.how if parent else None,
+        "near_duplicates": lineage.duplicates_of(model_id),
+    }
 
 
 def _ext(path: str) -> str:

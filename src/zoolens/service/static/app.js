@@ -75,6 +75,8 @@ function fillHits(table, hits) {
     row.appendChild(el("td", i + 1, { class: "num" }));
     const idCell = el("td");
     idCell.appendChild(modelLink(hit.id));
+    const badge = lineageBadge(hit.lineage);
+    if (badge) idCell.appendChild(badge);
     row.appendChild(idCell);
     row.appendChild(el("td", hit.score.toFixed(4), { class: "num" }));
     for (const name of heads) row.appendChild(el("td", format((hit.predictions || {})[name]), { class: "num" }));
@@ -222,6 +224,36 @@ function setUpModels() {
   $("#models-where").addEventListener("change", () => { state.page = 0; showModels(); });
 }
 
+function linkList(line, items, empty) { // items: [{id, how?, distance?}] or ids
+  if (!items.length) line.appendChild(el("span", empty));
+  items.forEach((item, i) => {
+    if (i) line.appendChild(document.createTextNode(", "));
+    line.appendChild(modelLink(item.id || item));
+    if (item.how) {
+      const d = item.distance === null ? "" : " " + item.distance.toFixed(3);
+      line.appendChild(el("span", " (" + item.how + d + ")", { class: "how" }));
+    }
+  });
+  return line;
+}
+
+function inferredLineage(inferred) { // lineage recovered from the weights (or null)
+  if (!inferred) return [el("p", "from weights: not computed for an index this large")];
+  return [
+    linkList(el("p", "from weights, parent: "), inferred.parent ? [inferred.parent] : [], "none found"),
+    linkList(el("p", "from weights, children: "), inferred.children, "none found"),
+    linkList(el("p", "near-duplicates: "), inferred.near_duplicates, "none"),
+  ];
+}
+
+function lineageBadge(lineage) { // a search hit's parent and near-duplicates, in short
+  if (!lineage) return null;
+  const parts = [];
+  if (lineage.parent) parts.push("fine-tune of " + lineage.parent + " (" + lineage.how + ")");
+  if (lineage.near_duplicates.length) parts.push("near-duplicate of " + lineage.near_duplicates.join(", "));
+  return parts.length ? el("div", parts.join("; "), { class: "lineage" }) : null;
+}
+
 async function showModel(id) {
   $("#model-title").textContent = id;
   try {
@@ -243,7 +275,7 @@ async function showModel(id) {
       if (i) children.appendChild(document.createTextNode(", "));
       children.appendChild(modelLink(c));
     });
-    lineage.append(parent, children);
+    lineage.append(parent, children, ...inferredLineage(m.lineage.inferred));
     const predicted = Object.entries(m.predictions);
     $("#model-predictions").textContent = predicted.length
       ? predicted.map(([k, v]) => k + ": " + format(v)).join(", ")
