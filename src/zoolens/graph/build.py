@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from zoolens.errors import UnsupportedOpError
 from zoolens.graph import _rnn_conv
 from zoolens.graph.cache import ArchParts, GraphCache
+from zoolens.graph.coarsen import COARSEN_PARAMS, coarse_edges, worth_coarsening
 from zoolens.graph.neural_graph import (
     EDGE_ALIASES,
     EDGE_TYPES,
@@ -53,9 +54,11 @@ class _Builder:
     """Collects nodes and edges; with ``structure=False`` only their values (node features
     and edge weights), for a net whose architecture's structure is cached."""
 
-    def __init__(self, structure: bool = True, flatten: str = "grid") -> None:
+    def __init__(self, structure: bool = True, flatten: str = "grid", coarse: bool = False) -> None:
         self.structure = structure
         self.flatten = flatten
+        self.coarse = coarse  # coarsen the all-pairs connections worth it
+        self.coarsened = False  # some all-pairs connection kept only its strongest edges
         self.x = torch.zeros((0, NODE_FEATURES), dtype=torch.float64)
         self.role: list[torch.Tensor] = []
         self.position: list[torch.Tensor] = []
@@ -90,7 +93,11 @@ class _Builder:
         kind: str,
         all_pairs: bool = False,
     ) -> None:
-        """Edges ``src[i] → dst[i]``, or every src → every dst (target-major) if `all_pairs`."""
+        """Edges ``src[i] → dst[i]``, or every src → every dst (target-major) if `all_pairs`;
+        of those only the strongest if `coarse` (`zoolens.graph.coarsen`)."""
+        if all_pairs and self.coarse and worth_coarsening(src.numel(), dst.numel()):
+            src, dst, attr = coarse_edges(src, dst, attr)
+            all_pairs, self.coarsened = False, True
         self.attr.append(fit_to_kernel(attr.to(torch.float64)))
         if self.structure:
             if all_pairs:
@@ -169,8 +176,9 @@ def _walk(
     structure: bool = True,
     flatten: str = "grid",
     infos: dict[str, ValueInfo] | None = None,
+    coarse: bool = False,
 ) -> tuple[_Builder, dict[str, _Units]]:
-    b = _Builder(structure, flatten)
+    b = _Builder(structure, flatten, coarse)
     infos = infos or net.value_infos()
     first = _input_reshape(net)  # its output is the input layer
     src = net.input if first is None else first.output
@@ -242,6 +250,7 @@ def net_to_graph(
     probes: torch.Tensor | None = None,
     flatten: str = "grid",
     cache: GraphCache | None = None,
+    coarsen_above: int = COARSEN_PARAMS,
 ) -> NeuralGraph:
     """Build the neural graph of `net`.
 
@@ -256,6 +265,9 @@ def net_to_graph(
         cache: the caller's `GraphCache`: the wiring and value shapes of an architecture
             it holds are reused (only weights and node features are filled in), and those
             of a new one are kept. None: built from scratch, the same graph.
+        coarsen_above: a net of more parameters gets a coarse graph: its wide all-pairs
+            connections keep only their strongest edges (`zoolens.graph.coarsen`; exactly
+            invariant). Zoo-sized nets stay below the default; 0 coarsens any net.
 
     Returns:
         The `NeuralGraph`; float32 features.
@@ -263,16 +275,18 @@ def net_to_graph(
     if flatten not in FLATTEN_KINDS:
         raise ValueError(f"flatten {flatten!r}; expected one of {', '.join(FLATTEN_KINDS)}")
     key = net.arch_key() if cache is not None else ""  # canonicalising keeps the key
+    coarse = net.trainable_params() > coarsen_above  # depends on the architecture only
+    key += "|coarse" if coarse else ""
     parts = cache.parts(key) if cache is not None else None
     infos = parts.infos if parts is not None else net.value_infos()
     net = canonicalize(net, infos) if canonical else net
-    b, units = _walk(net, parts is None, flatten, infos)
+    b, units = _walk(net, parts is None, flatten, infos, coarse)
     out = units[net.output]
     if out.block != 1:
         raise UnsupportedOpError("the network's output is a flattened conv value")
     if parts is None:
         parts = ArchParts(infos, _structure(b, out.nodes))
-        if cache is not None:
+        if cache is not None and not b.coarsened:  # a coarse graph's edges follow its weights
             cache.put(key, parts)
     structure = parts.structure
     graph = NeuralGraph(
@@ -307,6 +321,15 @@ def _structure(b: _Builder, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def _token_frequencies(ids: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Each probe's token frequencies ``(P, vocab)`` float64 from its ids ``(P, T)``: the
+    mean over positions of the one-hot rows, without the ``(P, T, vocab)`` one-hot tensor."""
+    ids = ids.long()
+    counts = torch.zeros((ids.shape[0], vocab), dtype=torch.float64)
+    counts.scatter_add_(1, ids, torch.ones(ids.shape, dtype=torch.float64))
+    return counts / ids.shape[1]
+
+
 def probe_features(
     net: Net, units: dict[str, _Units], probes: torch.Tensor, n_nodes: int
 ) -> torch.Tensor:
@@ -326,7 +349,7 @@ def probe_features(
             continue
         a = env[value]
         if value == net.input and vocab is not None:  # token ids → each token's frequency
-            a = binned(F.one_hot(a.long(), vocab).to(torch.float64).mean(dim=1))  # (P, V)
+            a = binned(_token_frequencies(a, vocab))  # (P, bins)
         a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a  # (P, units)
         feats[u.nodes] = a.T.to(torch.float64)
     return feats.float()
