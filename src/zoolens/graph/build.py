@@ -333,23 +333,34 @@ def _token_frequencies(ids: torch.Tensor, vocab: int) -> torch.Tensor:
 def probe_features(
     net: Net, units: dict[str, _Units], probes: torch.Tensor, n_nodes: int
 ) -> torch.Tensor:
-    """Each node's activation on each probe input (later values overwrite earlier ones)."""
+    """Each node's activation on each probe input (later values overwrite earlier ones).
+
+    Values are reduced to their nodes' features as the forward pass writes them and dropped
+    after their last reader, so memory holds the live activations, not all of them."""
     p = next(net.parameters())
     x = probes.to(p.dtype)
     if x.dim() == 4:  # the same values; pooling is far faster on this layout
         x = x.contiguous(memory_format=torch.channels_last)
-    env = {net.input: x}
-    with torch.no_grad():
-        for op in net.ops:
-            env[op.output] = op.run([env[v] for v in op.inputs])
     feats = torch.zeros((n_nodes, probes.shape[0]), dtype=torch.float64)
     vocab = token_vocab(net.consumers(net.input))
-    for value, u in units.items():
-        if u.block != 1:
-            continue
-        a = env[value]
+
+    def record(value: str, a: torch.Tensor) -> None:
+        u = units.get(value)
+        if u is None or u.block != 1:
+            return
         if value == net.input and vocab is not None:  # token ids → each token's frequency
             a = binned(_token_frequencies(a, vocab))  # (P, bins)
         a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a  # (P, units)
         feats[u.nodes] = a.T.to(torch.float64)
+
+    last_read = {v: i for i, op in enumerate(net.ops) for v in op.inputs}
+    env = {net.input: x}
+    record(net.input, x)
+    with torch.no_grad():
+        for i, op in enumerate(net.ops):
+            env[op.output] = op.run([env[v] for v in op.inputs])
+            record(op.output, env[op.output])
+            for v in op.inputs:
+                if last_read[v] == i:
+                    env.pop(v, None)
     return feats.float()
