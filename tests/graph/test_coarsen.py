@@ -18,13 +18,13 @@ from zoolens.testing import assert_invariant, cosine, max_rel_diff, random_net
 from zoolens.testing.models import FAMILIES
 from zoolens.testing.seq_nets import SeqConfig, seq_input, seq_net
 
-WIDE_SEQ = SeqConfig(vocab=300, width=40, heads=4, kv_heads=4, head_dim=10, ffn=64)
+WIDE_SEQ = SeqConfig(vocab=300, width=64, heads=4, kv_heads=4, head_dim=16, ffn=128)
 
 
 def _wide_mlp(g: torch.Generator) -> Net:
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
     model = nn.Sequential(
-        nn.Linear(6, 48), nn.ReLU(), nn.Linear(48, 40), nn.Tanh(), nn.Linear(40, 3)
+        nn.Linear(6, 96), nn.ReLU(), nn.Linear(96, 80), nn.Tanh(), nn.Linear(80, 3)
     )
     net = load_net(model, input_shape=(6,))
     assert isinstance(net, Net)
@@ -75,8 +75,9 @@ def test_coarse_graph_is_smaller_and_keeps_the_nodes(gen: torch.Generator) -> No
     assert coarse.num_nodes == full.num_nodes
     assert torch.equal(coarse.x, full.x)
     assert coarse.num_edges < full.num_edges
-    assert coarse.num_edges <= full.num_edges - 48 * 40 + KEEP * (48 + 40)
-    assert worth_coarsening(48, 40) and not worth_coarsening(6, 48)
+    assert coarse.num_edges <= full.num_edges - 96 * 80 + KEEP * (96 + 80)
+    assert worth_coarsening(96, 80) and not worth_coarsening(6, 96)
+    assert worth_coarsening(WIDE_SEQ.width, WIDE_SEQ.ffn)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

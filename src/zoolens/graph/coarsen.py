@@ -20,7 +20,7 @@ import torch
 #: Nets with more parameters than this get a coarse graph.
 COARSEN_PARAMS = 1_000_000
 #: Strongest edges kept per unit at each end of a coarsened connection.
-KEEP = 8
+KEEP = 16
 
 
 def strongest_pairs(strength: torch.Tensor, keep: int = KEEP) -> torch.Tensor:
