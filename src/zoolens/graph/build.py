@@ -59,7 +59,8 @@ class _Builder:
         self.flatten = flatten
         self.coarse = coarse  # coarsen the all-pairs connections worth it
         self.coarsened = False  # some all-pairs connection kept only its strongest edges
-        self.x = torch.zeros((0, NODE_FEATURES), dtype=torch.float64)
+        self._x = torch.zeros((64, NODE_FEATURES), dtype=torch.float64)  # grown by doubling
+        self._n = 0
         self.role: list[torch.Tensor] = []
         self.position: list[torch.Tensor] = []
         self.layer: list[torch.Tensor] = []
@@ -69,13 +70,23 @@ class _Builder:
         self.etype: list[torch.Tensor] = []
         self.n_layers = 0
 
+    @property
+    def x(self) -> torch.Tensor:
+        """Node features so far, ``(N, NODE_FEATURES)`` float64 (a view: writable)."""
+        return self._x[: self._n]
+
     def new_layer(self, n: int, role: int, bias: torch.Tensor | None = None) -> torch.Tensor:
         feats = torch.zeros((n, NODE_FEATURES), dtype=torch.float64)
         feats[:, F_BN_A] = 1.0
         if bias is not None:
             feats[:, F_BIAS] = bias.to(torch.float64)
-        ids = torch.arange(self.x.shape[0], self.x.shape[0] + n)
-        self.x = torch.cat([self.x, feats])
+        ids = torch.arange(self._n, self._n + n)
+        if self._n + n > self._x.shape[0]:  # one copy per doubling, not one per layer
+            grown = self._x.new_zeros((max(2 * self._x.shape[0], self._n + n), NODE_FEATURES))
+            grown[: self._n] = self._x[: self._n]
+            self._x = grown
+        self._x[self._n : self._n + n] = feats
+        self._n += n
         if self.structure:
             self.role.append(torch.full((n,), role, dtype=torch.long))
             self.position.append(

@@ -58,7 +58,7 @@ def coarse_edges(
         target-major.
     """
     n_in, n_out = src.numel(), dst.numel()
-    strength = attr.to(torch.float64).norm(dim=1).reshape(n_out, n_in)
+    strength = torch.linalg.vector_norm(attr, dim=1).reshape(n_out, n_in)  # attr's dtype
     j, i = torch.nonzero(strongest_pairs(strength, keep), as_tuple=True)
     return src[i], dst[j], attr[j * n_in + i]
 
