@@ -48,7 +48,7 @@ def test_strongest_pairs_keeps_enough_at_both_ends(gen: torch.Generator) -> None
     s = torch.rand((30, 50), generator=gen, dtype=torch.float64)
     mask = strongest_pairs(s, 4)
     assert (mask.sum(1) >= 4).all() and (mask.sum(0) >= 4).all()
-    assert int(mask.sum()) <= 4 * (30 + 50)
+    assert int(mask.sum()) <= 4 * (30 + 50)  # no ties in random floats
     top_row = s.argmax(1)
     assert mask[torch.arange(30), top_row].all()  # the strongest edge of each target is kept
 
@@ -57,6 +57,14 @@ def test_strongest_pairs_commute_with_permutations(gen: torch.Generator) -> None
     s = torch.rand((30, 50), generator=gen, dtype=torch.float64)
     p, q = torch.randperm(30, generator=gen), torch.randperm(50, generator=gen)
     assert torch.equal(strongest_pairs(s[p][:, q]), strongest_pairs(s)[p][:, q])
+
+
+def test_strongest_pairs_commute_with_permutations_despite_ties(gen: torch.Generator) -> None:
+    s = torch.randint(0, 3, (30, 50), generator=gen).to(torch.float64)  # many exact ties
+    p, q = torch.randperm(30, generator=gen), torch.randperm(50, generator=gen)
+    mask = strongest_pairs(s, 4)
+    assert torch.equal(strongest_pairs(s[p][:, q], 4), mask[p][:, q])
+    assert (mask.sum(1) >= 4).all() and not mask.all()
 
 
 def test_coarse_edges_are_the_masked_all_pairs(gen: torch.Generator) -> None:

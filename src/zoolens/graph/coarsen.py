@@ -5,12 +5,11 @@ A dense connection between ``n_in`` and ``n_out`` units is ``n_in · n_out`` edg
 graph of a net of more than `COARSEN_PARAMS` parameters (every zoo-sized net stays below,
 so its graph is unchanged), a connection of more than ``2 · KEEP · (n_in + n_out)`` edges
 keeps only the edges that are among the `KEEP` strongest of their target's incoming ones
-*or* of their source's outgoing ones: at most ``KEEP · (n_in + n_out)``. Whether an edge is
-kept depends only on its own weight and on the multisets of weights at its two ends, so
-permuting the units of either layer permutes the kept edges with them: the coarse graph
-commutes with every exact permutation (canonical scaling is applied before), and the
-encoder stays exactly invariant. Exact ties of strength between different units (not met
-in trained float weights) are broken by unit order, which a permutation can change.
+*or* of their source's outgoing ones (an edge tied with the `KEEP`-th is kept too): about
+``KEEP · (n_in + n_out)``. Whether an edge is kept depends only on its own weight and on the
+multisets of weights at its two ends, so permuting the units of either layer permutes the
+kept edges with them, ties included: the coarse graph commutes with every exact permutation
+(canonical scaling is applied before), and the encoder stays exactly invariant.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ KEEP = 16
 
 def strongest_pairs(strength: torch.Tensor, keep: int = KEEP) -> torch.Tensor:
     """The edges of a dense connection to keep: ``(n_out, n_in)`` bool, True where an
-    edge is among the `keep` strongest into its target (row) or out of its source (column).
+    edge is at least as strong as the `keep`-th strongest into its target (row) or out of
+    its source (column); a threshold, not an index choice, so ties never depend on order.
 
     Args:
         strength: ``(n_out, n_in)`` each edge's strength (a norm of its weights), ≥ 0.
@@ -35,10 +35,9 @@ def strongest_pairs(strength: torch.Tensor, keep: int = KEEP) -> torch.Tensor:
         The mask, ``(n_out, n_in)`` bool.
     """
     n_out, n_in = strength.shape
-    mask = torch.zeros((n_out, n_in), dtype=torch.bool)
-    mask.scatter_(1, strength.topk(min(keep, n_in), dim=1).indices, True)
-    mask.scatter_(0, strength.topk(min(keep, n_out), dim=0).indices, True)
-    return mask
+    row_kth = strength.topk(min(keep, n_in), dim=1).values[:, -1:]  # (n_out, 1)
+    col_kth = strength.topk(min(keep, n_out), dim=0).values[-1:]  # (1, n_in)
+    return (strength >= row_kth) | (strength >= col_kth)
 
 
 def coarse_edges(
