@@ -24,6 +24,7 @@ SIZES = {  # hidden, layers, intermediate, heads (vocab 30522, 512 positions: BE
     "small": (128, 2, 512, 2),
     "medium": (256, 4, 1024, 4),
     "22m": (384, 6, 1536, 6),
+    "110m": (768, 12, 3072, 12),  # BERT-base; not in the default --sizes
 }
 
 

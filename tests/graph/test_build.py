@@ -283,3 +283,46 @@ def test_batched_domain_features_are_one_row_per_graph() -> None:
     for row, graph in zip(b.domain, graphs, strict=True):
         torch.testing.assert_close(row, graph.domain)
     assert not torch.equal(b.domain[0], b.domain[1])  # a vector input vs an image
+
+
+def _probe_features_reference(net, units, probes, n_nodes):  # type: ignore[no-untyped-def]
+    """The plain version: keep every activation, then write them in order; one-hot tokens."""
+    from zoolens.graph.seq import binned, token_vocab
+
+    env = {net.input: probes.to(next(net.parameters()).dtype)}
+    with torch.no_grad():
+        for op in net.ops:
+            env[op.output] = op.run([env[v] for v in op.inputs])
+    feats = torch.zeros((n_nodes, probes.shape[0]), dtype=torch.float64)
+    vocab = token_vocab(net.consumers(net.input))
+    for value, u in units.items():
+        if u.block != 1:
+            continue
+        a = env[value]
+        if value == net.input and vocab is not None:
+            a = binned(torch.nn.functional.one_hot(a.long(), vocab).to(torch.float64).mean(dim=1))
+        a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a
+        feats[u.nodes] = a.T.to(torch.float64)
+    return feats.float()
+
+
+@pytest.mark.parametrize("family", ["mlp", "resmlp_ln", "cnn1d", "bert", "gpt2"])
+def test_probe_features_equal_the_plain_reference_bit_for_bit(family: str) -> None:
+    from zoolens.graph.build import _walk, probe_features
+    from zoolens.graph.probes import token_probes
+    from zoolens.graph.seq import token_vocab
+    from zoolens.testing.seq_nets import SeqConfig, seq_net
+
+    g = torch.Generator().manual_seed(0)
+    if family in ("bert", "gpt2"):  # a vocabulary above the 256 bins
+        net = seq_net(family, g, SeqConfig(vocab=700)).to(torch.float32)
+    else:
+        net = random_net(family, g).to(torch.float32)
+    b, units = _walk(net)
+    probes = token_probes(
+        default_probes(net.input_shape, 32), token_vocab(net.consumers(net.input))
+    )
+    n = b.x.shape[0]
+    fast = probe_features(net, units, probes, n)
+    assert torch.equal(fast, _probe_features_reference(net, units, probes, n))
+    assert fast.abs().sum() > 0

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from zoolens.errors import UnsupportedOpError
 from zoolens.graph import _rnn_conv
 from zoolens.graph.cache import ArchParts, GraphCache
+from zoolens.graph.coarsen import COARSEN_PARAMS, coarse_edges, worth_coarsening
 from zoolens.graph.neural_graph import (
     EDGE_ALIASES,
     EDGE_TYPES,
@@ -53,10 +54,13 @@ class _Builder:
     """Collects nodes and edges; with ``structure=False`` only their values (node features
     and edge weights), for a net whose architecture's structure is cached."""
 
-    def __init__(self, structure: bool = True, flatten: str = "grid") -> None:
+    def __init__(self, structure: bool = True, flatten: str = "grid", coarse: bool = False) -> None:
         self.structure = structure
         self.flatten = flatten
-        self.x = torch.zeros((0, NODE_FEATURES), dtype=torch.float64)
+        self.coarse = coarse  # coarsen the all-pairs connections worth it
+        self.coarsened = False  # some all-pairs connection kept only its strongest edges
+        self._x = torch.zeros((64, NODE_FEATURES), dtype=torch.float64)  # grown by doubling
+        self._n = 0
         self.role: list[torch.Tensor] = []
         self.position: list[torch.Tensor] = []
         self.layer: list[torch.Tensor] = []
@@ -66,13 +70,23 @@ class _Builder:
         self.etype: list[torch.Tensor] = []
         self.n_layers = 0
 
+    @property
+    def x(self) -> torch.Tensor:
+        """Node features so far, ``(N, NODE_FEATURES)`` float64 (a view: writable)."""
+        return self._x[: self._n]
+
     def new_layer(self, n: int, role: int, bias: torch.Tensor | None = None) -> torch.Tensor:
         feats = torch.zeros((n, NODE_FEATURES), dtype=torch.float64)
         feats[:, F_BN_A] = 1.0
         if bias is not None:
             feats[:, F_BIAS] = bias.to(torch.float64)
-        ids = torch.arange(self.x.shape[0], self.x.shape[0] + n)
-        self.x = torch.cat([self.x, feats])
+        ids = torch.arange(self._n, self._n + n)
+        if self._n + n > self._x.shape[0]:  # one copy per doubling, not one per layer
+            grown = self._x.new_zeros((max(2 * self._x.shape[0], self._n + n), NODE_FEATURES))
+            grown[: self._n] = self._x[: self._n]
+            self._x = grown
+        self._x[self._n : self._n + n] = feats
+        self._n += n
         if self.structure:
             self.role.append(torch.full((n,), role, dtype=torch.long))
             self.position.append(
@@ -90,7 +104,11 @@ class _Builder:
         kind: str,
         all_pairs: bool = False,
     ) -> None:
-        """Edges ``src[i] → dst[i]``, or every src → every dst (target-major) if `all_pairs`."""
+        """Edges ``src[i] → dst[i]``, or every src → every dst (target-major) if `all_pairs`;
+        of those only the strongest if `coarse` (`zoolens.graph.coarsen`)."""
+        if all_pairs and self.coarse and worth_coarsening(src.numel(), dst.numel()):
+            src, dst, attr = coarse_edges(src, dst, attr)
+            all_pairs, self.coarsened = False, True
         self.attr.append(fit_to_kernel(attr.to(torch.float64)))
         if self.structure:
             if all_pairs:
@@ -169,8 +187,9 @@ def _walk(
     structure: bool = True,
     flatten: str = "grid",
     infos: dict[str, ValueInfo] | None = None,
+    coarse: bool = False,
 ) -> tuple[_Builder, dict[str, _Units]]:
-    b = _Builder(structure, flatten)
+    b = _Builder(structure, flatten, coarse)
     infos = infos or net.value_infos()
     first = _input_reshape(net)  # its output is the input layer
     src = net.input if first is None else first.output
@@ -242,6 +261,7 @@ def net_to_graph(
     probes: torch.Tensor | None = None,
     flatten: str = "grid",
     cache: GraphCache | None = None,
+    coarsen_above: int = COARSEN_PARAMS,
 ) -> NeuralGraph:
     """Build the neural graph of `net`.
 
@@ -256,6 +276,9 @@ def net_to_graph(
         cache: the caller's `GraphCache`: the wiring and value shapes of an architecture
             it holds are reused (only weights and node features are filled in), and those
             of a new one are kept. None: built from scratch, the same graph.
+        coarsen_above: a net of more parameters gets a coarse graph: its wide all-pairs
+            connections keep only their strongest edges (`zoolens.graph.coarsen`; exactly
+            invariant). Zoo-sized nets stay below the default; 0 coarsens any net.
 
     Returns:
         The `NeuralGraph`; float32 features.
@@ -263,16 +286,18 @@ def net_to_graph(
     if flatten not in FLATTEN_KINDS:
         raise ValueError(f"flatten {flatten!r}; expected one of {', '.join(FLATTEN_KINDS)}")
     key = net.arch_key() if cache is not None else ""  # canonicalising keeps the key
+    coarse = net.trainable_params() > coarsen_above  # depends on the architecture only
+    key += "|coarse" if coarse else ""
     parts = cache.parts(key) if cache is not None else None
     infos = parts.infos if parts is not None else net.value_infos()
     net = canonicalize(net, infos) if canonical else net
-    b, units = _walk(net, parts is None, flatten, infos)
+    b, units = _walk(net, parts is None, flatten, infos, coarse)
     out = units[net.output]
     if out.block != 1:
         raise UnsupportedOpError("the network's output is a flattened conv value")
     if parts is None:
         parts = ArchParts(infos, _structure(b, out.nodes))
-        if cache is not None:
+        if cache is not None and not b.coarsened:  # a coarse graph's edges follow its weights
             cache.put(key, parts)
     structure = parts.structure
     graph = NeuralGraph(
@@ -307,26 +332,46 @@ def _structure(b: _Builder, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def _token_frequencies(ids: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Each probe's token frequencies ``(P, vocab)`` float64 from its ids ``(P, T)``: the
+    mean over positions of the one-hot rows, without the ``(P, T, vocab)`` one-hot tensor."""
+    ids = ids.long()
+    counts = torch.zeros((ids.shape[0], vocab), dtype=torch.float64)
+    counts.scatter_add_(1, ids, torch.ones(ids.shape, dtype=torch.float64))
+    return counts / ids.shape[1]
+
+
 def probe_features(
     net: Net, units: dict[str, _Units], probes: torch.Tensor, n_nodes: int
 ) -> torch.Tensor:
-    """Each node's activation on each probe input (later values overwrite earlier ones)."""
+    """Each node's activation on each probe input (later values overwrite earlier ones).
+
+    Values are reduced to their nodes' features as the forward pass writes them and dropped
+    after their last reader, so memory holds the live activations, not all of them."""
     p = next(net.parameters())
     x = probes.to(p.dtype)
     if x.dim() == 4:  # the same values; pooling is far faster on this layout
         x = x.contiguous(memory_format=torch.channels_last)
-    env = {net.input: x}
-    with torch.no_grad():
-        for op in net.ops:
-            env[op.output] = op.run([env[v] for v in op.inputs])
     feats = torch.zeros((n_nodes, probes.shape[0]), dtype=torch.float64)
     vocab = token_vocab(net.consumers(net.input))
-    for value, u in units.items():
-        if u.block != 1:
-            continue
-        a = env[value]
+
+    def record(value: str, a: torch.Tensor) -> None:
+        u = units.get(value)
+        if u is None or u.block != 1:
+            return
         if value == net.input and vocab is not None:  # token ids → each token's frequency
-            a = binned(F.one_hot(a.long(), vocab).to(torch.float64).mean(dim=1))  # (P, V)
+            a = binned(_token_frequencies(a, vocab))  # (P, bins)
         a = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a  # (P, units)
         feats[u.nodes] = a.T.to(torch.float64)
+
+    last_read = {v: i for i, op in enumerate(net.ops) for v in op.inputs}
+    env = {net.input: x}
+    record(net.input, x)
+    with torch.no_grad():
+        for i, op in enumerate(net.ops):
+            env[op.output] = op.run([env[v] for v in op.inputs])
+            record(op.output, env[op.output])
+            for v in op.inputs:
+                if last_read[v] == i:
+                    env.pop(v, None)
     return feats.float()

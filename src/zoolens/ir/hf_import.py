@@ -8,6 +8,7 @@ a translation that does not reproduce it is refused, never returned.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import Any
@@ -80,6 +81,9 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
         raise UnsupportedOpError(
             str(e).replace(f"{path}: ", f"{path}: {model_type!r}: ", 1)
         ) from None
+    finally:  # the model and its trace hold reference cycles: free a copy of the weights now
+        del model
+        gc.collect()
 
 
 def _model_type(path: str) -> str:

@@ -12,6 +12,7 @@ from torch import nn
 
 from zoolens.errors import LoadError
 from zoolens.graph import GraphCache, NeuralGraph, batch_graphs, net_to_graph
+from zoolens.graph.coarsen import COARSEN_PARAMS
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
 from zoolens.nn.config import ConfigError, EncoderConfig, bounded
@@ -90,6 +91,8 @@ class NeuralGraphEncoder(TorchEncoder):
         super().__init__(config)
         self.graph_cache = GraphCache()  # this encoder's: architectures' wiring, probe sets
         self.fingerprinter = Fingerprinter(self.config.fingerprint_dim, self.config.seed)
+        #: Nets of more parameters get a coarse graph (`net_to_graph`).
+        self.coarsen_above = COARSEN_PARAMS
 
     @property
     def dim(self) -> int:
@@ -123,7 +126,12 @@ class NeuralGraphEncoder(TorchEncoder):
         n = self.config.n_probes
         probes = self.graph_cache.probes(net.input_shape, n, kind=PROBE_KIND) if n else None
         return net_to_graph(
-            net, canonical=True, probes=probes, flatten="grid", cache=self.graph_cache
+            net,
+            canonical=True,
+            probes=probes,
+            flatten="grid",
+            cache=self.graph_cache,
+            coarsen_above=self.coarsen_above,
         )
 
     def graphs(self, models: list[Net | TensorSet]) -> list[NeuralGraph]:
