@@ -11,23 +11,11 @@ import torch
 
 from zoolens.ir import Net
 from zoolens.symmetry import apply_scale, scale_segments
-from zoolens.symmetry.canonical import incoming_rows
+from zoolens.symmetry.canonical import canonical_scale, incoming_rows
 from zoolens.symmetry.spaces import op_order, producers
 
 #: segment root → per-unit scale applied to it
 Scales = dict[str, torch.Tensor]
-
-
-def _scale(rows: torch.Tensor, group: str) -> torch.Tensor:
-    """Unit norm where positive scaling is exact, a positive row sum where a flip is."""
-    rows = rows.to(torch.float64)
-    s = torch.ones(rows.shape[0], dtype=torch.float64)
-    if group in ("positive", "nonzero"):
-        norm = rows.norm(dim=1)
-        s = torch.where(norm > 0, 1.0 / norm.clamp_min(1e-300), s)
-    if group in ("sign", "nonzero"):
-        s = s * torch.where(rows.sum(dim=1) < 0, -1.0, 1.0)
-    return s
 
 
 def to_canonical(net: Net) -> tuple[Net, Scales]:
@@ -39,7 +27,7 @@ def to_canonical(net: Net) -> tuple[Net, Scales]:
     scales: Scales = {}
     for seg in segs:
         assert seg.group is not None
-        s = _scale(incoming_rows(out, seg), seg.group)
+        s = canonical_scale(incoming_rows(out, seg), seg.group)
         apply_scale(out, seg, s)
         scales[seg.space.root] = s
     return out, scales

@@ -23,7 +23,7 @@ def incoming_rows(net: Net, seg: Segment) -> torch.Tensor:
     return torch.cat(cols, dim=1)
 
 
-def _canonical_scale(rows: torch.Tensor, group: str) -> torch.Tensor:
+def canonical_scale(rows: torch.Tensor, group: str) -> torch.Tensor:
     """Scale that maps each row to unit norm (scale groups) and a positive sign statistic."""
     rows = rows.to(torch.float64)
     s = torch.ones(rows.shape[0], dtype=torch.float64)
@@ -57,5 +57,5 @@ def canonicalize(net: Net, infos: dict[str, ValueInfo] | None = None) -> Net:
     segs.sort(key=lambda s: min(order[op.name] for op in producers(out, s.space)))
     for seg in segs:
         assert seg.group is not None
-        apply_scale(out, seg, _canonical_scale(incoming_rows(out, seg), seg.group))
+        apply_scale(out, seg, canonical_scale(incoming_rows(out, seg), seg.group))
     return out
