@@ -62,7 +62,8 @@ def elementwise(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, A
         target = node.target
 
         def fn(t: torch.Tensor) -> torch.Tensor:
-            return target(*[p(t) for p in parts], **kw)  # type: ignore[operator]
+            out: torch.Tensor = target(*[p(t) for p in parts], **kw)  # type: ignore[operator]
+            return out
 
         return Expr(src, fn)
     dyn = [a for a in args if isinstance(a, (Dyn, Expr))]

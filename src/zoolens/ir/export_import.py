@@ -218,7 +218,8 @@ def _output(out: Any, index: int) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
     values = list(out.values()) if hasattr(out, "values") else list(out)
-    return values[index]
+    chosen: torch.Tensor = values[index]
+    return chosen
 
 
 def _check(

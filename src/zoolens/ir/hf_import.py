@@ -117,11 +117,12 @@ def _build(transformers: Any, path: str, model_type: str) -> torch.nn.Module:
     model.eval()
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
-    return model.float()
+    built: torch.nn.Module = model.float()
+    return built
 
 
 def _example(model: torch.nn.Module, seq_len: int) -> torch.Tensor:
-    config = model.config  # type: ignore[union-attr]
+    config: Any = getattr(model, "config", None)
     if getattr(model, "main_input_name", "input_ids") == "pixel_values":
         c = int(getattr(config, "num_channels", 3))
         size = getattr(config, "image_size", 224)
