@@ -5,7 +5,10 @@
     python benchmarks/encode_speed.py --threads 1     # torch intra-op threads (default: torch's)
     python benchmarks/encode_speed.py --shipped       # the shipped trained encoders' configs
 
-``mlp-2k-lw`` is the same zoo through the LayerwiseEncoder, for comparison. Without
+``mlp-2k-lw`` is the same zoo through the LayerwiseEncoder, for comparison; ``gpt-30k`` are
+small GPT-2-like transformers (`zoolens.testing.seq_net`). ``× fwd`` (issue 28) is the embedding
+time per model over the time of running that model on its probe inputs (the encoder's probe
+count, at least 256 inputs) — what embedding costs in forward passes. Without
 ``--shipped`` the encoders are untrained ones of the code's default configuration; with it,
 the shipped trained ones (``load_encoder("default")``, ``load_encoder("layerwise")``), whose
 configurations (e.g. probe count) may differ.
@@ -31,9 +34,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CASES = ("mlp-2k", "mlp-2k-lw", "cnn-50k", "cnn-1m", "bare-22m")
+CASES = ("mlp-2k", "mlp-2k-lw", "cnn-50k", "cnn-1m", "gpt-30k", "bare-22m")
 TARGETS = {
     "mlp-2k": "≥ 500 models/s",
+    "gpt-30k": "—",
     "mlp-2k-lw": "≥ 500 models/s",
     "cnn-50k": "—",
     "cnn-1m": "≤ 1 s/model",
@@ -92,6 +96,42 @@ def _cnn(widths: tuple[int, ...]) -> Callable[[], Any]:
     return make
 
 
+def _seq_nets(n: int) -> list[Any]:
+    """`n` GPT-2-like nets (width 32, 4 heads, 2 blocks, vocabulary 500, 16 positions), float32."""
+    import torch
+
+    from zoolens.testing import seq_net
+    from zoolens.testing.seq_nets import SeqConfig
+
+    cfg = SeqConfig(
+        vocab=500, width=32, heads=4, kv_heads=4, head_dim=8, ffn=64, max_len=16, seq_len=16
+    )
+    return [
+        seq_net("gpt2", torch.Generator().manual_seed(i), cfg).to(torch.float32) for i in range(n)
+    ]
+
+
+def _forward_seconds(nets: list[Any], enc: Any) -> float:
+    """Seconds to run every net once on its probe inputs (the encoder's count, ≥ 256)."""
+    import torch
+
+    from zoolens.graph import default_probes
+    from zoolens.graph.probes import token_probes
+    from zoolens.graph.seq import token_vocab
+
+    n = max(256, int(getattr(getattr(enc, "config", None), "n_probes", 0) or 0))
+    net = nets[0]
+    x = token_probes(
+        default_probes(tuple(net.input_shape), n=n), token_vocab(net.consumers(net.input))
+    )
+    x = x.to(next(net.parameters()).dtype)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for net in nets:
+            net(x)
+    return time.perf_counter() - t0
+
+
 def _bare_22m() -> Any:
     import torch
 
@@ -134,6 +174,8 @@ def run_case(case: str, threads: int = 0, shipped: bool = False) -> dict[str, An
             "neural-graph",
             1,
         )
+    elif case == "gpt-30k":
+        nets, kind, batch = _seq_nets(64), "neural-graph", 16
     elif case == "bare-22m":
         nets, kind, batch = [_bare_22m()], "layerwise", 1
     else:
@@ -146,6 +188,7 @@ def run_case(case: str, threads: int = 0, shipped: bool = False) -> dict[str, An
     t0 = time.perf_counter()
     enc.encode(nets, batch_size=batch)
     seconds, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
+    forward = _forward_seconds(nets, enc) if case != "bare-22m" else float("nan")
     return {
         "case": case,
         "encoder": enc.name,
@@ -155,6 +198,7 @@ def run_case(case: str, threads: int = 0, shipped: bool = False) -> dict[str, An
         "seconds": seconds,
         "models_per_s": len(nets) / seconds,
         "s_per_model": seconds / len(nets),
+        "forward_ratio": seconds / forward if forward == forward else float("nan"),
         "cpu_s_per_model": cpu / len(nets),
         "peak_rss_mb": _rss_mb(),
         "encode_rss_mb": _rss_mb() - rss0,
@@ -183,7 +227,7 @@ def main() -> None:
     )
     print(
         f"{'case':10} {'encoder':13} {'params':>10} {'models/s':>9} {'s/model':>9} "
-        f"{'cpu s/model':>11} {'peak MB':>8} {'+MB':>6}  target"
+        f"{'cpu s/model':>11} {'× fwd':>6} {'peak MB':>8} {'+MB':>6}  target"
     )
     for case in CASES:
         r = subprocess.run(
@@ -199,7 +243,7 @@ def main() -> None:
         f = json.loads(r.stdout.strip().splitlines()[-1])
         print(
             f"{case:10} {f['encoder']:13} {f['params']:>10,} {f['models_per_s']:>9.1f} "
-            f"{f['s_per_model']:>9.3f} {f['cpu_s_per_model']:>11.3f} "
+            f"{f['s_per_model']:>9.3f} {f['cpu_s_per_model']:>11.3f} {f['forward_ratio']:>6.0f} "
             f"{f['peak_rss_mb']:>8.0f} {f['encode_rss_mb']:>6.0f}  {TARGETS[case]}"
         )
 
