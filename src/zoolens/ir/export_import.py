@@ -182,7 +182,7 @@ def trace_module(
     module: torch.nn.Module,
     example: torch.Tensor,
     source: str,
-    output_index: int = 0,
+    prefer: tuple[str, ...] = (),
     meta: dict[str, Any] | None = None,
     check: bool = True,
 ) -> Net:
@@ -192,7 +192,8 @@ def trace_module(
         module: the model, in eval mode.
         example: an input batch: integer token ids ``(B, T)`` or a float batch.
         source: what to name in errors (a path or the module's class).
-        output_index: which output (of a tuple or a ``ModelOutput``) is the net's output.
+        prefer: output field names (of a ``ModelOutput``) to read, in order of preference;
+            the first output otherwise. ``meta["output"]`` / ``meta["outputs"]`` record them.
         meta: provenance stored on the net.
         check: compare the net with the module on a fresh input (≤ 1e-4 relative).
     """
@@ -204,6 +205,9 @@ def trace_module(
         raise UnsupportedOpError(
             f"{source}: torch.export cannot trace it ({type(e).__name__}: {first})"
         ) from None
+    keys = _output_keys(program)
+    output_index = next((keys.index(k) for k in prefer if k in keys), 0)
+    meta = {**(meta or {}), "output": keys[output_index], "outputs": keys}
     try:
         net, layout = import_exported(program, kind, output_index, meta)
     except UnsupportedOpError as e:
@@ -212,6 +216,14 @@ def trace_module(
         _check(source, module, net, layout, example, output_index)
     net.check_finite(source)
     return net
+
+
+def _output_keys(program: torch.export.ExportedProgram) -> list[str]:
+    """Field names of the traced program's outputs (a ``ModelOutput``'s keys), in order."""
+    context = getattr(program.call_spec.out_spec, "context", None)
+    if isinstance(context, (list, tuple)) and context and all(isinstance(k, str) for k in context):
+        return list(context)
+    return [f"output{i}" for i in range(len(program.graph_signature.user_outputs))]
 
 
 def _output(out: Any, index: int) -> torch.Tensor:

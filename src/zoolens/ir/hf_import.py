@@ -64,19 +64,15 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
         )
     model = _build(transformers, path, model_type)
     x = _example(model, seq_len)
-    keys = _output_keys(model, x)
-    index = next((keys.index(k) for k in OUTPUT_FIELDS if k in keys), 0)
     meta: dict[str, Any] = {
         "source": os.path.abspath(path),
         "importer": "hf",
         "model_type": model_type,
         "architecture": type(model).__name__,
-        "output": keys[index] if keys else "output",
-        "outputs": keys,
         "source_params": sum(p.numel() for p in model.parameters()),
     }
     try:
-        return trace_module(model, x, path, index, meta, check)
+        return trace_module(model, x, path, OUTPUT_FIELDS, meta, check)
     except UnsupportedOpError as e:
         raise UnsupportedOpError(
             str(e).replace(f"{path}: ", f"{path}: {model_type!r}: ", 1)
@@ -95,9 +91,10 @@ def _model_type(path: str) -> str:
 
 
 def _build(transformers: Any, path: str, model_type: str) -> torch.nn.Module:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    try:  # local files only: nothing is downloaded, no remote code runs
+        config = transformers.AutoConfig.from_pretrained(
+            path, local_files_only=True, trust_remote_code=False
+        )
     except (ValueError, KeyError) as e:
         raise LoadError(
             f"{path}: model_type {model_type!r} is unknown to the installed transformers ({e}); "
@@ -106,12 +103,12 @@ def _build(transformers: Any, path: str, model_type: str) -> torch.nn.Module:
     names = getattr(config, "architectures", None) or []
     cls = getattr(transformers, names[0], None) if names else None
     cls = cls or transformers.AutoModel
+    local = {"config": config, "local_files_only": True, "use_safetensors": True}
     try:
-        model = cls.from_pretrained(
-            path, local_files_only=True, use_safetensors=True, attn_implementation="sdpa"
-        )
-    except (ValueError, TypeError):
-        model = cls.from_pretrained(path, local_files_only=True, use_safetensors=True)
+        try:
+            model = cls.from_pretrained(path, attn_implementation="sdpa", **local)
+        except (ValueError, TypeError):  # a model without an SDPA attention path
+            model = cls.from_pretrained(path, **local)
     except OSError as e:
         raise LoadError(f"{path}: could not read the weights ({str(e).splitlines()[0]})") from None
     model.eval()
@@ -132,10 +129,3 @@ def _example(model: torch.nn.Module, seq_len: int) -> torch.Tensor:
     t = min(seq_len, int(limit)) if limit else seq_len
     vocab = int(config.vocab_size)
     return torch.randint(0, vocab, (2, t), generator=torch.Generator().manual_seed(0))
-
-
-def _output_keys(model: torch.nn.Module, x: torch.Tensor) -> list[str]:
-    """Field names of the model's output (a ``ModelOutput``), in order."""
-    with torch.no_grad():
-        out = model(x)
-    return [str(k) for k in out.keys()] if hasattr(out, "keys") else ["output"]  # noqa: SIM118

@@ -124,13 +124,9 @@ def read_manifest(zoo_dir: str) -> pd.DataFrame:
 
 
 def count_params(net: Any) -> int:
-    """Trainable parameters of a `Net`: every tensor but BatchNorm running statistics."""
-    return sum(
-        int(t.numel())
-        for op in net.ops
-        for role, t in op.params.items()
-        if role not in ("running_mean", "running_var")
-    )
+    """Trainable parameters of a `Net`: every tensor but BatchNorm running statistics
+    (`zoolens.ir.Net.trainable_params`)."""
+    return int(net.trainable_params())
 
 
 def shape_str(shape: tuple[int, ...]) -> str:
