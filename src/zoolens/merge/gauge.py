@@ -1,6 +1,6 @@
 """Fix each unit's scale/sign freedom, and move a net into another net's gauge.
 
-`to_canonical` is `zoolens.symmetry.canonicalize` that also returns the scale it applied
+`to_canonical` is `zoolens.symmetry.canonical.canonical_form`: canonicalize and the scale applied
 to every segment; `from_canonical` applies the inverse of such scales. Scalings of
 different segments are diagonal and commute, so the order of the inverses does not matter.
 """
@@ -11,8 +11,7 @@ import torch
 
 from zoolens.ir import Net
 from zoolens.symmetry import apply_scale, scale_segments
-from zoolens.symmetry.canonical import canonical_scale, incoming_rows
-from zoolens.symmetry.spaces import op_order, producers
+from zoolens.symmetry.canonical import canonical_form
 
 #: segment root → per-unit scale applied to it
 Scales = dict[str, torch.Tensor]
@@ -20,17 +19,7 @@ Scales = dict[str, torch.Tensor]
 
 def to_canonical(net: Net) -> tuple[Net, Scales]:
     """A copy of `net` in canonical gauge (same function) and the scales that took it there."""
-    out = net.clone()
-    order = op_order(out)
-    segs = [s for s in scale_segments(out) if s.group is not None]
-    segs.sort(key=lambda s: min(order[op.name] for op in producers(out, s.space)))
-    scales: Scales = {}
-    for seg in segs:
-        assert seg.group is not None
-        s = canonical_scale(incoming_rows(out, seg), seg.group)
-        apply_scale(out, seg, s)
-        scales[seg.space.root] = s
-    return out, scales
+    return canonical_form(net)
 
 
 def from_canonical(net: Net, scales: Scales) -> Net:

@@ -51,11 +51,21 @@ def canonicalize(net: Net, infos: dict[str, ValueInfo] | None = None) -> Net:
         net: the network.
         infos: `net.value_infos()`, when the caller already holds them.
     """
+    return canonical_form(net, infos)[0]
+
+
+def canonical_form(
+    net: Net, infos: dict[str, ValueInfo] | None = None
+) -> tuple[Net, dict[str, torch.Tensor]]:
+    """`canonicalize`, and the per-unit scale it applied to each segment (space root →
+    scales), so that a caller can undo it (`zoolens.merge` moves nets between gauges)."""
     out = net.clone()
     order = op_order(out)
     segs = [s for s in scale_segments(out, infos) if s.group is not None]
     segs.sort(key=lambda s: min(order[op.name] for op in producers(out, s.space)))
+    scales: dict[str, torch.Tensor] = {}
     for seg in segs:
         assert seg.group is not None
-        apply_scale(out, seg, canonical_scale(incoming_rows(out, seg), seg.group))
-    return out
+        scales[seg.space.root] = canonical_scale(incoming_rows(out, seg), seg.group)
+        apply_scale(out, seg, scales[seg.space.root])
+    return out, scales
