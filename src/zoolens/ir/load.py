@@ -69,26 +69,22 @@ def _load_module(module: nn.Module, input_shape: tuple[int, ...] | None) -> Net:
     from zoolens.ir.fx_import import import_module
 
     name = type(module).__name__
-    if input_shape is not None and any(isinstance(m, nn.Embedding) for m in module.modules()):
-        from zoolens.ir.export_import import trace_module  # fx has no token embeddings
+    fx_error: LoadError | None = None
+    if input_shape is None or not any(isinstance(m, nn.Embedding) for m in module.modules()):
+        try:  # fx has no token embeddings: those go straight to torch.export
+            net = import_module(module, input_shape)
+            net.check_finite(name)
+            return net
+        except LoadError as e:
+            if input_shape is None:
+                raise
+            fx_error = e
+    from zoolens.ir.export_import import trace_module
 
-        net = trace_module(module.eval(), _example(module, input_shape), name)
-        net.check_finite(name)
-        return net
     try:
-        net = import_module(module, input_shape)
-    except LoadError as fx_error:
-        if input_shape is None:
-            raise
-        from zoolens.ir.export_import import trace_module
-
-        try:
-            net = trace_module(module.eval(), _example(module, input_shape), name)
-        except LoadError as export_error:  # the more specific of the two reasons
-            specific = isinstance(fx_error, UnsupportedOpError)
-            raise (fx_error if specific else export_error) from None
-    net.check_finite(name)
-    return net
+        return trace_module(module.eval(), _example(module, input_shape), name)  # checks NaNs
+    except LoadError as export_error:  # the more specific of the two reasons
+        raise (fx_error if isinstance(fx_error, UnsupportedOpError) else export_error) from None
 
 
 def _example(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:

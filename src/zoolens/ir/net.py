@@ -171,9 +171,11 @@ class Net:
         """Parameter count; a tensor tied to another (``meta["tied"]``, e.g. a language-model
         head sharing the token embedding) is counted once, as its source model counts it."""
         total = sum(int(t.numel()) for t in self.parameters())
-        tensors = self.state_dict()
-        for keys in self.meta.get("tied", {}).values():
-            total -= sum(int(tensors[k].numel()) for k in keys[1:] if k in tensors)
+        tied = self.meta.get("tied")
+        if tied:
+            tensors = self.state_dict()
+            for keys in tied.values():
+                total -= sum(int(tensors[k].numel()) for k in keys[1:] if k in tensors)
         return total
 
     def trainable_params(self) -> int:
