@@ -97,17 +97,6 @@ def test_bert_is_bidirectional_and_gpt2_causal(saved: dict) -> None:
     assert {op.attrs["causal"] for op in gpt2.ops if op.kind == "sdpa"} == {True}
 
 
-def test_pickled_weights_only_are_refused(saved: dict, tmp_path) -> None:
-    path, model = saved["bert"]
-    d = tmp_path / "bin"
-    d.mkdir()
-    with open(os.path.join(path, "config.json")) as f:
-        (d / "config.json").write_text(f.read())
-    torch.save(model.state_dict(), d / "pytorch_model.bin")
-    with pytest.raises(LoadError, match="safetensors"):
-        load_net(str(d))
-
-
 def test_unknown_model_type_is_one_clear_error(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-model"}))
     (tmp_path / "model.safetensors").write_bytes(b"")

@@ -1,9 +1,11 @@
-"""Read a Hugging Face model directory (``config.json`` + safetensors weights) as a `Net`.
+"""Read a Hugging Face model directory (``config.json`` + weights) as a `Net`.
 
 The model is built by the ``transformers`` modeling code of its ``model_type`` from the
 directory alone (no download, no remote code), traced with ``torch.export`` and translated by
 `zoolens.ir.export_import`. The result is checked against the model itself on fresh inputs;
-a translation that does not reproduce it is refused, never returned.
+a translation that does not reproduce it is refused, never returned. Weights are safetensors,
+or pickled ``pytorch_model.bin`` state dicts read with ``torch.load(weights_only=True)``: a
+file that needs code to unpickle is refused, never run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ OUTPUT_FIELDS = ("logits", "pooler_output", "last_hidden_state")
 #: Families tested to import (others may work; they are tried the same way).
 TESTED = ("bert", "distilbert", "roberta", "gpt2", "llama", "vit")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+_BIN_FILE, _BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 
 
 def is_hf_dir(path: str) -> bool:
@@ -44,25 +47,25 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
     """Build, trace and translate the model in directory `path`.
 
     Args:
-        path: a ``save_pretrained`` directory (``config.json`` and ``model.safetensors`` or a
-            sharded ``model.safetensors.index.json``).
+        path: a ``save_pretrained`` directory (``config.json`` and ``model.safetensors``, a
+            sharded ``model.safetensors.index.json``, or a state dict in ``pytorch_model.bin``
+            or a sharded ``pytorch_model.bin.index.json``).
         seq_len: positions of the token input of a text model (its net's input shape).
         check: compare the net with the model on fresh inputs (≤ 1e-4 relative).
 
     Raises:
-        LoadError: no safetensors weights, transformers missing, an unknown ``model_type``.
+        LoadError: no weights, a ``.bin`` that needs code to unpickle, weights missing from
+            the files, transformers missing, an unknown ``model_type``.
         UnsupportedOpError: an op or pattern the IR cannot hold, naming it.
     """
     from zoolens.optional import optional_import
 
     transformers = optional_import("transformers", "reading Hugging Face directories", "hf")
     model_type = _model_type(path)
+    state = None
     if not any(os.path.isfile(os.path.join(path, f)) for f in _WEIGHT_FILES):
-        raise LoadError(
-            f"{path}: no model.safetensors (or sharded index) in this {model_type!r} directory; "
-            "zoolens reads safetensors weights only (never pickled .bin files)"
-        )
-    model = _build(transformers, path, model_type)
+        state = _bin_state_dict(path, model_type)
+    model = _build(transformers, path, model_type, state)
     x = _example(model, seq_len)
     meta: dict[str, Any] = {
         "source": os.path.abspath(path),
@@ -90,7 +93,46 @@ def _model_type(path: str) -> str:
         raise LoadError(f"{path}: unreadable config.json ({e})") from None
 
 
-def _build(transformers: Any, path: str, model_type: str) -> torch.nn.Module:
+def _bin_state_dict(path: str, model_type: str) -> dict[str, torch.Tensor]:
+    """The state dict in ``pytorch_model.bin`` (or its shards), read without running code."""
+    from zoolens.ir.weights import load_torch_checkpoint
+
+    index = os.path.join(path, _BIN_INDEX)
+    if os.path.isfile(index):
+        try:
+            with open(index) as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise LoadError(f"{index}: unreadable shard index ({e})") from None
+    elif os.path.isfile(os.path.join(path, _BIN_FILE)):
+        shards = [_BIN_FILE]
+    else:
+        raise LoadError(
+            f"{path}: no model.safetensors or pytorch_model.bin (or sharded index) in this "
+            f"{model_type!r} directory"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        file = os.path.join(path, shard)
+        if not os.path.isfile(file):
+            raise LoadError(f"{file}: shard named by {_BIN_INDEX} is missing")
+        obj = load_torch_checkpoint(file)
+        if not isinstance(obj, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+        ):
+            raise LoadError(
+                f"{file}: not a state dict of tensors (save model.state_dict() or use "
+                "save_pretrained)"
+            )
+        state.update(obj)
+    return state
+
+
+def _build(
+    transformers: Any, path: str, model_type: str, state: dict[str, torch.Tensor] | None = None
+) -> torch.nn.Module:
+    """The model of `path`'s config with its weights: the directory's safetensors, or `state`
+    (a ``.bin`` state dict read by `_bin_state_dict`)."""
     try:  # local files only: nothing is downloaded, no remote code runs
         config = transformers.AutoConfig.from_pretrained(
             path, local_files_only=True, trust_remote_code=False
@@ -103,14 +145,24 @@ def _build(transformers: Any, path: str, model_type: str) -> torch.nn.Module:
     names = getattr(config, "architectures", None) or []
     cls = getattr(transformers, names[0], None) if names else None
     cls = cls or transformers.AutoModel
-    local = {"config": config, "local_files_only": True, "use_safetensors": True}
+    local: dict[str, Any] = {"config": config, "local_files_only": True}
+    local |= {"use_safetensors": True} if state is None else {"state_dict": state}
+    source = path if state is None else None  # a state dict: transformers opens no file
     try:
         try:
-            model = cls.from_pretrained(path, attn_implementation="sdpa", **local)
+            model, info = cls.from_pretrained(
+                source, attn_implementation="sdpa", output_loading_info=True, **local
+            )
         except (ValueError, TypeError):  # a model without an SDPA attention path
-            model = cls.from_pretrained(path, **local)
+            model, info = cls.from_pretrained(source, output_loading_info=True, **local)
     except OSError as e:
         raise LoadError(f"{path}: could not read the weights ({str(e).splitlines()[0]})") from None
+    missing = sorted(info.get("missing_keys") or ())
+    if state is not None and missing:  # never a model with guessed (random) weights
+        raise LoadError(
+            f"{path}: {len(missing)} weight(s) of {type(model).__name__} are not in "
+            f"{_BIN_FILE} (first: {missing[0]}); save the whole model with save_pretrained"
+        )
     model.eval()
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False

@@ -148,6 +148,16 @@ def _safetensors_order(path: str, size: int) -> list[tuple[str, str]]:
 
 # -- torch.save checkpoints ---------------------------------------------------------------
 def _read_torch(path: str) -> dict[str, torch.Tensor]:
+    return collect_tensors(load_torch_checkpoint(path), path)
+
+
+def load_torch_checkpoint(path: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers only.
+
+    Raises:
+        LoadError: one line naming `path` when the pickle needs code to load (never run) or
+            the file is corrupt or truncated.
+    """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -165,7 +175,7 @@ def _read_torch(path: str) -> dict[str, torch.Tensor]:
             f"{path}: not a readable PyTorch checkpoint, the file is corrupt or "
             f"truncated ({_first_line(e)})"
         ) from None
-    return collect_tensors(obj, path)
+    return obj
 
 
 def collect_tensors(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
