@@ -37,6 +37,17 @@ FAMILIES: dict[str, Callable[[], Any]] = {
         max_position_embeddings=32,
         num_labels=3,
     ),
+    "roberta": _text(  # positions count the non-padding tokens (pad id 1)
+        "RobertaForSequenceClassification",
+        "RobertaConfig",
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=40,
+        num_labels=3,
+    ),
     "gpt2": _text(
         "GPT2LMHeadModel",
         "GPT2Config",

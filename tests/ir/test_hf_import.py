@@ -40,7 +40,7 @@ def test_directory_becomes_a_net_computing_the_model(family: str, saved: dict) -
     assert net.trainable_params() == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("family", ["llama", "convnext"])
+@pytest.mark.parametrize("family", ["llama", "convnext", "roberta"])
 def test_default_embedding_is_blind_to_exact_actions_and_sees_weights(
     family: str, saved: dict
 ) -> None:
@@ -104,21 +104,47 @@ def test_unknown_model_type_is_one_clear_error(tmp_path) -> None:
         load_net(str(tmp_path))
 
 
-def test_positions_computed_from_token_values_are_refused(tmp_path) -> None:
-    """RoBERTa numbers positions by counting non-padding ids: not a function of the shape."""
-    t = hf_models.transformers
+def test_roberta_positions_count_the_non_padding_tokens(saved: dict) -> None:
+    """RoBERTa numbers positions by counting non-padding ids: the net does too, exactly."""
+    path, model = saved["roberta"]
+    net = load_net(path)
+    (pos,) = [op for op in net.ops if op.attrs.get("pad") is not None]
+    assert pos.kind == "posembed" and pos.inputs[1] == net.input
+    assert pos.attrs["pad"] == model.config.pad_token_id == 1
+    t = net.input_shape[0]
+    x = hf_models.example(model, net.input_shape)
+    x[x == 1] = 2  # no padding
+    padded = x.clone()
+    padded[0, t // 2 :] = 1  # right padding
+    padded[1, : t // 3] = 1  # left padding
+    for ids in (x, padded):
+        want = hf_models.reference(model, ids)
+        assert float((net(ids) - want).abs().max()) <= 1e-4 * float(want.abs().max())
+    # sensitivity: numbering the positions from 0 (BERT's way) is another function
+    plain = net.clone()
+    (pp,) = [op for op in plain.ops if op.attrs.get("pad") is not None]
+    pp.attrs["pad"] = 0
+    assert not torch.allclose(plain(padded), net(padded), atol=1e-3)
+
+
+class _CountedPositions(torch.nn.Module):
+    """Positions from the token values that are not padding-aware positions (no mask)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 8)
+        self.pos = torch.nn.Embedding(20, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = (ids != 0).long().cumsum(dim=1)
+        return self.head((self.emb(ids) + self.pos(positions))[:, -1])
+
+
+def test_other_positions_computed_from_token_values_are_refused() -> None:
     torch.manual_seed(0)
-    cfg = t.RobertaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=40,
-    )
-    t.RobertaModel(cfg).eval().save_pretrained(str(tmp_path))
-    with pytest.raises(UnsupportedOpError, match="'ne'"):
-        load_net(str(tmp_path))
+    with pytest.raises(UnsupportedOpError, match="padding-aware positions"):
+        load_net(_CountedPositions().eval(), input_shape=(6,))
 
 
 class _TinyDecoder(torch.nn.Module):

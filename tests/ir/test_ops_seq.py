@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoolens.errors import UnsupportedOpError
 from zoolens.ir import Net, Op, load_net_dir
 from zoolens.testing import max_rel_diff
 from zoolens.testing.seq_nets import SEQ_FAMILIES, seq_input, seq_net
@@ -112,6 +113,37 @@ def test_norms_embedding_and_token_ops_match_torch() -> None:
     assert torch.equal(Op("m", "mul", ("x", "s"), "y").run([img, s]), img * s)
     got = Op("c", "channel_scale", ("x",), "y", {"weight": w}).run([x])
     torch.testing.assert_close(got, x * w[:, None])
+
+
+def test_padding_aware_positions_hand_worked_and_as_roberta_counts_them() -> None:
+    from zoolens.ir.ops_seq import padded_positions
+
+    ids = torch.tensor([[5, 1, 7, 1, 1], [1, 1, 3, 4, 6]])
+    want = torch.tensor([[2, 1, 3, 1, 1], [1, 1, 2, 3, 4]])  # real tokens from pad + 1 = 2
+    assert torch.equal(padded_positions(ids, 1), want)
+    assert torch.equal(padded_positions(ids.to(DT), 1), want)
+    roberta = pytest.importorskip("transformers.models.roberta.modeling_roberta")
+    rand = torch.randint(0, 4, (6, 9), generator=_g(4))
+    for pad in (0, 1, 3):
+        ref = roberta.RobertaEmbeddings.create_position_ids_from_input_ids(rand, pad)
+        assert torch.equal(padded_positions(rand, pad), ref)
+
+
+def test_padding_aware_posembed_reads_the_ids_and_sees_the_pad() -> None:
+    g = _g(5)
+    x = torch.randn(2, 6, 5, generator=g, dtype=DT)  # (B, D, T)
+    table = torch.randn(6, 9, generator=g, dtype=DT)  # (D, N)
+    ids = torch.tensor([[4, 1, 2, 1, 3], [1, 1, 2, 3, 4]])
+    op = Op("p", "posembed", ("x", "ids"), "y", {"weight": table}, {"pad": 1})
+    rows = torch.tensor([[2, 1, 3, 1, 4], [1, 1, 2, 3, 4]])
+    torch.testing.assert_close(op.run([x, ids]), x + table.T[rows].transpose(1, 2))
+    # sensitivity: another padding id numbers the positions differently
+    other = Op("p", "posembed", ("x", "ids"), "y", {"weight": table}, {"pad": 2})
+    assert max_rel_diff(op.run([x, ids]), other.run([x, ids])) > 1e-3
+    with pytest.raises(UnsupportedOpError, match="reads 2 value"):
+        Op("p", "posembed", ("x",), "y", {"weight": table}, {"pad": 1})
+    with pytest.raises(UnsupportedOpError, match="position table holds 9"):
+        op.run([torch.randn(2, 6, 8, generator=g, dtype=DT), torch.zeros(2, 8, dtype=torch.long)])
 
 
 # -- whole nets against a reference interpreter in (B, T, D) layout ----------------------

@@ -7,7 +7,8 @@ slot does not say, a constant *code* in the last edge-attribute slot does (`CODE
 * ``embedding``: the vocabulary is the input layer (V nodes) → D units, ``dense`` edges.
 * ``rmsnorm`` / ``channel_scale``: a layer of D nodes, one ``layernorm`` / ``batchnorm``
   edge per unit holding its weight. ``posembed``: one ``residual`` edge per unit holding
-  its table row (resampled to 8 slots); ``prepend``: one holding 1, the token as bias.
+  its table row (resampled to 8 slots; a padding-aware table from its first token's row);
+  ``prepend``: one holding 1, the token as bias.
 * ``mul``: a layer of units, one ``residual`` edge from each input unit i to unit i.
 * ``sdpa``: a node per query head (its log scale as a prescale feature), a layer for the
   output units, ``residual`` edges q(h, j) → head h, k(g, j) → each head h of group g,
@@ -126,6 +127,8 @@ def unitwise(b: _Builder, op: Op, inputs: list[torch.Tensor]) -> torch.Tensor:
     if op.kind == "channel_scale":
         return _per_unit(b, nodes, w[:, None], "batchnorm")
     if op.kind == "posembed":
+        if op.attrs.get("pad") is not None:  # rows from the first token's: as BERT's table
+            w = w[:, int(op.attrs["pad"]) + 1 :]
         rows = (
             w if w.shape[1] <= KERNEL - 1 else F.adaptive_avg_pool1d(w[:, None], KERNEL - 1)[:, 0]
         )
@@ -195,7 +198,9 @@ SEQ_GRAPH = {
 
 
 def token_vocab(net_input_readers: list[Op]) -> int | None:
-    """Vocabulary size when the net's input is token ids read by embeddings only."""
-    if net_input_readers and all(op.kind == "embedding" for op in net_input_readers):
-        return int(net_input_readers[0].params["weight"].shape[1])
+    """Vocabulary size when the net's input is token ids read by embeddings only (and by
+    padding-aware position embeddings, which count them)."""
+    readers = [op for op in net_input_readers if op.kind != "posembed"]
+    if readers and all(op.kind == "embedding" for op in readers):
+        return int(readers[0].params["weight"].shape[1])
     return None

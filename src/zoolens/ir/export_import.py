@@ -1,12 +1,14 @@
 """Import a program traced by ``torch.export`` into a `Net`.
 
 One general mechanism, not a template per model: every traced node whose inputs do not depend
-on the input's *values* (masks from position ids, rotary tables, position-embedding lookups)
-is run once and becomes a constant; every other node is translated by its ATen op, with the
-layout algebra of `zoolens.ir._export_layout` tracking where each traced axis lives in the IR
-values, and the pending values of `zoolens.ir._export_patterns` gathering the ops the IR
-holds as one (activations spelled elementwise, RMSNorm, rotary embedding). Anything else that
-reads the input raises `UnsupportedOpError` naming the ATen op.
+on the input's *values* (masks from position ids, rotary tables, position-embedding lookups) is
+run once and becomes a constant; values computed from the token ids alone (padding-aware
+positions) are kept as functions of the ids (`zoolens.ir._export_tokens`); every other node is
+translated by its ATen op, with the layout algebra of `zoolens.ir._export_layout` tracking
+where each traced axis lives in the IR values, and the pending values of
+`zoolens.ir._export_patterns` gathering the ops the IR holds as one (activations spelled
+elementwise, RMSNorm, rotary embedding). Anything else that reads the input raises
+`UnsupportedOpError` naming the ATen op.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
 from zoolens.ir._export_ops import ELEMENTWISE, HANDLERS, IDENTITY, arrange
 from zoolens.ir._export_patterns import PENDING
+from zoolens.ir._export_tokens import token_value
 from zoolens.ir.net import Net
 
 
@@ -131,6 +134,9 @@ def _call(ctx: Context, node: torch.fx.Node, env: dict[str, Value]) -> Value:
     name = getattr(getattr(target, "overloadpacket", None), "__name__", str(target))
     if name.endswith("_") and not name.startswith("_"):
         name = name[:-1]  # in-place spelling (``add_``): the traced program is functional here
+    from_tokens = token_value(ctx, name, target, args, kwargs)  # e.g. padding-aware positions
+    if from_tokens is not None:
+        return from_tokens
     if _is_static(list(args)) and _is_static(list(kwargs.values())):
         return _fold(name, target, args, kwargs)
     if name in IDENTITY:

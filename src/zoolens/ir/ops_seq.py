@@ -30,7 +30,7 @@ _WEIGHTED = frozenset({"rmsnorm", "embedding", "posembed", "channel_scale", "pre
 
 def check_seq_op(op: Op) -> None:
     """Raise `UnsupportedOpError` naming `op` when its inputs, params or attrs do not fit."""
-    n = _N_INPUTS.get(op.kind, 2 if op.kind == "mul" else 1)
+    n = _N_INPUTS.get(op.kind, 2 if op.kind == "mul" or _pad(op) is not None else 1)
     if len(op.inputs) < n or (op.kind != "mul" and len(op.inputs) != n):
         raise UnsupportedOpError(f"op {op.name!r}: {op.kind} reads {n} value(s)")
     if op.kind in _WEIGHTED and "weight" not in op.params:
@@ -96,11 +96,39 @@ def run_embedding(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     return F.embedding(ids, w.T).transpose(1, 2)  # (B, D, T)
 
 
+def _pad(op: Op) -> int | None:
+    pad = op.attrs.get("pad")
+    return None if pad is None else int(pad)
+
+
+def padded_positions(ids: torch.Tensor, pad: int) -> torch.Tensor:
+    """Rows read by padding-aware positions (RoBERTa's): ``cumsum(ids != pad) ·
+    (ids != pad) + pad`` — real tokens count from ``pad + 1``, padding reads row ``pad``.
+
+    Shapes:
+        ids: ``(B, T)`` → ``(B, T)`` int64.
+    """
+    ids = ids.round().long() if ids.is_floating_point() else ids.long()
+    keep = (ids != pad).long()
+    return keep.cumsum(dim=1) * keep + pad
+
+
 def run_posembed(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     """``x + table[:, index]``; table ``(D, N)``; ``attrs["index"]`` the row read at each
-    position (default ``0..T-1``; BERT's token types read row 0 everywhere)."""
+    position (default ``0..T-1``; BERT's token types read row 0 everywhere). With
+    ``attrs["pad"]`` the rows are `padded_positions` of the token ids, the op's second
+    input ``(B, T)``."""
     x, table = xs[0], op.params["weight"]
     t = x.shape[2]
+    pad = _pad(op)
+    if pad is not None:
+        rows = padded_positions(xs[1], pad)  # (B, T)
+        if t + pad >= table.shape[1]:
+            raise UnsupportedOpError(
+                f"op {op.name!r}: {t} positions after padding id {pad} but the position "
+                f"table holds {table.shape[1]}"
+            )
+        return x + F.embedding(rows, table.T).transpose(1, 2)  # (B, D, T)
     index = op.attrs.get("index")
     if index is not None:
         if len(index) != t:

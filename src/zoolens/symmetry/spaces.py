@@ -86,7 +86,8 @@ def build_spaces(
             if op.kind in links:
                 derived[op.output] = (op.inputs[2], _gqa_unit_map(op, infos[op.output].units))
         elif op.kind in links or ("depthwise" in links and is_depthwise(op)):
-            for v in op.inputs:
+            # a padding-aware posembed's second input is the token ids: they share no units
+            for v in op.inputs[:1] if op.kind == "posembed" else op.inputs:
                 uf[_find(uf, v)] = _find(uf, op.output)
         elif op.kind == "flatten":
             derived[op.output] = (op.inputs[0], infos[op.inputs[0]].spatial_size)
