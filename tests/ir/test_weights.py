@@ -56,7 +56,8 @@ def test_state_dicts_of_other_projects(tmp_path: Path, name: str, ext: str) -> N
     ts = load_net(path)
     assert isinstance(ts, TensorSet)
     _assert_same(ts, _float_items(sd))
-    assert ts.meta == {"source": str(path), "format": "torch"}
+    assert {k: ts.meta[k] for k in ("source", "format")} == {"source": str(path), "format": "torch"}
+    assert "not stored in a state dict" in ts.meta["reason"]
 
 
 def test_integer_buffers_are_left_out(tmp_path: Path) -> None:

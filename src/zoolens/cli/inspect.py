@@ -142,6 +142,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"unsupported ops: {', '.join(report['meta']['unsupported_ops'])} "
             f"({report['meta'].get('reason', '')})"
         )
+    elif report["meta"].get("reason"):
+        lines.append(f"not read as a network: {report['meta']['reason']}")
     return "\n".join(lines)
 
 

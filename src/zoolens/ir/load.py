@@ -25,8 +25,9 @@ def load_net(
         source: an ``nn.Module`` (traced with torch.fx, or torch.export given
             `input_shape`), a directory written by ``Net.save``, a Hugging Face model
             directory (``config.json`` + safetensors), a ``.onnx`` file, or a
-            ``.safetensors``/``.pt``/``.pth``/``.bin`` checkpoint (weights without wiring →
-            `TensorSet`).
+            ``.safetensors``/``.pt``/``.pth``/``.bin`` checkpoint (a single Linear → `Net`;
+            other weights without wiring → `TensorSet` with ``meta["reason"]``,
+            `zoolens.ir.state_dict`).
         input_shape: input shape without batch axis, for modules that need it.
         strict: for ONNX files with ops the IR lacks, raise instead of returning the
             initializers as a `TensorSet` with a warning.
@@ -53,9 +54,10 @@ def load_net(
 
         return import_onnx(path, strict=strict)
     if ext in (".safetensors", ".pt", ".pth", ".bin", ".ckpt"):
+        from zoolens.ir.state_dict import net_from_state_dict
         from zoolens.ir.weights import load_tensor_set
 
-        return load_tensor_set(path)
+        return net_from_state_dict(load_tensor_set(path))
     raise LoadError(
         f"{path}: unknown extension {ext!r} (expected a zoolens directory, .onnx, "
         ".safetensors, .pt, .pth, .bin or .ckpt)"
