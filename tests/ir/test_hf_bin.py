@@ -99,3 +99,17 @@ def test_no_weights_at_all_is_one_clear_error(tmp_path) -> None:
     shutil.copy(tmp_path / "st" / "config.json", tmp_path / "cfg" / "config.json")
     with pytest.raises(LoadError, match=r"no model\.safetensors or pytorch_model\.bin"):
         load_net(str(tmp_path / "cfg"))
+
+
+def test_a_shard_index_naming_files_elsewhere_is_refused(tmp_path) -> None:
+    model = hf_models.save("bert", str(tmp_path / "st"))
+    path = _as_bin(str(tmp_path / "st"), tmp_path / "bin", model, shards=2)
+    index = os.path.join(path, "pytorch_model.bin.index.json")
+    with open(index) as f:
+        weight_map = json.load(f)["weight_map"]
+    first = next(iter(weight_map))
+    weight_map[first] = "../elsewhere.bin"
+    with open(index, "w") as f:
+        json.dump({"weight_map": weight_map}, f)
+    with pytest.raises(LoadError, match="not a file name"):
+        load_net(path)

@@ -113,6 +113,8 @@ def _bin_state_dict(path: str, model_type: str) -> dict[str, torch.Tensor]:
         )
     state: dict[str, torch.Tensor] = {}
     for shard in shards:
+        if not isinstance(shard, str) or os.path.basename(shard) != shard:
+            raise LoadError(f"{index}: shard {shard!r} is not a file name in {path}")
         file = os.path.join(path, shard)
         if not os.path.isfile(file):
             raise LoadError(f"{file}: shard named by {_BIN_INDEX} is missing")
