@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+import zoolens.graph.stacked as stacked
 from zoolens.graph import GraphBatch, GraphCache, batch_graphs, default_probes, net_to_graph
 from zoolens.graph.stacked import (
     GraphStack,
@@ -99,6 +100,8 @@ def test_refuses_mixed_or_unstackable_architectures() -> None:
     if mlp.arch_key() != other.arch_key():
         with pytest.raises(ValueError, match="more than one architecture"):
             stack_graphs([mlp, other])
+    with pytest.raises(ValueError, match="weight dtype"):
+        stack_graphs([mlp, mlp.to(torch.float32)])
     with pytest.raises(ValueError, match="not stackable"):
         stack_graphs(_group("cnn2d", 0, n=2))
     with pytest.raises(ValueError, match="no nets"):
@@ -107,5 +110,16 @@ def test_refuses_mixed_or_unstackable_architectures() -> None:
 
 def test_group_by_architecture_keeps_first_appearance_order() -> None:
     a, b = _group("mlp", 0, n=2), _group("siren", 1, n=2)
-    groups = group_by_architecture([a[0], b[0], a[1], b[1]])
-    assert list(groups.values()) == [[0, 2], [1, 3]]
+    groups = group_by_architecture([a[0], b[0], a[1], b[1], a[0].to(torch.float32)])
+    assert [ids for _, ids in groups] == [[0, 2], [1, 3], [4]]  # a dtype of its own
+    assert groups[0][0] == a[0].arch_key()
+
+
+def test_chunks_of_the_stack_give_the_same_graphs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vmap in chunks of one net (a tiny memory budget) or all at once: the same values."""
+    nets = _group("resmlp_ln", 4, n=5)
+    probes = default_probes(nets[0].input_shape, 8)
+    whole = stack_graphs(nets, probes=probes)
+    monkeypatch.setattr(stacked, "CHUNK_BYTES", 1)
+    for name in ("x", "edge_attr", "probes"):
+        assert torch.equal(getattr(stack_graphs(nets, probes=probes), name), getattr(whole, name))

@@ -18,7 +18,7 @@ from torch.func import vmap
 from zoolens.graph.build import _walk, domain_features, net_to_graph, probe_features
 from zoolens.graph.cache import GraphCache
 from zoolens.graph.coarsen import COARSEN_PARAMS
-from zoolens.graph.neural_graph import GraphBatch, NeuralGraph
+from zoolens.graph.neural_graph import KERNEL, GraphBatch, NeuralGraph
 from zoolens.graph.probes import token_probes
 from zoolens.graph.seq import token_vocab
 from zoolens.ir import Net, Op, ValueInfo
@@ -93,7 +93,8 @@ class GraphStack:
 def stackable(net: Net, coarsen_above: int = COARSEN_PARAMS) -> bool:
     """Whether `stack_graphs` takes `net`: every op of `STACKABLE_KINDS`, no coarse graph."""
     kinds_ok = all(op.kind in STACKABLE_KINDS for op in net.ops)
-    return kinds_ok and net.trainable_params() <= coarsen_above
+    has_params = any(op.params for op in net.ops)
+    return kinds_ok and has_params and net.trainable_params() <= coarsen_above
 
 
 def stack_graphs(
@@ -110,18 +111,20 @@ def stack_graphs(
 
     Args:
         key: the `Net.arch_key` of every net in `nets`, when the caller has grouped them
-            by it (`group_by_architecture`); None: computed and checked here.
+            by it and by dtype (`group_by_architecture`); None: computed and checked here.
 
     Raises:
-        ValueError: `nets` is empty, of two architectures, or not `stackable`.
+        ValueError: `nets` is empty, of two architectures or dtypes, or not `stackable`.
     """
     if not nets:
         raise ValueError("stack_graphs: no nets")
     first = nets[0]
     if key is None:
-        key = first.arch_key()
-        if any(n.arch_key() != key for n in nets[1:]):
-            raise ValueError("stack_graphs: the nets are of more than one architecture")
+        key, dtypes = first.arch_key(), _dtypes(first)
+        if any(n.arch_key() != key or _dtypes(n) != dtypes for n in nets[1:]):
+            raise ValueError(
+                "stack_graphs: the nets are of more than one architecture or weight dtype"
+            )
     if not stackable(first, coarsen_above):
         raise ValueError("stack_graphs: the architecture is not stackable (`stackable`)")
     cache = cache if cache is not None else GraphCache(max_architectures=1)
@@ -150,17 +153,19 @@ def stack_graphs(
             return x, attr
         return x, attr, probe_features(net, units, probes, n_nodes, zero)
 
-    chunk = _chunk_size(parts.infos, 0 if probes is None else probes.shape[0])
+    n_edges = int(structure["edge_type"].numel())
+    chunk = _chunk_size(parts.infos, 0 if probes is None else probes.shape[0], n_edges)
     out = vmap(values, chunk_size=chunk)(*stacked)
     n_out = int((structure["role"] == 2).sum())
     domain = domain_features(first.input_shape, n_out).expand(len(nets), -1)
     return GraphStack(structure, out[0], out[1], out[2] if probes is not None else None, domain)
 
 
-def _chunk_size(infos: dict[str, ValueInfo], n_probes: int) -> int:
-    """Nets per vmap chunk so that one chunk's probe activations stay near `CHUNK_BYTES`."""
+def _chunk_size(infos: dict[str, ValueInfo], n_probes: int, n_edges: int) -> int:
+    """Nets per vmap chunk so that one chunk's probe activations and edge weights (a few
+    float64 copies of each) stay near `CHUNK_BYTES`."""
     largest = max((v.units * v.spatial_size for v in infos.values()), default=1)
-    per_net = max(1, largest * max(n_probes, 1) * 8 * 3)  # a few live values, float64
+    per_net = 8 * 3 * (largest * max(n_probes, 1) + n_edges * KERNEL)
     return max(1, CHUNK_BYTES // per_net)
 
 
@@ -218,13 +223,17 @@ def _layers(layer: torch.Tensor) -> int:
     return int(layer.max()) + 1 if layer.numel() else 0
 
 
-def group_by_architecture(nets: list[Net]) -> dict[str, list[int]]:
-    """`Net.arch_key` → indices of the `nets` of that architecture, in order of first
-    appearance."""
-    groups: dict[str, list[int]] = {}
+def group_by_architecture(nets: list[Net]) -> list[tuple[str, list[int]]]:
+    """The `nets` grouped by architecture and weight dtype: each group's `Net.arch_key`
+    and its nets' indices, groups in order of first appearance."""
+    groups: dict[tuple[str, tuple[torch.dtype, ...]], list[int]] = {}
     for i, net in enumerate(nets):
-        groups.setdefault(net.arch_key(), []).append(i)
-    return groups
+        groups.setdefault((net.arch_key(), _dtypes(net)), []).append(i)
+    return [(key, ids) for (key, _), ids in groups.items()]
+
+
+def _dtypes(net: Net) -> tuple[torch.dtype, ...]:
+    return tuple(t.dtype for op in net.ops for t in op.params.values())
 
 
 __all__ = [

@@ -151,7 +151,7 @@ class NeuralGraphEncoder(TorchEncoder):
         """
         nets, n = _nets(models), self.config.n_probes
         stacks, placed = [], []
-        for key, ids in group_by_architecture(nets).items():
+        for key, ids in group_by_architecture(nets):
             first = nets[ids[0]]
             if len(ids) > 1 and stackable(first, self.coarsen_above):
                 probes = (
