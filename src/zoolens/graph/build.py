@@ -54,12 +54,21 @@ class _Builder:
     """Collects nodes and edges; with ``structure=False`` only their values (node features
     and edge weights), for a net whose architecture's structure is cached."""
 
-    def __init__(self, structure: bool = True, flatten: str = "grid", coarse: bool = False) -> None:
+    def __init__(
+        self,
+        structure: bool = True,
+        flatten: str = "grid",
+        coarse: bool = False,
+        zero: torch.Tensor | None = None,
+        size: int = 64,
+    ) -> None:
         self.structure = structure
         self.flatten = flatten
         self.coarse = coarse  # coarsen the all-pairs connections worth it
         self.coarsened = False  # some all-pairs connection kept only its strongest edges
-        self._x = torch.zeros((64, NODE_FEATURES), dtype=torch.float64)  # grown by doubling
+        # `zero`: a 0 batched like the weights under vmap (`zoolens.graph.stacked`)
+        self._zero = zero
+        self._x = _zeros((size, NODE_FEATURES), zero)  # grown by doubling
         self._n = 0
         self.role: list[torch.Tensor] = []
         self.position: list[torch.Tensor] = []
@@ -76,16 +85,15 @@ class _Builder:
         return self._x[: self._n]
 
     def new_layer(self, n: int, role: int, bias: torch.Tensor | None = None) -> torch.Tensor:
-        feats = torch.zeros((n, NODE_FEATURES), dtype=torch.float64)
+        ids = torch.arange(self._n, self._n + n)
+        if self._n + n > self._x.shape[0]:  # one copy per doubling, not one per layer
+            grown = _zeros((max(2 * self._x.shape[0], self._n + n), NODE_FEATURES), self._zero)
+            grown[: self._n] = self._x[: self._n]
+            self._x = grown
+        feats = self._x[self._n : self._n + n]  # zeros, a view: written in place
         feats[:, F_BN_A] = 1.0
         if bias is not None:
             feats[:, F_BIAS] = bias.to(torch.float64)
-        ids = torch.arange(self._n, self._n + n)
-        if self._n + n > self._x.shape[0]:  # one copy per doubling, not one per layer
-            grown = self._x.new_zeros((max(2 * self._x.shape[0], self._n + n), NODE_FEATURES))
-            grown[: self._n] = self._x[: self._n]
-            self._x = grown
-        self._x[self._n : self._n + n] = feats
         self._n += n
         if self.structure:
             self.role.append(torch.full((n,), role, dtype=torch.long))
@@ -117,6 +125,12 @@ class _Builder:
             self.dst.append(dst)
             slot = EDGE_TYPES.index(EDGE_ALIASES.get(kind, kind))
             self.etype.append(torch.full((src.numel(),), slot, dtype=torch.long))
+
+
+def _zeros(shape: tuple[int, ...], zero: torch.Tensor | None) -> torch.Tensor:
+    """Float64 zeros of `shape`, batched like `zero` (a 0-d tensor) when it is given."""
+    out = torch.zeros(shape, dtype=torch.float64)
+    return out if zero is None else out + zero
 
 
 def _dense(b: _Builder, op: Op, inp: _Units) -> _Units:
@@ -188,8 +202,10 @@ def _walk(
     flatten: str = "grid",
     infos: dict[str, ValueInfo] | None = None,
     coarse: bool = False,
+    zero: torch.Tensor | None = None,
+    size: int = 64,
 ) -> tuple[_Builder, dict[str, _Units]]:
-    b = _Builder(structure, flatten, coarse)
+    b = _Builder(structure, flatten, coarse, zero, size)
     infos = infos or net.value_infos()
     first = _input_reshape(net)  # its output is the input layer
     src = net.input if first is None else first.output
@@ -342,17 +358,22 @@ def _token_frequencies(ids: torch.Tensor, vocab: int) -> torch.Tensor:
 
 
 def probe_features(
-    net: Net, units: dict[str, _Units], probes: torch.Tensor, n_nodes: int
+    net: Net,
+    units: dict[str, _Units],
+    probes: torch.Tensor,
+    n_nodes: int,
+    zero: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each node's activation on each probe input (later values overwrite earlier ones).
 
     Values are reduced to their nodes' features as the forward pass writes them and dropped
-    after their last reader, so memory holds the live activations, not all of them."""
+    after their last reader, so memory holds the live activations, not all of them.
+    `zero`: as in `_Builder` (under vmap)."""
     p = next(net.parameters())
     x = probes.to(p.dtype)
     if x.dim() == 4:  # the same values; pooling is far faster on this layout
         x = x.contiguous(memory_format=torch.channels_last)
-    feats = torch.zeros((n_nodes, probes.shape[0]), dtype=torch.float64)
+    feats = _zeros((n_nodes, probes.shape[0]), zero)
     vocab = token_vocab(net.consumers(net.input))
 
     def record(value: str, a: torch.Tensor) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -13,6 +13,13 @@ from torch import nn
 from zoolens.errors import LoadError
 from zoolens.graph import GraphCache, NeuralGraph, batch_graphs, net_to_graph
 from zoolens.graph.coarsen import COARSEN_PARAMS
+from zoolens.graph.stacked import (
+    GraphStack,
+    batch_stacks,
+    group_by_architecture,
+    stack_graphs,
+    stackable,
+)
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
 from zoolens.nn.config import ConfigError, EncoderConfig, bounded
@@ -113,7 +120,7 @@ class NeuralGraphEncoder(TorchEncoder):
         self, models: list[Net | TensorSet]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         z, graphs = self._learned(models)  # no fingerprint: the head does not read it
-        return z, output_statistics(graphs) if self.quality_extra_dim else None
+        return z, output_statistics(graphs()) if self.quality_extra_dim else None
 
     def with_fingerprint(self, weight: float) -> NeuralGraphEncoder:
         """This encoder (same learned state and heads) with the fingerprint's weight set
@@ -135,16 +142,33 @@ class NeuralGraphEncoder(TorchEncoder):
         )
 
     def graphs(self, models: list[Net | TensorSet]) -> list[NeuralGraph]:
-        out = []
-        for m in models:
-            if not isinstance(m, Net):
-                src = m.meta.get("source", "a TensorSet")
-                raise LoadError(
-                    f"{src}: the neural-graph encoder needs the network's wiring; "
-                    "embed bare weights with the 'layerwise' encoder"
+        return [self.graph(m) for m in _nets(models)]
+
+    def stacks(self, models: list[Net | TensorSet]) -> tuple[list[GraphStack], torch.Tensor]:
+        """The graphs of `models` as `GraphStack`s, one per architecture that
+        `stack_graphs` takes (built together) and one per other net, and where each
+        model's graph is in them: graph ``order[i]`` of the stacks, in order, is model i's.
+        """
+        nets, n = _nets(models), self.config.n_probes
+        stacks, placed = [], []
+        for key, ids in group_by_architecture(nets):
+            first = nets[ids[0]]
+            if len(ids) > 1 and stackable(first, self.coarsen_above):
+                probes = (
+                    self.graph_cache.probes(first.input_shape, n, kind=PROBE_KIND) if n else None
                 )
-            out.append(self.graph(m))
-        return out
+                group = [nets[i] for i in ids]
+                stacks.append(
+                    stack_graphs(
+                        group, True, probes, "grid", self.graph_cache, key, self.coarsen_above
+                    )
+                )
+            else:
+                stacks += [GraphStack.of(self.graph(nets[i])) for i in ids]
+            placed += ids
+        order = torch.empty(len(nets), dtype=torch.long)
+        order[torch.tensor(placed, dtype=torch.long)] = torch.arange(len(nets))
+        return stacks, order
 
     def forward(self, graphs: list[NeuralGraph]) -> torch.Tensor:
         """Differentiable embeddings ``(len(graphs), module_dim)`` (unnormalised), for
@@ -163,15 +187,36 @@ class NeuralGraphEncoder(TorchEncoder):
         w = self.config.fingerprint
         if not w:
             return z.numpy()
-        return combine([(z.numpy(), 1.0 - w), (self.fingerprints(graphs), w)])
+        return combine([(z.numpy(), 1.0 - w), (self.fingerprints(graphs()), w)])
 
     def fingerprints(self, graphs: list[NeuralGraph]) -> np.ndarray:
         """The unit fingerprints ``(n, fingerprint_dim)`` float32 of built graphs."""
         return self.fingerprinter(graphs)
 
-    def _learned(self, models: list[Net | TensorSet]) -> tuple[torch.Tensor, list[NeuralGraph]]:
-        """The learned embeddings ``(n, module_dim)`` float64 of `models` and their graphs."""
+    def _learned(
+        self, models: list[Net | TensorSet]
+    ) -> tuple[torch.Tensor, Callable[[], list[NeuralGraph]]]:
+        """The learned embeddings ``(n, module_dim)`` float64 of `models`, and a function
+        that returns their graphs (in input order; their wiring tensors are shared)."""
         self.module.eval()
         with torch.no_grad():
-            graphs = self.graphs(models)
-            return self.forward(graphs).double(), graphs
+            stacks, order = self.stacks(models)
+            z = self.module(batch_stacks(stacks)).double()[order]
+
+        def graphs() -> list[NeuralGraph]:
+            built = [s.graph(i) for s in stacks for i in range(len(s))]
+            return [built[i] for i in order.tolist()]
+
+        return z, graphs
+
+
+def _nets(models: list[Net | TensorSet]) -> list[Net]:
+    """`models`, each checked to be a `Net` (the neural graph needs the wiring)."""
+    for m in models:
+        if not isinstance(m, Net):
+            src = m.meta.get("source", "a TensorSet")
+            raise LoadError(
+                f"{src}: the neural-graph encoder needs the network's wiring; "
+                "embed bare weights with the 'layerwise' encoder"
+            )
+    return models  # type: ignore[return-value]
