@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ class NeuralGraphConfig(TorchEncoderConfig):
         fingerprint: w, the fingerprint's weight in the embedding's cosine; the learned
             part weighs ``1 - w``. 0 = the learned part alone.
         fingerprint_dim: columns of the fingerprint.
+        fingerprint_layout: how it projects the responses (`zoolens.nn.fingerprint.LAYOUTS`:
+            "isometric" keeps the cosines of nets of up to ``fingerprint_dim / n_probes``
+            outputs exact; "gaussian", of the encoders saved before it, approximates all).
         quality_stats: the quality head also reads the function's `output_statistics`.
     """
 
@@ -54,6 +57,7 @@ class NeuralGraphConfig(TorchEncoderConfig):
     n_probes: int = bounded(64, 0)
     fingerprint: float = bounded(0.0, 0.0, 1.0)
     fingerprint_dim: int = bounded(256, 1)
+    fingerprint_layout: Literal["gaussian", "isometric"] = "gaussian"
     quality_stats: bool = False
 
     def validate(self) -> None:
@@ -90,7 +94,8 @@ class NeuralGraphEncoder(TorchEncoder):
     def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
         self.graph_cache = GraphCache()  # this encoder's: architectures' wiring, probe sets
-        self.fingerprinter = Fingerprinter(self.config.fingerprint_dim, self.config.seed)
+        cfg = self.config
+        self.fingerprinter = Fingerprinter(cfg.fingerprint_dim, cfg.seed, cfg.fingerprint_layout)
         #: Nets of more parameters get a coarse graph (`net_to_graph`).
         self.coarsen_above = COARSEN_PARAMS
 
