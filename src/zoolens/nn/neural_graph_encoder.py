@@ -13,6 +13,7 @@ from torch import nn
 from zoolens.errors import LoadError
 from zoolens.graph import GraphCache, NeuralGraph, batch_graphs, net_to_graph
 from zoolens.graph.coarsen import COARSEN_PARAMS
+from zoolens.graph.seq import token_vocab
 from zoolens.ir import Net, TensorSet
 from zoolens.nn.base import register_encoder
 from zoolens.nn.config import ConfigError, EncoderConfig, bounded
@@ -22,6 +23,8 @@ from zoolens.nn.torch_encoder import TorchEncoder, TorchEncoderConfig
 
 #: How the probe inputs are drawn (`zoolens.graph.default_probes`).
 PROBE_KIND = "structured"
+#: State-tensor key prefix of the user's sample inputs (`with_probe_inputs`).
+PROBE_INPUTS_PREFIX = "probe_inputs."
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class NeuralGraphEncoder(TorchEncoder):
         self.fingerprinter = Fingerprinter(cfg.fingerprint_dim, cfg.seed, cfg.fingerprint_layout)
         #: Nets of more parameters get a coarse graph (`net_to_graph`).
         self.coarsen_above = COARSEN_PARAMS
+        #: Input shape → the user's sample inputs used as probes for nets of that shape.
+        self.probe_inputs: dict[tuple[int, ...], torch.Tensor] = {}
 
     @property
     def dim(self) -> int:
@@ -127,9 +132,57 @@ class NeuralGraphEncoder(TorchEncoder):
         enc.load_state_tensors(self.state_tensors())
         return enc
 
+    def with_probe_inputs(
+        self, x: torch.Tensor | np.ndarray, source: str = "inputs"
+    ) -> NeuralGraphEncoder:
+        """This encoder (same state) probing nets whose input shape is ``x.shape[1:]`` on
+        the first ``n_probes`` rows of `x` — a user's sample inputs — instead of the drawn
+        probes. The inputs become part of the encoder's state (its `id` changes; an index
+        records them), so every model of one index is read on the same inputs. Other
+        input shapes keep the drawn probes.
+
+        Raises:
+            LoadError: fewer rows than ``n_probes``, non-finite values, or token-id inputs
+                (nets that embed tokens are probed with drawn ids).
+        """
+        t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        n = self.config.n_probes
+        if t.ndim < 2 or t.shape[0] < n:
+            raise LoadError(
+                f"{source}: {n} sample inputs needed (rows of shape (n, *input_shape)), "
+                f"got shape {tuple(t.shape)}"
+            )
+        if not bool(torch.isfinite(t).all()):
+            raise LoadError(f"{source}: sample inputs hold NaN or Inf")
+        enc = NeuralGraphEncoder(self.config)
+        enc.load_state_tensors(self.state_tensors())
+        enc.probe_inputs = {**self.probe_inputs, tuple(t.shape[1:]): t[:n].contiguous()}
+        return enc
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        state = super().state_tensors()
+        for shape, t in self.probe_inputs.items():
+            state[PROBE_INPUTS_PREFIX + "x".join(map(str, shape))] = t
+        return state
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        own = {k: v for k, v in tensors.items() if k.startswith(PROBE_INPUTS_PREFIX)}
+        super().load_state_tensors({k: v for k, v in tensors.items() if k not in own})
+        self.probe_inputs = {
+            tuple(int(d) for d in k[len(PROBE_INPUTS_PREFIX) :].split("x")): v.double()
+            for k, v in own.items()
+        }
+
     def graph(self, net: Net) -> NeuralGraph:
         n = self.config.n_probes
-        probes = self.graph_cache.probes(net.input_shape, n, kind=PROBE_KIND) if n else None
+        probes = self.probe_inputs.get(tuple(net.input_shape))
+        if probes is not None and token_vocab(net.consumers(net.input)) is not None:
+            raise LoadError(
+                f"{net.meta.get('source', 'a net')}: sample inputs cannot probe a net that "
+                "reads token ids; embed it without --probe-inputs"
+            )
+        if probes is None and n:
+            probes = self.graph_cache.probes(net.input_shape, n, kind=PROBE_KIND)
         return net_to_graph(
             net,
             canonical=True,
