@@ -125,10 +125,13 @@ class NeuralGraphEncoder(TorchEncoder):
         z, graphs = self._learned(models)  # no fingerprint: the head does not read it
         return z, output_statistics(graphs) if self.quality_extra_dim else None
 
-    def with_fingerprint(self, weight: float) -> NeuralGraphEncoder:
+    def with_fingerprint(self, weight: float, layout: str | None = None) -> NeuralGraphEncoder:
         """This encoder (same learned state and heads) with the fingerprint's weight set
-        to `weight`."""
-        enc = NeuralGraphEncoder(self.config.replace(fingerprint=float(weight)))
+        to `weight` (and its layout to `layout`, if given)."""
+        changes: dict[str, Any] = {"fingerprint": float(weight)}
+        if layout is not None:
+            changes["fingerprint_layout"] = layout
+        enc = NeuralGraphEncoder(self.config.replace(**changes))
         enc.load_state_tensors(self.state_tensors())
         return enc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from zoolens.train.data import (
 )
 from zoolens.train.losses import accuracy_loss, functional_loss, supcon_loss
 from zoolens.zoo import Zoo
-from zoolens.zoo.manifest import kept
+from zoolens.zoo.manifest import MANIFEST_FILE, kept
 
 log = logging.getLogger(__name__)
 METRIC_FIELDS = ["epoch", "loss", "contrastive", "functional", "accuracy_mse", "val_mAP", "seconds"]
@@ -73,8 +74,12 @@ class Trainer:
     checkpoints to `out`."""
 
     def __init__(self, zoo_dir: str | Sequence[str], out: str, config: TrainConfig) -> None:
-        dirs = [zoo_dir] if isinstance(zoo_dir, str) else list(zoo_dir)
-        self.zoos, self.out, self.cfg = [Zoo.open(d) for d in dirs], out, config
+        self.sources = [zoo_dir] if isinstance(zoo_dir, str) else list(zoo_dir)
+        self.zoos: list[Zoo] = []
+        self.out, self.cfg = out, config
+        self.refresh_zoos()
+        if not self.zoos:
+            raise ZoolensError(f"no zoo at {', '.join(self.sources)}")
         _register_all()
         self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
         torch_enc = _torch_encoder(self.encoder)
@@ -87,6 +92,24 @@ class Trainer:
         self._graphs: list[NeuralGraph] | None = None
         self._profiles: tuple[torch.Tensor, np.ndarray] | None = None
         self._tb: Any = _tensorboard_writer(out) if config.tensorboard else None
+
+    def refresh_zoos(self) -> list[Zoo]:
+        """Open the zoos of `sources` not open yet and return them. A source may be a glob
+        pattern (``"shards/train-*"``): the shards of a stream written while this run trains
+        join it at the next epoch. A directory without a manifest yet is skipped."""
+        have = {os.path.abspath(z.path) for z in self.zoos}
+        new = []
+        for src in self.sources:
+            paths = sorted(glob.glob(src)) if glob.has_magic(src) else [src]
+            for path in paths:
+                if os.path.abspath(path) in have or (
+                    glob.has_magic(src) and not os.path.exists(os.path.join(path, MANIFEST_FILE))
+                ):
+                    continue
+                new.append(Zoo.open(path))
+                have.add(os.path.abspath(path))
+        self.zoos.extend(new)
+        return new
 
     def trained_on(self) -> dict[str, Any]:
         """The zoos, tasks and families this run learns from (train and validation splits)."""
@@ -179,6 +202,10 @@ class Trainer:
         start = time.time()
         while self.epoch < cfg.epochs and self.stale < cfg.patience:
             epoch_start = time.time()
+            new = self.refresh_zoos()  # shards of a stream written meanwhile
+            if new:
+                train = concat_splits([train, *[load_split(z, "train", *held_out) for z in new]])
+                log.info("epoch %d: %d new zoo(s), %d models", self.epoch + 1, len(new), len(train.nets))
             row = self.run_epoch(train, progress)
             row["val_mAP"] = validation_map(self.encoder, val)
             row["seconds"] = self.seconds + time.time() - start  # cumulative over resumes
@@ -211,9 +238,11 @@ class Trainer:
             it = progress_bar(batches, desc=f"epoch {self.epoch + 1}", unit="batch")
         items: list[Any] = train.nets
         if isinstance(self.encoder, NeuralGraphEncoder):
-            if self._graphs is None:  # canonical graphs once; views are made on them
-                self._graphs = [self.encoder.graph(n) for n in train.nets]
-                if self.cfg.functional:
+            done = 0 if self._graphs is None else len(self._graphs)
+            if done < len(train.nets):  # canonical graphs once; views are made on them
+                fresh = [self.encoder.graph(n) for n in train.nets[done:]]
+                self._graphs = (self._graphs or []) + fresh
+                if self.cfg.functional:  # interface codes are recomputed over all models
                     self._profiles = functional_profiles(self._graphs, train.nets)
             items = self._graphs
         for b in it:
