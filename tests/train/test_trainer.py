@@ -213,10 +213,15 @@ def test_functional_profiles_compare_only_same_interfaces(zoo_dir: str) -> None:
     assert rows.shape[0] == len(graphs)
     nonzero = rows.norm(dim=1) > 0
     torch.testing.assert_close(rows.norm(dim=1)[nonzero], torch.ones(int(nonzero.sum())))
-    for i, a in enumerate(split.nets):
-        same = [j for j in range(len(graphs)) if iface[j] == iface[i]]
-        assert all(split.nets[j].input_shape == a.input_shape for j in same)
-    assert len(set(iface.tolist())) == len({n.input_shape for n in split.nets})
+    from zoolens.nn.fingerprint import output_responses
+
+    keys = [
+        (n.input_shape, output_responses(g).shape[1])
+        for n, g in zip(split.nets, graphs, strict=True)
+    ]
+    for i in range(len(keys)):  # one code per (input shape, output count), and only one
+        assert {keys[j] for j in range(len(keys)) if iface[j] == iface[i]} == {keys[i]}
+    assert len(set(iface.tolist())) == len(set(keys)) > 1
     # a net's copy under an exact action has the same profile
     g = torch.Generator().manual_seed(1)
     twin = random_exact_action(split.nets[0].to(torch.float64), g).to(torch.float32)
