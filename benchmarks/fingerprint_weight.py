@@ -1,18 +1,19 @@
 """Choose the weight w of the function fingerprint of a trained neural-graph encoder on the
 validation split (the learned part weighs 1 - w).
 
-    python benchmarks/fingerprint_weight.py --zoo ZOO --encoder DIR
+    python benchmarks/fingerprint_weight.py --zoo ZOO [--zoo ZOO2 ...] --encoder DIR
         [--heldout-encoder DIR2 --heldout-tasks a,b,c --heldout-families f]
-        [--weights 0,0.1,...] [--save DIR]
+        [--weights 0,0.1,...] [--layout isometric] [--save DIR]
 
 ``--encoder DIR`` is a saved encoder (a training run's ``RUN/best``, or a shipped one such
 as ``src/zoolens/weights/neural-graph``); ``--heldout-encoder DIR2`` its counterpart
 trained without the held-out tasks and families.
 
 The criterion, fixed before looking: validation mAP of every validation query (encoder
-DIR; gallery: every validation model); with a counterpart, the mean of that and of the
-validation mAPs of the queries of the held-out tasks and of the held-out families
-(encoder DIR2). The test split is not read (`benchmarks/ship_encoder.py` reads it once,
+DIR; gallery: every validation model of the same zoo), averaged over the zoos; with a
+counterpart, the mean of that and of the validation mAPs of the queries of the held-out
+tasks and of the held-out families (encoder DIR2). `--layout` sets the fingerprint's layout
+(`zoolens.nn.fingerprint.LAYOUTS`) before anything is measured. The test split is not read (`benchmarks/ship_encoder.py` reads it once,
 for the shipped encoder). `--save DIR` writes the encoder (DIR/trained) and its
 counterpart (DIR/heldout) with the chosen weight.
 """
@@ -76,7 +77,8 @@ def val_scores(zoo: Zoo, encs: dict, args: argparse.Namespace, grid: list[float]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--zoo", required=True)
+    ap.add_argument("--zoo", action="append", required=True, help="repeat for several")
+    ap.add_argument("--layout", default="", help="fingerprint layout (default: the encoder's)")
     ap.add_argument("--encoder", required=True, help="a saved neural-graph encoder directory")
     ap.add_argument("--heldout-encoder", default="", help="its held-out counterpart")
     ap.add_argument("--heldout-tasks", default="")
@@ -86,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.heldout_encoder and not (args.heldout_tasks and args.heldout_families):
         ap.error("--heldout-encoder needs --heldout-tasks and --heldout-families")
-    zoo = Zoo.open(args.zoo)
+    zoos = [Zoo.open(z) for z in args.zoo]
     encs = {}
     for key, path in (("trained", args.encoder), ("heldout", args.heldout_encoder)):
         if not path:
@@ -96,15 +98,17 @@ def main() -> None:
             raise SystemExit(f"{path}: not a neural-graph encoder")
         if not enc.config.n_probes:
             raise SystemExit(f"{path}: an encoder without probes has no fingerprint")
-        encs[key] = enc
+        encs[key] = enc.with_fingerprint(enc.config.fingerprint, args.layout or None)
     grid = [float(w) for w in args.weights.split(",")]
     if any(not 0.0 <= w <= 1.0 for w in grid):
         ap.error("--weights: every weight must be in [0, 1]")
-    val = val_scores(zoo, encs, args, grid)
+    per_zoo = [val_scores(zoo, encs, args, grid) for zoo in zoos]
+    val = [[x for scores in per_zoo for x in scores[i]] for i in range(len(grid))]
     best = max(range(len(grid)), key=lambda i: float(np.mean(val[i])))
     held = " | val held-out tasks | val held-out family" if "heldout" in encs else ""
-    print(f"| weight | val mAP{held} | val mean |")
-    print("|---|---|" + ("---|---|" if held else "") + "---|")
+    head = " | ".join(f"val mAP {os.path.basename(os.path.normpath(z))}{held}" for z in args.zoo)
+    print(f"| weight | {head} | val mean |")
+    print("|---|" + ("---|" * (len(val[0]) + 1)))
     for i, w in enumerate(grid):
         mark = " (chosen)" if i == best else ""
         cells = " | ".join(f"{x:.3f}" for x in (*val[i], np.mean(val[i])))

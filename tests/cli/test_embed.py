@@ -62,3 +62,44 @@ def test_bad_path_is_one_error_line(net_dirs: list[str], tmp_path: Path) -> None
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zoolens: error:") and missing in lines[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "z.npy").exists()
+
+
+def test_probe_inputs_read_nets_on_the_users_samples(net_dirs: list[str], tmp_path: Path) -> None:
+    """--probe-inputs: the fingerprint is the net's outputs on the given samples; other
+    samples give another embedding (sensitivity); a symmetric copy the same (invariance);
+    the encoder's id records the samples; bad files are one line, exit 2."""
+    from zoolens.ir import load_net
+    from zoolens.nn import NeuralGraphEncoder
+    from zoolens.symmetry import random_exact_action
+
+    default = load_encoder("default")
+    assert isinstance(default, NeuralGraphEncoder)
+    net = load_net(net_dirs[0])
+    n = default.config.n_probes
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n + 5, *net.input_shape))
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "z.npy"
+    r = _zoolens("embed", net_dirs[0], "--out", str(out), "--probe-inputs", str(tmp_path / "x.npy"))
+    assert r.returncode == 0, r.stderr
+    probed = default.with_probe_inputs(x)
+    assert probed.id != default.id and probed.id in r.stdout
+    np.testing.assert_allclose(np.load(out), probed.encode([net]), atol=1e-5)
+    graph = probed.graph(net.to(torch.float64))
+    with torch.no_grad():
+        want = net.to(torch.float64)(torch.as_tensor(x[:n])).reshape(n, -1)
+    from zoolens.nn.fingerprint import output_responses
+
+    torch.testing.assert_close(output_responses(graph), want, rtol=1e-4, atol=1e-5)
+    twin = random_exact_action(net.to(torch.float64), torch.Generator().manual_seed(1))
+    z, z_twin = probed.encode([net, twin])
+    assert float(z @ z_twin / np.linalg.norm(z) / np.linalg.norm(z_twin)) > 0.9999
+    other = default.with_probe_inputs(rng.standard_normal(x.shape) * 3)
+    z_other = other.encode([net])[0]
+    assert float(z @ z_other / np.linalg.norm(z) / np.linalg.norm(z_other)) < 0.9999
+    np.save(tmp_path / "few.npy", x[:3])
+    r = _zoolens("embed", net_dirs[0], "-o", str(out), "--probe-inputs", str(tmp_path / "few.npy"))
+    assert r.returncode == 2 and "few.npy" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    r = _zoolens("embed", net_dirs[0], "-o", str(out), "--probe-inputs", str(tmp_path / "bad.npy"))
+    assert r.returncode == 2 and "bad.npy" in r.stderr and "Traceback" not in r.stderr

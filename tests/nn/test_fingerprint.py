@@ -138,3 +138,32 @@ def test_a_constant_output_is_not_noise_blown_up() -> None:
     enc = NeuralGraphEncoder({"n_probes": 16, "fingerprint": 0.3})
     z = enc.encode(copies)
     assert min(cosine(z[0], z[i]) for i in range(1, len(z))) > 0.9999
+
+
+def test_isometric_layout_keeps_cosines_exactly_up_to_dim_over_probes_outputs() -> None:
+    """With P probes and fingerprint dim D, nets of at most D / P outputs keep their cosines
+    exactly (to float32); the Gaussian layout only approximately (its twin)."""
+    g = torch.Generator().manual_seed(11)
+    nets = [random_net("mlp", g).to(torch.float64) for _ in range(6)]
+    x = default_probes(nets[0].input_shape, 32)
+    graphs = [net_to_graph(n, probes=x) for n in nets]
+    n_out = output_responses(graphs[0]).shape[1]
+    assert n_out * 32 <= 256
+    raw = []
+    for gr in graphs:
+        y = output_responses(gr)
+        y = (y - y.mean(0)) / y.std(0, correction=0)
+        raw.append(y.flatten().numpy())
+    true = np.array([[cosine(a, b) for b in raw] for a in raw])
+    iso = Fingerprinter(256, 0, "isometric")(graphs)
+    gauss = Fingerprinter(256, 0, "gaussian")(graphs)
+    np.testing.assert_allclose(iso @ iso.T, true, atol=1e-5)
+    assert np.abs(gauss @ gauss.T - true).max() > 1e-3
+
+
+def test_isometric_projection_is_orthonormal_on_its_first_rows() -> None:
+    r = Fingerprinter(64, 3, "isometric").projection(200).numpy()
+    np.testing.assert_allclose(r[:64] @ r[:64].T, np.eye(64), atol=1e-12)
+    assert np.abs(r[64:] @ r[:64].T).max() > 0.05  # later rows are not orthogonal to them
+    with pytest.raises(ValueError, match="layout"):
+        Fingerprinter(64, 0, "nope")

@@ -158,3 +158,13 @@ def test_domain_features_reach_the_embedding(gen: torch.Generator) -> None:
     bare = [dataclasses.replace(gr, domain=None) for gr in graphs]
     with pytest.raises(ValueError, match="domain"):
         enc.forward(bare)
+
+
+def test_probe_inputs_are_saved_with_the_encoder(tmp_path) -> None:
+    enc = NeuralGraphEncoder({"hidden": 16, "dim": 32, "layers": 1, "readout_layers": 1})
+    x = np.random.default_rng(0).standard_normal((enc.config.n_probes, 5))
+    probed = enc.with_probe_inputs(x)
+    probed.save(str(tmp_path / "enc"))
+    back = load_encoder(str(tmp_path / "enc"))
+    assert back.id == probed.id != enc.id
+    np.testing.assert_allclose(back.probe_inputs[(5,)].numpy(), x)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from zoolens.nn import load_encoder
+from zoolens.symmetry import random_exact_action
 from zoolens.testing import assert_invariant, random_net
 from zoolens.train import TrainConfig, Trainer, supcon_loss, train_encoder
 from zoolens.zoo.importers import write_zoo
@@ -116,7 +117,7 @@ def test_training_improves_validation_retrieval(zoo_dir: str, tmp_path) -> None:
     from zoolens.train.data import load_split
     from zoolens.train.trainer import validation_map
 
-    before = validation_map(trainer.encoder, load_split(trainer.zoo, "val"))
+    before = validation_map(trainer.encoder, load_split(trainer.zoos[0], "val"))
     result = trainer.fit(progress=False)
     assert result.best_map > before
 
@@ -180,3 +181,58 @@ def test_tensorboard_without_the_package_is_refused_before_training(
     with pytest.raises(MissingDependencyError, match=r"pip install 'zoolens\[train\]'$"):
         Trainer(zoo_dir, str(tmp_path / "run"), replace(CFG, tensorboard=True))
     assert not (tmp_path / "run").exists()
+
+
+def test_functional_loss_is_zero_when_cosines_match_and_only_counts_marked_pairs() -> None:
+    from zoolens.train.losses import functional_loss
+
+    z = torch.nn.functional.normalize(
+        torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    sim = z @ z.T
+    same = torch.ones(5, 5, dtype=torch.bool) & ~torch.eye(5, dtype=torch.bool)
+    assert float(functional_loss(z, sim, same)) < 1e-12
+    off = sim.clone()
+    off[0, 1] = off[1, 0] = sim[0, 1] + 0.5
+    assert float(functional_loss(z, off, same)) == pytest.approx(2 * 0.25 / 20)
+    only = torch.zeros(5, 5, dtype=torch.bool)
+    only[2, 3] = True
+    assert float(functional_loss(z, off, only)) < 1e-12  # the changed pair is not marked
+    assert float(functional_loss(z, off, torch.zeros(5, 5, dtype=torch.bool))) == 0.0
+
+
+def test_functional_profiles_compare_only_same_interfaces(zoo_dir: str) -> None:
+    from zoolens.nn import NeuralGraphEncoder
+    from zoolens.train.data import functional_profiles, load_split
+    from zoolens.zoo import Zoo
+
+    split = load_split(Zoo.open(zoo_dir), "train")
+    enc = NeuralGraphEncoder({"hidden": 16, "dim": 32, "layers": 1, "readout_layers": 1})
+    graphs = [enc.graph(n) for n in split.nets]
+    rows, iface = functional_profiles(graphs, split.nets)
+    assert rows.shape[0] == len(graphs)
+    nonzero = rows.norm(dim=1) > 0
+    torch.testing.assert_close(rows.norm(dim=1)[nonzero], torch.ones(int(nonzero.sum())))
+    from zoolens.nn.fingerprint import output_responses
+
+    keys = [
+        (n.input_shape, output_responses(g).shape[1])
+        for n, g in zip(split.nets, graphs, strict=True)
+    ]
+    for i in range(len(keys)):  # one code per (input shape, output count), and only one
+        assert {keys[j] for j in range(len(keys)) if iface[j] == iface[i]} == {keys[i]}
+    assert len(set(iface.tolist())) == len(set(keys)) > 1
+    # a net's copy under an exact action has the same profile
+    g = torch.Generator().manual_seed(1)
+    twin = random_exact_action(split.nets[0].to(torch.float64), g).to(torch.float32)
+    r2, _ = functional_profiles([enc.graph(twin)], [twin])
+    torch.testing.assert_close(r2[0], rows[0], atol=1e-4, rtol=0)
+
+
+def test_training_on_several_zoos_with_the_functional_term(zoo_dir: str, tmp_path) -> None:
+    cfg = replace(CFG, functional=1.0, epochs=1)
+    res = train_encoder([zoo_dir, zoo_dir], str(tmp_path / "run"), cfg, progress=False)
+    row = res.history[0]
+    assert row["functional"] > 0 and np.isfinite(row["loss"])
+    with open(tmp_path / "run" / "train_config.json") as f:
+        assert '"functional": 1.0' in f.read()

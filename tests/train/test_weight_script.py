@@ -81,3 +81,16 @@ def test_without_counterpart_the_criterion_is_val_map(zoo_dir: str, tmp_path) ->
     assert len(cells) == 2 and all(len(c) == 3 and c[1] == c[2] for c in cells)
     bad = subprocess.run([*cmd, "--weights", "1.5"], capture_output=True, text=True)
     assert bad.returncode != 0 and "[0, 1]" in bad.stderr
+
+
+def test_several_zoos_each_get_a_column_and_the_layout_is_saved(zoo_dir: str, tmp_path) -> None:
+    NeuralGraphEncoder(SMALL).save(str(tmp_path / "enc"))
+    cmd = [sys.executable, SCRIPT, "--zoo", zoo_dir, "--zoo", zoo_dir]
+    cmd += ["--encoder", str(tmp_path / "enc"), "--weights", "0.2,0.7", "--layout", "isometric"]
+    done = subprocess.run([*cmd, "--save", str(tmp_path / "s")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    cells = _rows(done.stdout)
+    assert all(len(c) == 4 and c[1] == c[2] for c in cells)  # weight, zoo 1, zoo 2, mean
+    saved = load_encoder(str(tmp_path / "s" / "trained"))
+    assert isinstance(saved, NeuralGraphEncoder)
+    assert saved.config.fingerprint_layout == "isometric"

@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from zoolens.cli.app import app
 from zoolens.errors import ZoolensError
+
+if TYPE_CHECKING:
+    from zoolens.nn import Encoder
+
+
+PROBE_INPUTS_OPTION: Any = typer.Option(
+    None,
+    "--probe-inputs",
+    help="A .npy of sample inputs (n, *input_shape), n >= the encoder's probe count: nets of "
+    "that input shape are read on them instead of the drawn probes (neural-graph encoders).",
+)
+
+
+def with_probe_inputs(enc: Encoder, path: Path | None) -> Encoder:
+    """`enc` reading nets on the sample inputs in `path` (a .npy); `enc` itself without one.
+
+    Raises:
+        LoadError: unreadable file, too few rows, or an encoder without probes.
+    """
+    if path is None:
+        return enc
+    import numpy as np
+
+    from zoolens.errors import LoadError
+    from zoolens.nn import NeuralGraphEncoder
+
+    if not isinstance(enc, NeuralGraphEncoder) or not enc.config.n_probes:
+        raise LoadError(f"{path}: --probe-inputs needs a neural-graph encoder with probes")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise LoadError(f"{path}: not a readable .npy array ({e})") from None
+    return enc.with_probe_inputs(x, source=str(path))
 
 
 @app.command()
@@ -41,6 +75,7 @@ def embed(
     ray_actors: int = typer.Option(
         1, "--ray-actors", min=1, help="With --ray: encoder replicas (one CPU each)."
     ),
+    probe_inputs: Path | None = PROBE_INPUTS_OPTION,
 ) -> None:
     """Embed PATHs with an encoder and write their vectors, in input order, to OUT."""
     import sys
@@ -49,7 +84,7 @@ def embed(
 
     from zoolens.nn import load_encoder
 
-    enc = load_encoder(encoder)
+    enc = with_probe_inputs(load_encoder(encoder), probe_inputs)
     if ray is not None:
         from zoolens.index.ray_embed import embed_with_ray
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from zoolens.cli.app import app
+from zoolens.cli.app import app, fail
+from zoolens.cli.embed import PROBE_INPUTS_OPTION, with_probe_inputs
 
 index_app = typer.Typer(help="Build and manage a model index (a directory).", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -105,6 +107,7 @@ def add_command(
     ray_actors: int = typer.Option(
         1, "--ray-actors", min=1, help="With --ray: encoder replicas (one CPU each)."
     ),
+    probe_inputs: Path | None = PROBE_INPUTS_OPTION,
 ) -> None:
     """Embed and add models. Bad files are reported on stderr and skipped.
 
@@ -114,7 +117,13 @@ def add_command(
     from zoolens.nn.base import torch_threads
 
     metadata = _parse_meta(meta)
-    chosen = encoder or (None if ModelIndex.exists(index) else "default")
+    chosen: Any = encoder or (None if ModelIndex.exists(index) else "default")
+    if probe_inputs is not None:
+        from zoolens.index.encoders import resolve_encoder
+
+        if chosen is None:
+            raise fail("--probe-inputs: name the encoder (--encoder) the index was built with")
+        chosen = with_probe_inputs(resolve_encoder(chosen), probe_inputs)
     with ModelIndex.open(index, encoder=chosen) as model_index, torch_threads(threads):
         if ray is not None:
             from zoolens.index.ray_embed import add_with_ray

@@ -18,12 +18,20 @@ if TYPE_CHECKING:
 
 @app.command()
 def train(
-    zoo: str = typer.Option(..., "--zoo", help="zoo directory (manifest.parquet + models/)"),
+    zoo: list[str] = typer.Option(
+        ...,
+        "--zoo",
+        help="zoo directory (manifest.parquet + models/); repeat for several (e.g. the shards "
+        "of `zoolens zoo procedural`): their train splits train, their val splits choose",
+    ),
     out: str = typer.Option(..., "--out", help="run directory: checkpoints, metrics.csv"),
     encoder: str = typer.Option("neural-graph", help="neural-graph | layerwise | flat-transformer"),
     positives: str = typer.Option("task", help="augment | task (same-task siblings too)"),
     lam: float = typer.Option(0.8, help="weight of the contrastive loss vs accuracy MSE"),
     tau: float = typer.Option(0.1, help="temperature"),
+    functional: float = typer.Option(
+        0.0, help="weight of the term making embedding cosines track the functions' cosines"
+    ),
     epochs: int = typer.Option(20),
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(1e-3),
@@ -60,6 +68,7 @@ def train(
         positives=positives,  # type: ignore[arg-type]
         lam=lam,
         tau=tau,
+        functional=functional,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from zoolens.cli.app import app
+from zoolens.cli.app import app, fail
 
 zoo_app = typer.Typer(
     help="Model zoos: generate one on offline data, or inspect one.", no_args_is_help=True
@@ -28,6 +28,26 @@ def generate(
     t0 = time.perf_counter()
     zoo = generate_zoo(preset, out, seed=seed, jobs=jobs, progress=progress)
     typer.echo(f"{out}: {len(zoo)} models ({time.perf_counter() - t0:.1f}s)")
+
+
+@zoo_app.command("procedural")
+def procedural(
+    out: str = typer.Option(..., "--out", help="Shard directory (a zoo)."),
+    seed: int = typer.Option(..., "--seed", help="Shard seed: every seed draws new tasks."),
+    tasks: int = typer.Option(60, "--tasks", min=1, help="Tasks drawn."),
+    per_task: int = typer.Option(6, "--per-task", min=2, help="Networks trained per task."),
+    split: str = typer.Option("train", "--split", help="train | val | test: the shard's split."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes."),
+) -> None:
+    """Draw TASKS procedural tasks (features, images, signals, tokens, INR shape types) and
+    train PER_TASK networks of random families on each: one shard of the training stream."""
+    from zoolens.zoo.procedural import generate_shard
+
+    if split not in ("train", "val", "test"):
+        raise fail(f"--split {split!r}: expected train, val or test")
+    t0 = time.perf_counter()
+    n = generate_shard(out, seed, tasks, per_task=per_task, workers=jobs, split=split)
+    typer.echo(f"{out}: {n} models of {tasks} tasks ({time.perf_counter() - t0:.1f}s)")
 
 
 @zoo_app.command("info")

@@ -34,17 +34,29 @@ def output_responses(graph: NeuralGraph) -> torch.Tensor:
     return graph.probes[outs].T.double()
 
 
+#: How a fingerprint lays out and projects the responses (`Fingerprinter`).
+LAYOUTS = ("gaussian", "isometric")
+
+
 class Fingerprinter:
     """Makes fingerprints ``(n, dim)`` of built graphs; owns its random projections (one
     per probe count, made on first use).
 
     Args:
         dim: columns of a fingerprint.
-        seed: seed of the Gaussian projection.
+        seed: seed of the projection.
+        layout: ``"gaussian"``: output j's value on probe p in slot ``p * MAX_OUTPUTS + j``,
+            times a Gaussian matrix (every cosine approximate, error about
+            ``1 / sqrt(dim)``). ``"isometric"``: in slot ``j * P + p`` (outputs one after
+            the other), times a matrix whose first `dim` rows are orthonormal: the
+            fingerprints of nets of at most ``dim / P`` outputs keep their cosines exactly;
+            the values of later outputs are projected by Gaussian rows.
     """
 
-    def __init__(self, dim: int, seed: int = 0) -> None:
-        self.dim, self.seed = dim, seed
+    def __init__(self, dim: int, seed: int = 0, layout: str = "gaussian") -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"fingerprint layout {layout!r}; expected one of {LAYOUTS}")
+        self.dim, self.seed, self.layout = dim, seed, layout
         self._projections: dict[int, torch.Tensor] = {}
 
     def __call__(self, graphs: list[NeuralGraph]) -> np.ndarray:
@@ -59,24 +71,32 @@ class Fingerprinter:
             y = normalise_columns(output_responses(g)[:, :MAX_OUTPUTS], scale=True)
             slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
             slots[:, : y.shape[1]] = y
-            rows.append(slots.flatten())
+            rows.append(slots.T.flatten() if self.layout == "isometric" else slots.flatten())
         if len({r.numel() for r in rows}) > 1:
             raise ValueError("the graphs were built with different numbers of probes")
         x = torch.stack(rows)  # (n, P * MAX_OUTPUTS)
         return l2_normalise((x @ self.projection(x.shape[1])).numpy())
 
     def projection(self, n_in: int) -> torch.Tensor:
-        """The ``(n_in, dim)`` float64 Gaussian matrix, scaled by ``1 / sqrt(dim)``."""
+        """The ``(n_in, dim)`` float64 matrix: Gaussian, scaled by ``1 / sqrt(dim)``; in the
+        isometric layout its first ``min(n_in, dim)`` rows replaced by orthonormal ones."""
         if n_in not in self._projections:
             g = torch.Generator().manual_seed(self.seed)
             z = torch.randn((n_in, self.dim), generator=g, dtype=torch.float64)
-            self._projections[n_in] = z / self.dim**0.5
+            z = z / self.dim**0.5
+            if self.layout == "isometric":
+                k = min(n_in, self.dim)
+                q, r = torch.linalg.qr(z[:k].T)  # (dim, k), orthonormal columns
+                z[:k] = (q * torch.sign(torch.diagonal(r))).T
+            self._projections[n_in] = z
         return self._projections[n_in]
 
 
-def fingerprints(graphs: list[NeuralGraph], dim: int, seed: int = 0) -> np.ndarray:
+def fingerprints(
+    graphs: list[NeuralGraph], dim: int, seed: int = 0, layout: str = "gaussian"
+) -> np.ndarray:
     """The fingerprints of `graphs` by a fresh `Fingerprinter` (see there)."""
-    return Fingerprinter(dim, seed)(graphs)
+    return Fingerprinter(dim, seed, layout)(graphs)
 
 
 #: Columns of `output_statistics`, in order.

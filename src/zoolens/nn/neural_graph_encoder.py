@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from torch import nn
 from zoolens.errors import LoadError
 from zoolens.graph import GraphCache, NeuralGraph, batch_graphs, net_to_graph
 from zoolens.graph.coarsen import COARSEN_PARAMS
+from zoolens.graph.seq import token_vocab
 from zoolens.graph.stacked import (
     GraphStack,
     batch_stacks,
@@ -29,6 +30,8 @@ from zoolens.nn.torch_encoder import TorchEncoder, TorchEncoderConfig
 
 #: How the probe inputs are drawn (`zoolens.graph.default_probes`).
 PROBE_KIND = "structured"
+#: State-tensor key prefix of the user's sample inputs (`with_probe_inputs`).
+PROBE_INPUTS_PREFIX = "probe_inputs."
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class NeuralGraphConfig(TorchEncoderConfig):
         fingerprint: w, the fingerprint's weight in the embedding's cosine; the learned
             part weighs ``1 - w``. 0 = the learned part alone.
         fingerprint_dim: columns of the fingerprint.
+        fingerprint_layout: how it projects the responses (`zoolens.nn.fingerprint.LAYOUTS`:
+            "isometric" keeps the cosines of nets of up to ``fingerprint_dim / n_probes``
+            outputs exact; "gaussian", of the encoders saved before it, approximates all).
         quality_stats: the quality head also reads the function's `output_statistics`.
     """
 
@@ -61,6 +67,7 @@ class NeuralGraphConfig(TorchEncoderConfig):
     n_probes: int = bounded(64, 0)
     fingerprint: float = bounded(0.0, 0.0, 1.0)
     fingerprint_dim: int = bounded(256, 1)
+    fingerprint_layout: Literal["gaussian", "isometric"] = "gaussian"
     quality_stats: bool = False
 
     def validate(self) -> None:
@@ -97,9 +104,12 @@ class NeuralGraphEncoder(TorchEncoder):
     def __init__(self, config: EncoderConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
         self.graph_cache = GraphCache()  # this encoder's: architectures' wiring, probe sets
-        self.fingerprinter = Fingerprinter(self.config.fingerprint_dim, self.config.seed)
+        cfg = self.config
+        self.fingerprinter = Fingerprinter(cfg.fingerprint_dim, cfg.seed, cfg.fingerprint_layout)
         #: Nets of more parameters get a coarse graph (`net_to_graph`).
         self.coarsen_above = COARSEN_PARAMS
+        #: Input shape → the user's sample inputs used as probes for nets of that shape.
+        self.probe_inputs: dict[tuple[int, ...], torch.Tensor] = {}
 
     @property
     def dim(self) -> int:
@@ -122,16 +132,73 @@ class NeuralGraphEncoder(TorchEncoder):
         z, graphs = self._learned(models)  # no fingerprint: the head does not read it
         return z, output_statistics(graphs()) if self.quality_extra_dim else None
 
-    def with_fingerprint(self, weight: float) -> NeuralGraphEncoder:
+    def with_fingerprint(self, weight: float, layout: str | None = None) -> NeuralGraphEncoder:
         """This encoder (same learned state and heads) with the fingerprint's weight set
-        to `weight`."""
-        enc = NeuralGraphEncoder(self.config.replace(fingerprint=float(weight)))
+        to `weight` (and its layout to `layout`, if given)."""
+        changes: dict[str, Any] = {"fingerprint": float(weight)}
+        if layout is not None:
+            changes["fingerprint_layout"] = layout
+        enc = NeuralGraphEncoder(self.config.replace(**changes))
         enc.load_state_tensors(self.state_tensors())
         return enc
 
-    def graph(self, net: Net) -> NeuralGraph:
+    def with_probe_inputs(
+        self, x: torch.Tensor | np.ndarray, source: str = "inputs"
+    ) -> NeuralGraphEncoder:
+        """This encoder (same state) probing nets whose input shape is ``x.shape[1:]`` on
+        the first ``n_probes`` rows of `x` — a user's sample inputs — instead of the drawn
+        probes. The inputs become part of the encoder's state (its `id` changes; an index
+        records them), so every model of one index is read on the same inputs. Other
+        input shapes keep the drawn probes.
+
+        Raises:
+            LoadError: fewer rows than ``n_probes``, non-finite values, or token-id inputs
+                (nets that embed tokens are probed with drawn ids).
+        """
+        t = torch.as_tensor(np.asarray(x, dtype=np.float64))
         n = self.config.n_probes
-        probes = self.graph_cache.probes(net.input_shape, n, kind=PROBE_KIND) if n else None
+        if t.ndim < 2 or t.shape[0] < n:
+            raise LoadError(
+                f"{source}: {n} sample inputs needed (rows of shape (n, *input_shape)), "
+                f"got shape {tuple(t.shape)}"
+            )
+        if not bool(torch.isfinite(t).all()):
+            raise LoadError(f"{source}: sample inputs hold NaN or Inf")
+        enc = NeuralGraphEncoder(self.config)
+        enc.load_state_tensors(self.state_tensors())
+        enc.probe_inputs = {**self.probe_inputs, tuple(t.shape[1:]): t[:n].contiguous()}
+        return enc
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        state = super().state_tensors()
+        for shape, t in self.probe_inputs.items():
+            state[PROBE_INPUTS_PREFIX + "x".join(map(str, shape))] = t
+        return state
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        own = {k: v for k, v in tensors.items() if k.startswith(PROBE_INPUTS_PREFIX)}
+        super().load_state_tensors({k: v for k, v in tensors.items() if k not in own})
+        self.probe_inputs = {
+            tuple(int(d) for d in k[len(PROBE_INPUTS_PREFIX) :].split("x")): v.double()
+            for k, v in own.items()
+        }
+
+    def probes(self, net: Net) -> torch.Tensor | None:
+        """The inputs `net` is probed on: the user's sample inputs for its input shape
+        (`with_probe_inputs`), else the drawn ones; None without probes."""
+        probes = self.probe_inputs.get(tuple(net.input_shape))
+        if probes is not None and token_vocab(net.consumers(net.input)) is not None:
+            raise LoadError(
+                f"{net.meta.get('source', 'a net')}: sample inputs cannot probe a net that "
+                "reads token ids; embed it without --probe-inputs"
+            )
+        n = self.config.n_probes
+        if probes is None and n:
+            probes = self.graph_cache.probes(net.input_shape, n, kind=PROBE_KIND)
+        return probes
+
+    def graph(self, net: Net) -> NeuralGraph:
+        probes = self.probes(net)
         return net_to_graph(
             net,
             canonical=True,
@@ -149,14 +216,12 @@ class NeuralGraphEncoder(TorchEncoder):
         `stack_graphs` takes (built together) and one per other net, and where each
         model's graph is in them: graph ``order[i]`` of the stacks, in order, is model i's.
         """
-        nets, n = _nets(models), self.config.n_probes
+        nets = _nets(models)
         stacks, placed = [], []
         for key, ids in group_by_architecture(nets):
             first = nets[ids[0]]
             if len(ids) > 1 and stackable(first, self.coarsen_above):
-                probes = (
-                    self.graph_cache.probes(first.input_shape, n, kind=PROBE_KIND) if n else None
-                )
+                probes = self.probes(first)
                 group = [nets[i] for i in ids]
                 stacks.append(
                     stack_graphs(

@@ -18,6 +18,9 @@ class TrainConfig:
     drop_connect, noise: inexact augmentation strengths for the views.
     per_group: models drawn per task in each batch (so a batch holds positives).
     patience: epochs without validation-mAP gain before early stopping.
+    functional: weight of the functional-similarity term: for two models of one
+        interface (input shape and output count) in a batch, the squared gap between
+        their embeddings' cosine and their functions' (`functional_similarity`). 0 = off.
     tensorboard: also log each epoch's metrics.csv row as TensorBoard scalars under
         ``<out>/tb`` (needs ``zoolens[train]``).
     """
@@ -39,6 +42,7 @@ class TrainConfig:
     max_minutes: float = 30.0
     exclude_tasks: tuple[str, ...] = ()
     exclude_families: tuple[str, ...] = ()
+    functional: float = 0.0
     tensorboard: bool = False
 
     def to_dict(self) -> dict[str, Any]:

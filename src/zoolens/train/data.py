@@ -11,6 +11,7 @@ import torch
 
 from zoolens.graph import NeuralGraph
 from zoolens.ir import Net
+from zoolens.nn.fingerprint import normalise_columns, output_responses
 from zoolens.symmetry import drop_connect, random_exact_action, weight_noise
 from zoolens.zoo import Zoo
 from zoolens.zoo.manifest import kept
@@ -56,6 +57,37 @@ def load_split(
     df = df.reset_index(drop=True)
     nets = [zoo.load(str(i)).to(torch.float32) for i in df["id"]]
     return ZooSplit(nets, group_labels(df), quality_targets(df), [str(i) for i in df["id"]])
+
+
+def concat_splits(splits: Sequence[ZooSplit]) -> ZooSplit:
+    """One split of the models of several (e.g. the shards of a procedural stream)."""
+    return ZooSplit(
+        [n for s in splits for n in s.nets],
+        np.concatenate([s.groups for s in splits]) if splits else np.zeros(0, dtype=str),
+        np.concatenate([s.targets for s in splits]) if splits else np.zeros(0),
+        [i for s in splits for i in s.ids],
+    )
+
+
+def functional_profiles(
+    graphs: Sequence[NeuralGraph], nets: Sequence[Net]
+) -> tuple[torch.Tensor, np.ndarray]:
+    """What each model computes, for the functional-similarity term: its outputs on the
+    probe inputs, standardised per output and flattened to a unit row ``(n, F)`` (zero-padded
+    to the longest), and an interface code per model (same code = same input shape and
+    output count, so that the rows' dot products compare the same outputs on the same
+    inputs)."""
+    rows, keys = [], []
+    for g, net in zip(graphs, nets, strict=True):
+        y = normalise_columns(output_responses(g), scale=True)  # (P, n_out)
+        rows.append(y.T.flatten())
+        keys.append((tuple(net.input_shape), y.shape[1]))
+    width = max((r.numel() for r in rows), default=0)
+    out = torch.zeros((len(rows), width), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        out[i, : r.numel()] = (r / r.norm().clamp_min(1e-12)).float()
+    codes = {k: c for c, k in enumerate(dict.fromkeys(keys))}
+    return out, np.array([codes[k] for k in keys])
 
 
 def sample_batches(

@@ -31,3 +31,15 @@ def accuracy_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if not known.any():
         return pred.sum() * 0.0
     return F.mse_loss(pred[known], target[known])
+
+
+def functional_loss(z: torch.Tensor, sim: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """Mean squared gap between the embeddings' cosines and the functions' similarities,
+    over the pairs ``same`` marks (distinct models of one interface); 0 when none.
+
+    Shapes:
+        z: ``(n, d)``, rows L2-normalised; sim, same: ``(n, n)``.
+    """
+    if not bool(same.any()):
+        return z.sum() * 0.0
+    return ((z @ z.T - sim)[same] ** 2).mean()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +25,21 @@ from zoolens.nn.load import _register_all
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.optional import optional_import
 from zoolens.train.config import TrainConfig
-from zoolens.train.data import ZooSplit, graph_view, load_split, make_view, sample_batches
-from zoolens.train.losses import accuracy_loss, supcon_loss
+from zoolens.train.data import (
+    ZooSplit,
+    concat_splits,
+    functional_profiles,
+    graph_view,
+    load_split,
+    make_view,
+    sample_batches,
+)
+from zoolens.train.losses import accuracy_loss, functional_loss, supcon_loss
 from zoolens.zoo import Zoo
-from zoolens.zoo.manifest import kept
+from zoolens.zoo.manifest import MANIFEST_FILE, kept
 
 log = logging.getLogger(__name__)
-METRIC_FIELDS = ["epoch", "loss", "contrastive", "accuracy_mse", "val_mAP", "seconds"]
+METRIC_FIELDS = ["epoch", "loss", "contrastive", "functional", "accuracy_mse", "val_mAP", "seconds"]
 
 
 @dataclass
@@ -59,10 +69,17 @@ def validation_map(enc: Encoder, split: ZooSplit) -> float:
 
 
 class Trainer:
-    """Train `config.encoder` on the zoo at `zoo_dir`, writing checkpoints to `out`."""
+    """Train `config.encoder` on the zoo at `zoo_dir` (or on several, e.g. the shards of a
+    procedural stream: their train splits train, their validation splits choose), writing
+    checkpoints to `out`."""
 
-    def __init__(self, zoo_dir: str, out: str, config: TrainConfig) -> None:
-        self.zoo, self.out, self.cfg = Zoo.open(zoo_dir), out, config
+    def __init__(self, zoo_dir: str | Sequence[str], out: str, config: TrainConfig) -> None:
+        self.sources = [zoo_dir] if isinstance(zoo_dir, str) else list(zoo_dir)
+        self.zoos: list[Zoo] = []
+        self.out, self.cfg = out, config
+        self.refresh_zoos()
+        if not self.zoos:
+            raise ZoolensError(f"no zoo at {', '.join(self.sources)}")
         _register_all()
         self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
         torch_enc = _torch_encoder(self.encoder)
@@ -73,17 +90,44 @@ class Trainer:
         self.seconds = 0.0  # training wall time of earlier invocations (resumed runs)
         self.history: list[dict[str, float]] = []
         self._graphs: list[NeuralGraph] | None = None
+        self._profiles: tuple[torch.Tensor, np.ndarray] | None = None
         self._tb: Any = _tensorboard_writer(out) if config.tensorboard else None
 
+    def refresh_zoos(self) -> list[Zoo]:
+        """Open the zoos of `sources` not open yet and return them. A source may be a glob
+        pattern (``"shards/train-*"``): the shards of a stream written while this run trains
+        join it at the next epoch. A directory without a manifest yet is skipped."""
+        have = {os.path.abspath(z.path) for z in self.zoos}
+        new = []
+        for src in self.sources:
+            paths = sorted(glob.glob(src)) if glob.has_magic(src) else [src]
+            for path in paths:
+                if os.path.abspath(path) in have or (
+                    glob.has_magic(src) and not os.path.exists(os.path.join(path, MANIFEST_FILE))
+                ):
+                    continue
+                new.append(Zoo.open(path))
+                have.add(os.path.abspath(path))
+        self.zoos.extend(new)
+        return new
+
     def trained_on(self) -> dict[str, Any]:
-        """The zoo, tasks and families this run learns from (train and validation splits)."""
-        m = self.zoo.manifest
+        """The zoos, tasks and families this run learns from (train and validation splits)."""
         cfg = self.cfg
-        used = m["split"].isin(["train", "val"]) & kept(m, cfg.exclude_tasks, cfg.exclude_families)
+        tasks: set[str] = set()
+        families: set[str] = set()
+        for zoo in self.zoos:
+            m = zoo.manifest
+            used = m["split"].isin(["train", "val"]) & kept(
+                m, cfg.exclude_tasks, cfg.exclude_families
+            )
+            tasks.update(m.loc[used, "task"].astype(str))
+            families.update(m.loc[used, "family"].astype(str))
+        paths = [os.path.abspath(z.path) for z in self.zoos]
         return {
-            "zoo": os.path.abspath(self.zoo.path),
-            "tasks": sorted(m.loc[used, "task"].unique()),
-            "families": sorted(m.loc[used, "family"].unique()),
+            "zoo": paths[0] if len(paths) == 1 else paths,
+            "tasks": sorted(tasks),
+            "families": sorted(families),
         }
 
     # -- one step ------------------------------------------------------------------------
@@ -112,7 +156,10 @@ class Trainer:
         groups: np.ndarray,
         targets: np.ndarray,
         gen: torch.Generator,
+        profiles: tuple[torch.Tensor, np.ndarray] | None = None,
     ) -> dict[str, float]:
+        """One optimiser step on `batch`; `profiles` are the batch's `functional_profiles`
+        (needed when ``config.functional`` > 0)."""
         cfg = self.cfg
         z = nn.functional.normalize(self.views(batch, gen), dim=1)
         if cfg.positives == "task":
@@ -124,11 +171,24 @@ class Trainer:
         pred = torch.sigmoid(_torch_encoder(self.encoder).quality_logits(z))
         acc = accuracy_loss(pred, torch.as_tensor(np.repeat(targets, 2), dtype=torch.float32))
         loss = cfg.lam * con + (1 - cfg.lam) * acc
+        func = torch.zeros(())
+        if cfg.functional and profiles is not None:
+            rows, iface = profiles
+            same = torch.as_tensor(iface[:, None] == iface[None, :]) & ~torch.eye(
+                len(iface), dtype=torch.bool
+            )
+            func = functional_loss(z[0::2], rows @ rows.T, same)  # first view of each
+            loss = loss + cfg.functional * func
         self.opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         nn.utils.clip_grad_norm_(_torch_encoder(self.encoder).parameters(), 5.0)
         self.opt.step()
-        return {"loss": loss.item(), "contrastive": con.item(), "accuracy_mse": acc.item()}
+        return {
+            "loss": loss.item(),
+            "contrastive": con.item(),
+            "functional": func.item(),
+            "accuracy_mse": acc.item(),
+        }
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -137,11 +197,15 @@ class Trainer:
         if resume:
             self.load_checkpoint()
         held_out = (cfg.exclude_tasks, cfg.exclude_families)
-        train = load_split(self.zoo, "train", *held_out)
-        val = load_split(self.zoo, "val", *held_out)
+        train = concat_splits([load_split(z, "train", *held_out) for z in self.zoos])
+        val = concat_splits([load_split(z, "val", *held_out) for z in self.zoos])
         start = time.time()
         while self.epoch < cfg.epochs and self.stale < cfg.patience:
             epoch_start = time.time()
+            new = self.refresh_zoos()  # shards of a stream written meanwhile
+            if new:
+                train = concat_splits([train, *[load_split(z, "train", *held_out) for z in new]])
+                log.info("epoch %d: %d new zoo(s), %d models", self.epoch + 1, len(new), len(train.nets))
             row = self.run_epoch(train, progress)
             row["val_mAP"] = validation_map(self.encoder, val)
             row["seconds"] = self.seconds + time.time() - start  # cumulative over resumes
@@ -174,11 +238,16 @@ class Trainer:
             it = progress_bar(batches, desc=f"epoch {self.epoch + 1}", unit="batch")
         items: list[Any] = train.nets
         if isinstance(self.encoder, NeuralGraphEncoder):
-            if self._graphs is None:  # canonical graphs once; views are made on them
-                self._graphs = [self.encoder.graph(n) for n in train.nets]
+            done = 0 if self._graphs is None else len(self._graphs)
+            if done < len(train.nets):  # canonical graphs once; views are made on them
+                fresh = [self.encoder.graph(n) for n in train.nets[done:]]
+                self._graphs = (self._graphs or []) + fresh
+                if self.cfg.functional:  # interface codes are recomputed over all models
+                    self._profiles = functional_profiles(self._graphs, train.nets)
             items = self._graphs
         for b in it:
-            m = self.step([items[i] for i in b], train.groups[b], train.targets[b], gen)
+            prof = None if self._profiles is None else (self._profiles[0][b], self._profiles[1][b])
+            m = self.step([items[i] for i in b], train.groups[b], train.targets[b], gen, prof)
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v / len(batches)
             if progress:
@@ -248,7 +317,7 @@ def _tensorboard_writer(out: str) -> Any:
 
 
 def train_encoder(
-    zoo_dir: str,
+    zoo_dir: str | Sequence[str],
     out: str,
     config: TrainConfig | None = None,
     resume: bool = False,
