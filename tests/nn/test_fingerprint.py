@@ -11,7 +11,7 @@ from zoolens.errors import LoadError
 from zoolens.graph import default_probes, net_to_graph
 from zoolens.nn import NeuralGraphEncoder, load_encoder
 from zoolens.nn.fingerprint import MAX_OUTPUTS, Fingerprinter, fingerprints, output_responses
-from zoolens.symmetry import random_exact_action
+from zoolens.symmetry import random_exact_action, weight_noise
 from zoolens.testing import FAMILIES, cosine, random_net
 
 
@@ -144,7 +144,8 @@ def test_isometric_layout_keeps_cosines_exactly_up_to_dim_over_probes_outputs() 
     """With P probes and fingerprint dim D, nets of at most D / P outputs keep their cosines
     exactly (to float32); the Gaussian layout only approximately (its twin)."""
     g = torch.Generator().manual_seed(11)
-    nets = [random_net("mlp", g).to(torch.float64) for _ in range(6)]
+    base = random_net("mlp", g).to(torch.float64)
+    nets = [weight_noise(base, 0.5, g) for _ in range(6)]  # one interface, other functions
     x = default_probes(nets[0].input_shape, 32)
     graphs = [net_to_graph(n, probes=x) for n in nets]
     n_out = output_responses(graphs[0]).shape[1]
