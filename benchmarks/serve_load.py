@@ -1,16 +1,17 @@
 """Load on the real server: 16 concurrent clients against an index of 10^5 models.
 
     python benchmarks/serve_load.py [--models 100000] [--clients 16] [--requests 100]
-        [--uploads 10] [--dir /tmp/serve_load] [--no-map-wait]
+        [--uploads 10] [--dir /tmp/serve_load] [--map-wait]
 
 The index is built directly through `ModelIndex.add_embeddings`: 10^5 synthetic vectors
 (Gaussian clusters, the weight-stats encoder's dimension) with catalog rows (task, family,
 accuracy), recorded under the ``weight-stats`` encoder, so that uploads are embedded for
 real by that cheap, unlearned encoder. `zoolens serve` then runs in a subprocess (uvicorn)
-and, once it answers (and its zoo map, laid out at start, is ready unless --no-map-wait),
-`--clients` threads each send `--requests` id queries (``POST /api/search {"id"}``, k=10,
-random ids) and then `--uploads` search-by-upload requests (a small zoolens zip or ONNX
-file of an MLP). Printed: p50 / p99 / max latency and throughput per kind, and `uptime`.
+and, once it answers (and, with --map-wait, once its zoo map is laid out: the server makes it
+on the first ``GET /api/map``, answering 202 until then), `--clients` threads each send
+`--requests` id queries (``POST /api/search {"id"}``, k=10, random ids) and then `--uploads`
+search-by-upload requests (a small zoolens zip or ONNX file of an MLP). Printed: p50 / p99 /
+max latency and throughput per kind, and `uptime` before and after.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="id queries per client")
     parser.add_argument("--uploads", type=int, default=10, help="uploads per client")
     parser.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
-    parser.add_argument("--no-map-wait", action="store_true")
+    parser.add_argument("--map-wait", action="store_true", help="lay the zoo map out first")
     args = parser.parse_args()
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="serve_load_"))
@@ -169,10 +170,13 @@ def main() -> None:
     proc = start_server(index, port)
     try:
         print(f"server up in {wait_until_up(url, proc):.1f} s")
-        if not args.no_map_wait:
+        if args.map_wait:
             t0 = time.perf_counter()
-            method = httpx.get(url + "/api/map", timeout=1800).json()["method"]
+            while (answer := httpx.get(url + "/api/map", timeout=1800)).status_code == 202:
+                time.sleep(2)
+            method = answer.json()["method"]
             print(f"zoo map ({method}) ready {time.perf_counter() - t0:.1f} s later")
+        print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
         ids = [f"s{i:06d}" for i in range(args.models)]
 
         def by_id(client: httpx.Client, rng: np.random.Generator) -> httpx.Response:

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import ZoolensError
 from zoolens.index import NO_HIT, ModelIndex
 from zoolens.index.filters import Condition
@@ -129,11 +128,11 @@ class Service:
             if i is not NO_HIT and i != exclude
         ][:k]
         lineage = self.inferred()
+        records = self.index.get_many([i for i, _ in hits], embedding=bool(self.heads))
         rows, vectors = [], []
         for model_id, score in hits:
-            try:
-                rec = self.index.get(model_id, embedding=bool(self.heads))
-            except IndexStoreError:  # removed since the search's snapshot
+            rec = records.get(model_id)
+            if rec is None:  # removed since the search's snapshot
                 continue
             rows.append({"id": model_id, "score": round(score, 6), "metadata": rec["metadata"]})
             if lineage is not None:
