@@ -388,8 +388,10 @@ def test_searches_run_side_by_side(tmp_path, monkeypatch):
 
     x = np.random.default_rng(1).standard_normal((50, 8)).astype(np.float32)
     index = ModelIndex.open(tmp_path / "idx", encoder=None)
-    index.add_embeddings(x, [f"v{i}" for i in range(50)], encoder_id="r")
-    index.search(x[0], k=1)  # vectors in step: later searches take the shared path
+    metas = [{"task": "a"}] * 50
+    index.add_embeddings(x, [f"v{i}" for i in range(50)], metadata=metas, encoder_id="r")
+    where = {"task": "a"}  # filtered: not batched (see test_batching), each its own call
+    index.search(x[0], k=1, where=where)  # in step: later searches take the shared path
     search = VectorIndex.search
 
     def meet(timeout: float):
@@ -404,7 +406,7 @@ def test_searches_run_side_by_side(tmp_path, monkeypatch):
 
         def run(i: int) -> None:
             try:
-                assert index.search(x[i], k=1)[1][0, 0] == f"v{i}"
+                assert index.search(x[i], k=1, where=where)[1][0, 0] == f"v{i}"
             except BaseException as e:
                 errors.append(e)
 

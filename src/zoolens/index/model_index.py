@@ -24,6 +24,7 @@ import numpy as np
 from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import LoadError
 from zoolens.index.adding import AddReport, add_entries, commit_batch, reembed_all
+from zoolens.index.batching import SearchBatcher
 from zoolens.index.browse import Browse
 from zoolens.index.catalog import Catalog, from_blobs
 from zoolens.index.columns import MetadataColumns
@@ -59,6 +60,7 @@ class ModelIndex(Browse, VectorSync):
         self.autosave = autosave
         self._encoder: Encoder | None = None
         self._columns = MetadataColumns(catalog)
+        self._batcher = SearchBatcher()  # concurrent one-query searches share FAISS calls
 
     @classmethod
     def open(
@@ -328,7 +330,11 @@ class ModelIndex(Browse, VectorSync):
         out to be out of step with the catalog, which only an exclusive hold may mend."""
         allowed = self._columns.select(conditions) if conditions else None
         for attempt in range(2):
-            scores, rows = self.sync().search(queries, k, allowed)
+            vectors = self.sync()
+            if shared and allowed is None and len(queries) == 1:
+                scores, rows = self._batcher.search(vectors, queries, k)
+            else:
+                scores, rows = vectors.search(queries, k, allowed)
             held = np.unique(rows[rows >= 0]).tolist()
             names = self.catalog.ids_for_rows(held)
             if len(names) == len(held) or attempt:
