@@ -136,12 +136,24 @@ def drive(url: str, clients: int, per_client: int, make, seed: int) -> tuple[lis
     return latencies, wall
 
 
-def report(name: str, latencies: list[float], wall: float) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(name: str, latencies: list[float], wall: float, cpu: float) -> None:
+    """Latency percentiles, throughput and the server's CPU time per request (which the
+    machine's other load changes far less than latency)."""
     ms = np.asarray(latencies) * 1e3
     print(
         f"{name:<14} n={len(ms):5d}  p50 {np.percentile(ms, 50):7.1f} ms  p99 "
         f"{np.percentile(ms, 99):7.1f} ms  max {ms.max():7.1f} ms  "
-        f"{len(ms) / wall:7.1f} req/s"
+        f"{len(ms) / wall:7.1f} req/s  server CPU {cpu / len(ms) * 1e3:5.2f} ms/req"
     )
 
 
@@ -188,8 +200,13 @@ def main() -> None:
                 return client.post("/api/search?k=10", files={"file": (path.name, f)})
 
         drive(url, args.clients, 5, by_id, seed=1000)  # warm-up
-        report("id query", *drive(url, args.clients, args.requests, by_id, seed=0))
-        report("upload search", *drive(url, args.clients, args.uploads, upload, seed=500))
+        for name, make, n, seed in (
+            ("id query", by_id, args.requests, 0),
+            ("upload search", upload, args.uploads, 500),
+        ):
+            cpu = cpu_seconds(proc.pid)
+            latencies, wall = drive(url, args.clients, n, make, seed)
+            report(name, latencies, wall, cpu_seconds(proc.pid) - cpu)
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     finally:
         proc.terminate()

@@ -16,7 +16,7 @@ from zoolens.errors import LoadError, ZoolensError
 from zoolens.index import parse_where
 from zoolens.index.filters import Condition
 from zoolens.index.interface import interface_conditions, interface_metadata
-from zoolens.service.map import choose_method
+from zoolens.service import map as layouts
 from zoolens.service.state import Service
 from zoolens.service.uploads import received
 
@@ -256,7 +256,7 @@ def zoo_map(request: Request, method: str = "auto") -> dict[str, Any] | JSONResp
     if found is not None:
         return found
     n = len(svc.index)
-    used = choose_method(n, method)
+    used = layouts.choose_method(n, method)
     body = {
         "status": "computing",
         "method": used,
