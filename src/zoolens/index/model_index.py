@@ -317,6 +317,7 @@ class ModelIndex(Browse, VectorSync):
         if found is None:  # the vectors or columns must catch up first: alone
             with self.rw.exclusive(), self.catalog.snapshot():
                 found = self._search_rows(queries, k, conditions, shared=False)
+        assert found is not None  # only a shared hold gives up
         scores, rows, names = found
         ids = np.full(rows.shape, NO_HIT, dtype=object)
         hit = rows >= 0
