@@ -1,16 +1,17 @@
 """Load on the real server: 16 concurrent clients against an index of 10^5 models.
 
     python benchmarks/serve_load.py [--models 100000] [--clients 16] [--requests 100]
-        [--uploads 10] [--dir /tmp/serve_load] [--no-map-wait]
+        [--uploads 10] [--dir /tmp/serve_load] [--map-wait]
 
 The index is built directly through `ModelIndex.add_embeddings`: 10^5 synthetic vectors
 (Gaussian clusters, the weight-stats encoder's dimension) with catalog rows (task, family,
 accuracy), recorded under the ``weight-stats`` encoder, so that uploads are embedded for
 real by that cheap, unlearned encoder. `zoolens serve` then runs in a subprocess (uvicorn)
-and, once it answers (and its zoo map, laid out at start, is ready unless --no-map-wait),
-`--clients` threads each send `--requests` id queries (``POST /api/search {"id"}``, k=10,
-random ids) and then `--uploads` search-by-upload requests (a small zoolens zip or ONNX
-file of an MLP). Printed: p50 / p99 / max latency and throughput per kind, and `uptime`.
+and, once it answers (and, with --map-wait, once its zoo map is laid out: the server makes it
+on the first ``GET /api/map``, answering 202 until then), `--clients` threads each send
+`--requests` id queries (``POST /api/search {"id"}``, k=10, random ids) and then `--uploads`
+search-by-upload requests (a small zoolens zip or ONNX file of an MLP). Printed: p50 / p99 /
+max latency and throughput per kind, and `uptime` before and after.
 """
 
 from __future__ import annotations
@@ -135,12 +136,24 @@ def drive(url: str, clients: int, per_client: int, make, seed: int) -> tuple[lis
     return latencies, wall
 
 
-def report(name: str, latencies: list[float], wall: float) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(name: str, latencies: list[float], wall: float, cpu: float) -> None:
+    """Latency percentiles, throughput and the server's CPU time per request (which the
+    machine's other load changes far less than latency)."""
     ms = np.asarray(latencies) * 1e3
     print(
         f"{name:<14} n={len(ms):5d}  p50 {np.percentile(ms, 50):7.1f} ms  p99 "
         f"{np.percentile(ms, 99):7.1f} ms  max {ms.max():7.1f} ms  "
-        f"{len(ms) / wall:7.1f} req/s"
+        f"{len(ms) / wall:7.1f} req/s  server CPU {cpu / len(ms) * 1e3:5.2f} ms/req"
     )
 
 
@@ -151,7 +164,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="id queries per client")
     parser.add_argument("--uploads", type=int, default=10, help="uploads per client")
     parser.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
-    parser.add_argument("--no-map-wait", action="store_true")
+    parser.add_argument("--map-wait", action="store_true", help="lay the zoo map out first")
     args = parser.parse_args()
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="serve_load_"))
@@ -169,10 +182,13 @@ def main() -> None:
     proc = start_server(index, port)
     try:
         print(f"server up in {wait_until_up(url, proc):.1f} s")
-        if not args.no_map_wait:
+        if args.map_wait:
             t0 = time.perf_counter()
-            method = httpx.get(url + "/api/map", timeout=1800).json()["method"]
+            while (answer := httpx.get(url + "/api/map", timeout=1800)).status_code == 202:
+                time.sleep(2)
+            method = answer.json()["method"]
             print(f"zoo map ({method}) ready {time.perf_counter() - t0:.1f} s later")
+        print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
         ids = [f"s{i:06d}" for i in range(args.models)]
 
         def by_id(client: httpx.Client, rng: np.random.Generator) -> httpx.Response:
@@ -184,8 +200,13 @@ def main() -> None:
                 return client.post("/api/search?k=10", files={"file": (path.name, f)})
 
         drive(url, args.clients, 5, by_id, seed=1000)  # warm-up
-        report("id query", *drive(url, args.clients, args.requests, by_id, seed=0))
-        report("upload search", *drive(url, args.clients, args.uploads, upload, seed=500))
+        for name, make, n, seed in (
+            ("id query", by_id, args.requests, 0),
+            ("upload search", upload, args.uploads, 500),
+        ):
+            cpu = cpu_seconds(proc.pid)
+            latencies, wall = drive(url, args.clients, n, make, seed)
+            report(name, latencies, wall, cpu_seconds(proc.pid) - cpu)
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     finally:
         proc.terminate()

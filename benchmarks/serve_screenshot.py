@@ -79,7 +79,8 @@ def shoot(url: str, upload: str, out: str) -> None:
         expect(page.locator("#results tbody tr.hit").first).to_be_visible()
         page.screenshot(path=out)
         page.click("#nav-map")
-        expect(page.locator("#map")).to_have_attribute("data-ready", "true")
+        # a UMAP layout is made after the first visit (202 until then): the page polls
+        expect(page.locator("#map")).to_have_attribute("data-ready", "true", timeout=600_000)
         page.screenshot(path=out.replace(".png", "-map.png"))
         browser.close()
 

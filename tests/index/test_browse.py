@@ -87,3 +87,15 @@ def test_heads_of_another_encoder_are_refused_or_skipped(index, tmp_path) -> Non
     assert index.heads() == {}
     with pytest.raises(ZoolensError, match="head name"):
         index.save_head(_head(index), name="../escape")
+
+
+def test_get_many_equals_get_one_by_one(index) -> None:
+    wanted = ["n3", "n0", "gone", "n9"]
+    got = index.get_many(wanted, embedding=True)
+    assert list(got) != [] and set(got) == {"n0", "n3", "n9"}  # unknown ids left out
+    for model_id, rec in got.items():
+        one = index.get(model_id, embedding=True)
+        np.testing.assert_array_equal(rec.pop("embedding"), one.pop("embedding"))
+        one.pop("row")
+        assert rec == one
+    assert "embedding" not in index.get_many(["n1"])["n1"]

@@ -311,3 +311,114 @@ def test_add_embeddings(tmp_path):
         stats = index.stats()
         assert stats["count"] == 40 and stats["encoder"] == "random" and stats["dim"] == 8
         assert stats["size_bytes"] > 0 and stats["kind"] == "flat"
+
+
+def test_concurrent_searches_equal_one_thread_while_a_writer_adds(tmp_path):
+    """8 threads search (half of them filtered) while a writer adds and removes rows: the
+    answers over the rows it never touches equal the single-thread ones, and probes that
+    rank its rows see each row once, with its true score."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    base = np.abs(rng.standard_normal((500, 16))).astype(np.float32)
+    base[:, 8:] = 0  # base and queries live in dims 0..7; the writer's rows in 8..15
+    queries = np.abs(rng.standard_normal((24, 16))).astype(np.float32)
+    queries[:, 8:] = 0
+    probe = np.zeros(16, dtype=np.float32)
+    probe[8:] = 1 / np.sqrt(8)  # ranks only the writer's rows above 0
+    metas = [{"task": "digits" if i % 3 else "fashion"} for i in range(500)]
+    index = ModelIndex.open(tmp_path / "idx", encoder=None)
+    index.add_embeddings(base, [f"b{i}" for i in range(500)], metadata=metas, encoder_id="r")
+    wheres = [None, {"task": "fashion"}]
+    expected = {w is None: index.search(queries, k=10, where=w) for w in wheres}
+    stop, errors, answers, probes, written = threading.Event(), [], [], [], {}
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            extra = np.abs(rng.standard_normal((10, 16))).astype(np.float32)
+            extra[:, :8] = 0  # orthogonal to every query: score 0 < every top-10 score
+            ids = [f"w{n}-{j}" for j in range(10)]
+            unit = extra / np.linalg.norm(extra, axis=1, keepdims=True)
+            written.update(zip(ids, unit, strict=True))
+            index.add_embeddings(extra, ids, metadata=[{"task": "fashion"}] * 10)
+            index.remove(ids[::2])
+            n += 1
+
+    def read(t: int) -> None:
+        try:
+            for r in range(40):
+                where = wheres[(t + r) % 2]
+                q = (t * 7 + r) % len(queries)
+                scores, ids = index.search(queries[q], k=10, where=where)
+                answers.append((where is None, q, scores[0], ids[0]))
+                probes.append(index.search(probe, k=10, where=where))
+        except BaseException as e:  # reported by the test thread
+            errors.append(e)
+
+    writer = threading.Thread(target=write)
+    readers = [threading.Thread(target=read, args=(t,)) for t in range(8)]
+    writer.start()
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join(120)
+    stop.set()
+    writer.join(120)
+    assert errors == [] and len(answers) == 320
+    assert index.stats()["version"] > 2  # the writer did commit while they searched
+    for unfiltered, q, scores, ids in answers:
+        ref_scores, ref_ids = expected[unfiltered]
+        np.testing.assert_array_equal(ids, ref_ids[q])
+        np.testing.assert_allclose(scores, ref_scores[q], rtol=1e-6)
+    for scores, ids in probes:
+        hits = [i for s, i in zip(scores[0], ids[0], strict=True) if i != NO_HIT and s > 1e-6]
+        assert len(hits) == len(set(hits))  # no row twice
+        true = [float(written[i] @ probe) for i in hits]
+        np.testing.assert_allclose(scores[0][: len(hits)], true, rtol=1e-5)
+    index.close()
+
+
+def test_searches_run_side_by_side(tmp_path, monkeypatch):
+    """Two searches are inside FAISS at once; searches that must catch up with a write hold
+    the vectors alone and never meet (the sensitivity twin)."""
+    import threading
+
+    from zoolens.index.vectors import VectorIndex
+
+    x = np.random.default_rng(1).standard_normal((50, 8)).astype(np.float32)
+    index = ModelIndex.open(tmp_path / "idx", encoder=None)
+    metas = [{"task": "a"}] * 50
+    index.add_embeddings(x, [f"v{i}" for i in range(50)], metadata=metas, encoder_id="r")
+    where = {"task": "a"}  # filtered: not batched (see test_batching), each its own call
+    index.search(x[0], k=1, where=where)  # in step: later searches take the shared path
+    search = VectorIndex.search
+
+    def meet(timeout: float):
+        barrier = threading.Barrier(2, timeout=timeout)
+
+        def waiting_search(self, *args, **kwargs):
+            barrier.wait()
+            return search(self, *args, **kwargs)
+
+        monkeypatch.setattr(VectorIndex, "search", waiting_search)
+        errors: list[BaseException] = []
+
+        def run(i: int) -> None:
+            try:
+                assert index.search(x[i], k=1, where=where)[1][0, 0] == f"v{i}"
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        return errors
+
+    assert meet(10.0) == []
+    monkeypatch.setattr(index, "in_step", lambda: False)  # every search must catch up: alone
+    errors = meet(0.5)
+    assert errors and all(isinstance(e, threading.BrokenBarrierError) for e in errors)
+    index.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,17 @@ def test_map_is_cached_per_index_version(client: Any, checkpoints: dict) -> None
     assert after["version"] > first["version"] and after["count"] == N_MODELS + 1
 
 
-def test_map_tsne(client: Any) -> None:
-    body = client.get("/api/map?method=tsne").json()
-    assert body["method"] == "tsne" and body["count"] == N_MODELS
+def test_a_slow_map_is_202_until_laid_out(client: Any) -> None:
+    first = client.get("/api/map?method=tsne")
+    assert first.status_code == 202 and first.headers["retry-after"] == "5"
+    assert first.json()["status"] == "computing" and first.json()["method"] == "tsne"
+    assert "laying out the map of 12 models" in first.json()["detail"]
+    deadline = time.monotonic() + 120
+    while (r := client.get("/api/map?method=tsne")).status_code == 202:
+        assert time.monotonic() < deadline, "the t-SNE map never came"
+        time.sleep(0.2)
+    body = r.json()
+    assert r.status_code == 200 and body["method"] == "tsne" and body["count"] == N_MODELS
 
 
 def test_page_and_assets_are_served_locally(client: Any) -> None:
@@ -182,19 +191,53 @@ def test_the_encoders_quality_head_predicts_uploads_and_sources(
     assert "quality" not in client.get("/api/models/m1").json()["predictions"]  # no source
 
 
-def test_a_slow_map_is_laid_out_at_start(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `auto` choose t-SNE even for the 12 test models."""
     from zoolens.service import map as zoo_map
-    from zoolens.service.state import Service
 
-    svc = Service(str(index_dir), None, 1)
-    monkeypatch.setattr("zoolens.service.state.LINEAGE_MAX", 0)  # no lineage to recover
-    assert svc.warm_up() is None  # 12 models: PCA, made on request
     slow = lambda n, method="auto": "tsne" if method == "auto" else method  # noqa: E731
     monkeypatch.setattr(zoo_map, "choose_method", slow)
-    monkeypatch.setattr("zoolens.service.state.choose_method", slow)
-    thread = svc.warm_up()
+
+
+def test_a_slow_map_waits_for_a_visit_or_map_at_start(
+    index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoolens.service.state import Service
+
+    monkeypatch.setattr("zoolens.service.state.LINEAGE_MAX", 0)  # no lineage to recover
+    _slow(monkeypatch)
+    svc = Service(str(index_dir), None, 1)
+    state = svc.index.state()
+    assert svc.warm_up() is None and svc.maps.running(state, "auto") is None  # not at start
+    svc.warm_up(map_at_start=True)
+    thread = svc.maps.running(state, "auto")
     assert thread is not None
     thread.join(timeout=120)
     monkeypatch.setattr("zoolens.service.state.layout", lambda *a, **k: pytest.fail("recomputed"))
-    assert svc.map("auto")["method"] == "tsne"
+    first = svc.map("auto", wait=False)
+    assert first is not None and first["method"] == "tsne"
+    svc.close()
+    again = Service(str(index_dir), None, 1)  # a restarted server reads it from disk
+    assert again.map("auto", wait=False) == first
+    again.close()
+
+
+def test_a_failed_map_is_reported_then_tried_again(
+    index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoolens.errors import MissingDependencyError
+    from zoolens.service.state import Service
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise MissingDependencyError("the UMAP zoo map needs umap-learn")
+
+    monkeypatch.setattr("zoolens.service.state.layout", broken)
+    _slow(monkeypatch)
+    svc = Service(str(index_dir), None, 1)
+    state = svc.index.state()
+    assert svc.map("auto", wait=False) is None
+    svc.maps.running(state, "auto").join(timeout=60)
+    with pytest.raises(MissingDependencyError):
+        svc.map("auto", wait=False)
+    assert svc.map("auto", wait=False) is None  # a new attempt
     svc.close()

@@ -121,3 +121,19 @@ def test_lineage_from_weights_on_hits_and_model_pages(tmp_path: Path) -> None:
         tab.goto(url + "/#/models/u")
         expect(tab.locator("#model-lineage")).to_contain_text("near-duplicates: u-copy")
         expect(tab.locator("#model-nearest tbody")).to_contain_text("near-duplicate of u")
+
+
+def test_a_slow_map_says_so_then_appears(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoolens.service import map as zoo_map
+
+    from .conftest import serve
+
+    slow = lambda n, method="auto": "tsne" if method == "auto" else method  # noqa: E731
+    monkeypatch.setattr(zoo_map, "choose_method", slow)  # t-SNE is laid out in the background
+    monkeypatch.setattr("zoolens.service.api.MAP_RETRY_S", 1)
+    expect = sync_api.expect
+    with serve(index_dir, None) as url, browse(url) as page:
+        page.click("#nav-map")
+        expect(page.locator("#map-info")).to_contain_text("laying out the map of 12 models")
+        expect(page.locator("#map")).to_have_attribute("data-ready", "true")
+        expect(page.locator("#map-info")).to_have_text("12 models, tsne")

@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zoolens.errors import ZoolensError
-from zoolens.index.catalog import Catalog, from_blobs
+from zoolens.index.catalog import _CHUNK, Catalog, from_blobs
 from zoolens.index.filters import normalise_where, to_sql
 
 if TYPE_CHECKING:
@@ -67,6 +68,28 @@ class Browse:
                 for i, s, h, m, a in cur
             ]
         return total, records
+
+    def get_many(self, ids: Sequence[str], embedding: bool = False) -> dict[str, dict[str, Any]]:
+        """Records (as `ModelIndex.get` gives them) of the `ids` the index holds, by id, read
+        in one snapshot; ids it does not hold are left out."""
+        cols = "id, source, content_hash, metadata, encoder_id, added_at" + (
+            ", embedding" if embedding else ""
+        )
+        out: dict[str, dict[str, Any]] = {}
+        with self.catalog.snapshot() as conn:
+            for s in range(0, len(ids), _CHUNK):
+                part = list(ids[s : s + _CHUNK])
+                marks = ",".join("?" * len(part))
+                cur = conn.execute(f"SELECT {cols} FROM models WHERE id IN ({marks})", part)
+                names = [d[0] for d in cur.description]
+                for row in cur:
+                    rec = dict(zip(names, row, strict=True))
+                    rec["metadata"] = json.loads(rec["metadata"])
+                    if embedding:
+                        blob = rec["embedding"]
+                        rec["embedding"] = from_blobs([blob], len(blob) // 4)[0]
+                    out[rec["id"]] = rec
+        return out
 
     def embeddings(self) -> tuple[list[str], np.ndarray]:
         """Every model's id and embedding, in insertion order: ``(ids, (n, d) float32)``."""

@@ -12,6 +12,8 @@ Schema (``PRAGMA user_version`` = `SCHEMA_VERSION`):
 
 The database runs in WAL mode with ``synchronous=FULL``: a committed transaction survives a
 crash of the process (and of the machine); readers see their own snapshot while a writer adds.
+One connection writes (write transactions take turns); every other thread reads through a
+read-only connection of its own, so reads never wait for each other nor for a writer.
 """
 
 from __future__ import annotations
@@ -91,18 +93,53 @@ class Catalog:
                 )
             os.makedirs(self.dir, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(
-                self.file, isolation_level=None, timeout=60.0, check_same_thread=False
-            )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            self._writer = self._connect()
+            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._writer.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as e:
             raise IndexStoreError(f"{self.file}: not a readable SQLite catalog ({e})") from None
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # serialises the writer connection
+        self._writing: int | None = None  # the thread inside `write`
+        self._local = threading.local()  # each thread's reader connection
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._readers_lock = threading.Lock()
         self._init_schema()
 
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.file, isolation_level=None, timeout=60.0, check_same_thread=False
+        )
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection: the writer's inside `write`, else its own reader."""
+        if self._writing == threading.get_ident():
+            return self._writer
+        reader: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if reader is None:
+            reader = self._open_reader()
+        return reader
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """A read-only connection for this thread (those of finished threads are closed)."""
+        try:
+            reader = self._connect()
+            reader.execute("PRAGMA query_only = ON")
+        except sqlite3.DatabaseError as e:
+            raise IndexStoreError(f"{self.file}: not a readable SQLite catalog ({e})") from None
+        with self._readers_lock:
+            alive = []
+            for thread, conn in self._readers:
+                if thread.is_alive():
+                    alive.append((thread, conn))
+                else:
+                    conn.close()
+            self._readers = [*alive, (threading.current_thread(), reader)]
+        self._local.conn = reader
+        return reader
+
     def _init_schema(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self._writer.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
@@ -121,8 +158,11 @@ class Catalog:
                 log.info("created index catalog %s", self.file)
 
     def close(self) -> None:
-        with self.lock:
-            self.conn.close()
+        with self.lock, self._readers_lock:
+            for _, conn in self._readers:
+                conn.close()
+            self._readers = []
+            self._writer.close()
 
     # -- transactions ------------------------------------------------------------------
     @contextmanager
@@ -130,31 +170,36 @@ class Catalog:
         """One write transaction (``BEGIN IMMEDIATE``); on success bumps ``version`` if anything
         changed, and commits."""
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            self._writing = threading.get_ident()
             try:
-                before = self.conn.total_changes
-                yield self.conn
-                if bump and self.conn.total_changes != before:
-                    self.conn.execute(
+                before = conn.total_changes
+                yield conn
+                if bump and conn.total_changes != before:
+                    conn.execute(
                         "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'"
                     )
-                self.conn.execute("COMMIT")
+                conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._writing = None
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: every query inside sees the same committed state."""
-        with self.lock:
-            if self.conn.in_transaction:
-                yield self.conn
-                return
-            self.conn.execute("BEGIN")
-            try:
-                yield self.conn
-            finally:
-                self.conn.execute("COMMIT")
+        """A read transaction on this thread's connection: every query inside sees the same
+        committed state (inside `write`: the writer's own); other threads are not held up."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
 
     # -- meta ---------------------------------------------------------------------------
     def meta(self) -> dict[str, str]:

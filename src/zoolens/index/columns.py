@@ -136,8 +136,18 @@ class MetadataColumns:
         self._state = (-1, -1)
         self._high = 0
 
+    def ready(self, conditions: list[Condition]) -> bool:
+        """Whether `select` of `conditions` changes nothing at the open transaction's state
+        (so concurrent searches may call it side by side)."""
+        if not conditions:
+            return True
+        return self._state == self.catalog.state() and all(
+            key in self._columns for key, _, _ in conditions
+        )
+
     def select(self, conditions: list[Condition]) -> np.ndarray:
-        """Sorted rows matching every condition (call inside a catalog transaction)."""
+        """Sorted rows matching every condition (call inside a catalog transaction, alone
+        unless `ready`)."""
         self._sync()
         rows, out = None, None
         for key, op, value in conditions:

@@ -24,6 +24,7 @@ import numpy as np
 from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import LoadError
 from zoolens.index.adding import AddReport, add_entries, commit_batch, reembed_all
+from zoolens.index.batching import SearchBatcher
 from zoolens.index.browse import Browse
 from zoolens.index.catalog import Catalog, from_blobs
 from zoolens.index.columns import MetadataColumns
@@ -59,6 +60,7 @@ class ModelIndex(Browse, VectorSync):
         self.autosave = autosave
         self._encoder: Encoder | None = None
         self._columns = MetadataColumns(catalog)
+        self._batcher = SearchBatcher()  # concurrent one-query searches share FAISS calls
 
     @classmethod
     def open(
@@ -276,7 +278,7 @@ class ModelIndex(Browse, VectorSync):
     def _after_write(self) -> None:
         """Bring loaded vectors up to date; with autosave also load them and save the cache."""
         if self.vectors_loaded() or self.autosave:
-            with self.catalog.snapshot():
+            with self.rw.exclusive(), self.catalog.snapshot():
                 self.sync()
         if self.autosave:
             self.flush()
@@ -308,23 +310,41 @@ class ModelIndex(Browse, VectorSync):
             query, extra = query_interface(query, self.catalog)
             conditions += extra
         queries = self.query_vectors(query)
-        with self.catalog.snapshot():
-            allowed = self._columns.select(conditions) if conditions else None
-            scores, rows, names = self._search_rows(queries, k, allowed)
-            if any(int(r) not in names for r in rows[rows >= 0]):
-                log.warning("%s: vector index out of step with the catalog; reconciling", self.path)
-                self.reset_vectors()
-                scores, rows, names = self._search_rows(queries, k, allowed)
+        found = None
+        with self.rw.shared(), self.catalog.snapshot():  # concurrent searches run side by side
+            if self.in_step() and self._columns.ready(conditions):
+                found = self._search_rows(queries, k, conditions, shared=True)
+        if found is None:  # the vectors or columns must catch up first: alone
+            with self.rw.exclusive(), self.catalog.snapshot():
+                found = self._search_rows(queries, k, conditions, shared=False)
+        assert found is not None  # only a shared hold gives up
+        scores, rows, names = found
         ids = np.full(rows.shape, NO_HIT, dtype=object)
         hit = rows >= 0
         ids[hit] = [names.get(int(r), NO_HIT) for r in rows[hit]]
         return scores, ids
 
     def _search_rows(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-        scores, rows = self.sync().search(queries, k, allowed)
-        return scores, rows, self.catalog.ids_for_rows(np.unique(rows[rows >= 0]).tolist())
+        self, queries: np.ndarray, k: int, conditions: list[Condition], shared: bool
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, str]] | None:
+        """Search at the open snapshot; None (under a `shared` hold) when the vectors turn
+        out to be out of step with the catalog, which only an exclusive hold may mend."""
+        allowed = self._columns.select(conditions) if conditions else None
+        for attempt in range(2):
+            vectors = self.sync()
+            if shared and allowed is None and len(queries) == 1:
+                scores, rows = self._batcher.search(vectors, queries, k)
+            else:
+                scores, rows = vectors.search(queries, k, allowed)
+            held = np.unique(rows[rows >= 0]).tolist()
+            names = self.catalog.ids_for_rows(held)
+            if len(names) == len(held) or attempt:
+                break
+            if shared:
+                return None
+            log.warning("%s: vector index out of step with the catalog; reconciling", self.path)
+            self.reset_vectors()
+        return scores, rows, names
 
     def query_vectors(self, query: Query) -> np.ndarray:
         """``(n, d)`` unit query vectors for anything `search` accepts."""

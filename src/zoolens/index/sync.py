@@ -4,16 +4,21 @@ The vector index reflects one catalog state ``(epoch, version)``. `VectorSync.sy
 the state of the current transaction: new rows (above the last row seen; rows are never reused)
 are added, rows removed since are dropped; another epoch (a `reembed`) or a missing / unreadable
 cache means a rebuild from the catalog.
+
+Concurrency: searches hold `VectorSync.rw` shared (FAISS searches may run side by side);
+whatever changes the vectors (catching up, rebuilding, resetting) holds it exclusively.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 
 import numpy as np
 
 from zoolens.index.catalog import Catalog
+from zoolens.index.rwlock import ReadWriteLock
 from zoolens.index.vectors import (
     IndexConfig,
     VectorIndex,
@@ -40,6 +45,8 @@ class VectorSync:
         self._state = (-1, -1)  # (epoch, version) the vectors reflect
         self._high = 0  # highest catalog row the vectors have seen
         self._saved = (-1, -1)  # state of the newest cache file this process wrote or read
+        self.rw = ReadWriteLock()  # shared: searching the vectors; exclusive: changing them
+        self._save_lock = threading.Lock()
 
     @property
     def dim(self) -> int:
@@ -50,12 +57,12 @@ class VectorSync:
 
     def reset_vectors(self) -> None:
         """Forget the in-memory vectors; the next use reloads or rebuilds them."""
-        with self.catalog.lock:
+        with self.rw.exclusive():
             self._vectors, self._state, self._saved = None, (-1, -1), (-1, -1)
 
     def configure_search(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
         """Change HNSW ``efSearch`` / IVF ``nprobe`` (recall against latency)."""
-        with self.catalog.lock:
+        with self.rw.exclusive():
             self.config = replace(
                 self.config,
                 ef_search=ef_search or self.config.ef_search,
@@ -65,8 +72,14 @@ class VectorSync:
                 self._vectors.config = self.config
                 self._vectors._apply_search_params()
 
+    def in_step(self) -> bool:
+        """Whether the vectors are at the catalog state of the open transaction (then
+        `sync` changes nothing and may run under a shared hold of `rw`)."""
+        return self._vectors is not None and self._state == self.catalog.state()
+
     def sync(self) -> VectorIndex:
-        """The vector index at the catalog state of the open transaction (call inside one)."""
+        """The vector index at the catalog state of the open transaction (call inside one,
+        holding `rw` exclusively unless `in_step`)."""
         epoch, version = self.catalog.state()
         if self._vectors is not None and self._state == (epoch, version):
             return self._vectors
@@ -151,21 +164,25 @@ class VectorSync:
         self._rebuild(None)
 
     def _rebuild(self, kind: str | None) -> None:
-        with self.catalog.lock, self.catalog.snapshot():
+        with self.rw.exclusive(), self.catalog.snapshot():
             epoch, version = self.catalog.state()
             count = self.catalog.count()
             self._build(kind or self.config.desired_kind(count), epoch, version)
 
     def flush(self) -> None:
-        """Save the vector cache if it is behind; switch kind first if the size calls for it."""
-        with self.catalog.lock:
+        """Save the vector cache if it is behind; switch kind first if the size calls for it.
+
+        Saving only reads the vectors: searches go on meanwhile."""
+        with self.rw.exclusive():
             if self._vectors is None or self._saved == self._state:
                 return
             vectors = self._vectors
             wanted = self.config.desired_kind(vectors.ntotal, vectors.kind)
             if wanted != vectors.kind or vectors.needs_rebuild():
                 self._rebuild(wanted)
-            else:
+                return
+        with self.rw.shared(), self._save_lock:
+            if self._saved != self._state:
                 self._try_save()
 
     def _try_save(self) -> None:

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 
-def create_app(index_dir: Any, token_file: Any = None, max_upload_mb: float = 256) -> FastAPI:
+def create_app(
+    index_dir: Any, token_file: Any = None, max_upload_mb: float = 256, map_at_start: bool = False
+) -> FastAPI:
     """See `zoolens.service.app.create_app`; imported here lazily (fastapi is optional)."""
     from zoolens.optional import optional_import
 
@@ -29,4 +31,4 @@ def create_app(index_dir: Any, token_file: Any = None, max_upload_mb: float = 25
         optional_import("multipart", "zoolens serve (uploads)", "serve", "python-multipart")
     from zoolens.service.app import create_app as make
 
-    return make(index_dir, token_file, max_upload_mb)
+    return make(index_dir, token_file, max_upload_mb, map_at_start)

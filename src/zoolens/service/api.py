@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from zoolens.errors import LoadError, ZoolensError
 from zoolens.index import parse_where
 from zoolens.index.filters import Condition
 from zoolens.index.interface import interface_conditions, interface_metadata
+from zoolens.service import map as layouts
 from zoolens.service.state import Service
 from zoolens.service.uploads import received
 
@@ -240,7 +242,26 @@ def delete_model(request: Request, model_id: str) -> dict[str, Any]:
     return {"removed": model_id, "count": len(svc.index)}
 
 
-@router.get("/map")
-def zoo_map(request: Request, method: str = "auto") -> dict[str, Any]:
-    """2-D coordinates of every model (UMAP, t-SNE or PCA), cached until the next write."""
-    return _service(request).map(method)
+MAP_RETRY_S = 5
+
+
+@router.get("/map", response_model=None)
+def zoo_map(request: Request, method: str = "auto") -> dict[str, Any] | JSONResponse:
+    """2-D coordinates of every model (UMAP, t-SNE or PCA), cached until the next write.
+
+    A slow layout (UMAP / t-SNE: minutes at 10^5 models) is made in the background: until
+    it is ready the answer is 202 ``{"status": "computing", ...}`` with ``Retry-After``."""
+    svc = _service(request)
+    found = svc.map(method, wait=False)
+    if found is not None:
+        return found
+    n = len(svc.index)
+    used = layouts.choose_method(n, method)
+    body = {
+        "status": "computing",
+        "method": used,
+        "count": n,
+        "retry_after": MAP_RETRY_S,
+        "detail": f"laying out the map of {n} models ({used}); ask again in a few seconds",
+    }
+    return JSONResponse(body, status_code=202, headers={"Retry-After": str(MAP_RETRY_S)})

@@ -31,6 +31,7 @@ def create_app(
     index_dir: str | os.PathLike[str],
     token_file: str | os.PathLike[str] | None = None,
     max_upload_mb: float = 256,
+    map_at_start: bool = False,
 ) -> FastAPI:
     """The service over the index in `index_dir`.
 
@@ -39,6 +40,9 @@ def create_app(
         token_file: a file whose first line is the write token; without one the server is
             read-only (POST / DELETE on ``/api/models`` answer 403).
         max_upload_mb: uploads larger than this get 413.
+        map_at_start: start laying out the zoo map when the server starts (UMAP / t-SNE
+            take minutes of CPU at 10^5 models, competing with queries); by default the
+            first ``GET /api/map`` starts it.
 
     Returns:
         The app; serve it with uvicorn (``zoolens serve``) or test it with a TestClient.
@@ -49,7 +53,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        service.warm_up()
+        service.warm_up(map_at_start)
         yield
         service.close()
 

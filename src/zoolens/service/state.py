@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import ZoolensError
 from zoolens.index import NO_HIT, ModelIndex
 from zoolens.index.filters import Condition
 from zoolens.index.lineage import Lineage, index_lineage
-from zoolens.service.map import MapCache, choose_method, layout
+from zoolens.service.map import MapCache, is_slow, layout
 
 UPLOADS_DIR = "uploads"
+MAPS_DIR = "maps"  # zoo-map layouts kept on disk, per index state
 MAP_KEYS = ("task", "family", "dataset", "arch", "accuracy")  # what map points carry
 LINEAGE_MAX = 2000  # lineage from weights reads every model: only for indexes this small
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class Service:
 
     Args:
         index_dir: an existing index directory (opened once, shared by every request;
-            its catalog serialises access, so readers see committed states only).
+            searches run side by side, each on a committed state).
         token_file: a file holding the write token; None makes the server read-only.
         max_upload_mb: the upload size limit.
     """
@@ -40,7 +40,7 @@ class Service:
         self.token = read_token(token_file) if token_file else None
         self.max_bytes = int(max_upload_mb * (1 << 20))
         self.heads = self.index.heads()
-        self.maps = MapCache()
+        self.maps = MapCache(os.path.join(self.index.path, MAPS_DIR))
         self.write_lock = threading.Lock()
         self._lineage_lock = threading.Lock()
         self._lineage: tuple[tuple[int, int], Lineage | None] | None = None
@@ -48,22 +48,22 @@ class Service:
     def close(self) -> None:
         self.index.close()
 
-    def warm_up(self) -> threading.Thread | None:
-        """Recover lineage and lay out the map (when slow to make: UMAP / t-SNE) in the
-        background, so the first visitor does not wait; None when there is nothing to do."""
-        slow_map = choose_method(len(self.index)) != "pca"
-        if not slow_map and len(self.index) > LINEAGE_MAX:
+    def warm_up(self, map_at_start: bool = False) -> threading.Thread | None:
+        """Recover lineage (indexes up to `LINEAGE_MAX` models) in the background, so the
+        first visitor does not wait; with `map_at_start` also start laying out a slow map
+        (else that waits for the first ``GET /api/map``). None when there is nothing to do."""
+        if map_at_start and is_slow(len(self.index)):
+            self.map("auto", wait=False)
+        if len(self.index) > LINEAGE_MAX:
             return None
 
         def run() -> None:
             try:
                 self.inferred()
-                if slow_map:
-                    self.map("auto")
             except Exception as e:  # the routes report the same error when asked
-                log.warning("warm-up failed: %s", e)
+                log.warning("lineage warm-up failed: %s", e)
 
-        thread = threading.Thread(target=run, name="zoolens-map-warm-up", daemon=True)
+        thread = threading.Thread(target=run, name="zoolens-lineage-warm-up", daemon=True)
         thread.start()
         return thread
 
@@ -128,11 +128,11 @@ class Service:
             if i is not NO_HIT and i != exclude
         ][:k]
         lineage = self.inferred()
+        records = self.index.get_many([i for i, _ in hits], embedding=bool(self.heads))
         rows, vectors = [], []
         for model_id, score in hits:
-            try:
-                rec = self.index.get(model_id, embedding=bool(self.heads))
-            except IndexStoreError:  # removed since the search's snapshot
+            rec = records.get(model_id)
+            if rec is None:  # removed since the search's snapshot
                 continue
             rows.append({"id": model_id, "score": round(score, 6), "metadata": rec["metadata"]})
             if lineage is not None:
@@ -166,8 +166,14 @@ class Service:
                 self._lineage = (state, index_lineage(self.index, align=align) if small else None)
             return self._lineage[1]
 
-    def map(self, method: str) -> dict[str, Any]:
-        """The zoo map at the index's current state (cached until the next write)."""
+    def map(self, method: str, wait: bool = True) -> dict[str, Any] | None:
+        """The zoo map at the index's current state (cached until the next write).
+
+        Args:
+            method: ``auto``, ``umap``, ``tsne`` or ``pca``.
+            wait: lay a slow map (UMAP, t-SNE) out here; else start doing so in the
+                background (once) and return None until it is ready.
+        """
 
         def make() -> dict[str, Any]:
             ids, z = self.index.embeddings()
@@ -188,7 +194,13 @@ class Service:
             return {"method": used, "count": len(points), "points": points}
 
         state = self.index.state()
-        return {**self.maps.get(state, method, make), "version": state[1]}
+        found = self.maps.peek(state, method)
+        if found is None and not wait and is_slow(len(self.index), method):
+            self.maps.start(state, method, make)
+            return None
+        if found is None:
+            found = self.maps.get(state, method, make)
+        return {**found, "version": state[1]}
 
     # -- writes --------------------------------------------------------------------------
     def keep_upload(self, path: str) -> str:

@@ -189,7 +189,15 @@ function setUpMap() {
 
 async function showMap() {
   try {
-    state.map = await api("/api/map");
+    const answer = await api("/api/map");
+    if (answer.status === "computing") { // a slow layout is being made: ask again soon
+      $("#map-info").textContent = answer.detail;
+      $("#map").dataset.ready = "false";
+      setTimeout(() => { if (location.hash === "#/map") showMap(); },
+        1000 * (answer.retry_after || 5));
+      return;
+    }
+    state.map = answer;
     $("#map-info").textContent = state.map.count + " models, " + state.map.method;
     drawMap();
     $("#map").dataset.ready = "true";
