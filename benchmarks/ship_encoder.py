@@ -25,6 +25,7 @@ import os
 import platform
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -152,6 +153,21 @@ def evaluate_all(
     return rows
 
 
+def _summary(train_cfg: dict) -> dict:
+    """The run's config, with a long list of trained-on tasks (a procedural stream's)
+    counted rather than listed."""
+    on = dict(train_cfg.get("trained_on", {}))
+    tasks = on.get("tasks", [])
+    if len(tasks) > 24:
+        on["tasks"] = f"{len(tasks)} tasks ({', '.join(tasks[:3])}, ...)"
+    return {**train_cfg, "trained_on": on}
+
+
+def _layout(args: argparse.Namespace) -> str:
+    enc = load_encoder(args.encoder)
+    return str(getattr(enc.config, "fingerprint_layout", "gaussian"))
+
+
 def card(
     rows: dict,
     args: argparse.Namespace,
@@ -167,13 +183,16 @@ def card(
         f"Zoo: `{zoo.path}` ({len(zoo)} models; "
         f"{zoo.manifest['task'].nunique()} tasks; split counts "
         f"{zoo.manifest['split'].value_counts().to_dict()}).",
-        f"Training config: `{json.dumps(train_cfg) if train_cfg else '—'}`",
+        f"Training config: `{json.dumps(_summary(train_cfg)) if train_cfg else '—'}`",
         "",
+        *([Path(args.notes).read_text().strip(), ""] if args.notes else []),
         *(
             [
                 f"Function fingerprint at weight {args.fingerprint:g} "
                 "(`zoolens.nn.fingerprint`: the outputs on the probe inputs, standardised "
-                "per output, randomly projected; not trained, set after training, chosen on "
+                "per output, projected (layout "
+                f"`{_layout(args)}`); "
+                "not trained, set after training, chosen on "
                 "the validation split by `python benchmarks/fingerprint_weight.py`); the "
                 "learned part weighs the rest.",
                 "",
@@ -253,6 +272,7 @@ def main() -> None:
     ap.add_argument("--command", default="")
     ap.add_argument("--fingerprint", type=float, default=None)
     ap.add_argument("--quality-stats", action="store_true")
+    ap.add_argument("--notes", default="", help="markdown file: how it was trained (in the card)")
     ap.add_argument("--dest", default=os.path.join("src", "zoolens", "weights"))
     args = ap.parse_args()
     zoo = Zoo.open(args.zoo)
