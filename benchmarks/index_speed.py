@@ -279,7 +279,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows: list[dict] = []
     print(HEADER + "\n" + "-" * len(HEADER), flush=True)
-    for n in (int(float(s)) for s in args.sizes.split(",")):
+    for n in (int(float(s)) for s in args.sizes.split(",") if s):  # --sizes "": --large only
         for kind in args.data.split(","):
             run_size(kind, n, args, rng, rows)
     if args.large:
