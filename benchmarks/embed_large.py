@@ -2,10 +2,13 @@
 
 Each size is a randomly initialised ``BertModel`` saved with ``save_pretrained`` into a temporary
 directory, then embedded in a fresh subprocess (so peak memory is that run's alone) by
-``zoolens embed``'s library path: `load_net` + the default encoder. Prints one row per size:
-parameters, file size, load+trace time, embed time, peak RSS and its multiple of the file size.
+``zoolens embed``'s library path: `load_net` + the default encoder. Prints one row per size and
+format: parameters, file size, load(+trace) time, embed time, peak RSS and its multiple of the
+file size. ``--formats hf`` reads the Hugging Face directory (transformers loads it, torch.export
+traces it); ``zoolens`` first converts it to a zoolens directory (``Net.save``: arch.json +
+model.safetensors, read memory-mapped tensor by tensor), so the child only reads that.
 
-    python benchmarks/embed_large.py [--sizes tiny,small,22m] [--threads 2]
+    python benchmarks/embed_large.py [--sizes tiny,small,22m] [--formats hf,zoolens] [--threads 2]
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def _child(path: str, threads: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="tiny,small,medium,22m")
+    ap.add_argument("--formats", default="hf", help="hf and/or zoolens (see above)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -67,7 +71,7 @@ def main() -> None:
     from transformers import BertConfig, BertModel
 
     print(
-        f"{'size':8} {'params':>11} {'file MB':>8} {'load s':>7} {'embed s':>8} "
+        f"{'size':8} {'format':8} {'params':>11} {'file MB':>8} {'load s':>7} {'embed s':>8} "
         f"{'peak MB':>8} {'peak/file':>9}"
     )
     for name in a.sizes.split(","):
@@ -80,22 +84,34 @@ def main() -> None:
             num_attention_heads=heads,
         )
         with tempfile.TemporaryDirectory() as d:
-            BertModel(cfg).eval().save_pretrained(d)
-            mb = os.path.getsize(os.path.join(d, "model.safetensors")) / 2**20
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", d, "--threads", str(a.threads)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if out.returncode:
-                print(f"{name:8} failed: {out.stderr.strip().splitlines()[-1]}")
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(
-                f"{name:8} {r['params']:>11,} {mb:>8.1f} {r['load_s']:>7.1f} "
-                f"{r['embed_s']:>8.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] / mb:>9.1f}"
-            )
+            BertModel(cfg).eval().save_pretrained(os.path.join(d, "hf"))
+            for fmt in a.formats.split(","):
+                _measure(name, fmt, d, a.threads)
+
+
+def _measure(name: str, fmt: str, d: str, threads: int) -> None:
+    """One row: embed the `fmt` copy of the checkpoint in `d` in a fresh subprocess."""
+    path = os.path.join(d, fmt)
+    if not os.path.isdir(path):  # zoolens: converted once, outside the measured process
+        from zoolens.ir import load_net
+
+        load_net(os.path.join(d, "hf")).save(path)
+    mb = os.path.getsize(os.path.join(path, "model.safetensors")) / 2**20
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", path, "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        print(f"{name:8} {fmt:8} failed: {out.stderr.strip().splitlines()[-1]}")
+        return
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"{name:8} {fmt:8} {r['params']:>11,} {mb:>8.1f} {r['load_s']:>7.1f} "
+        f"{r['embed_s']:>8.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] / mb:>9.1f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
