@@ -299,3 +299,15 @@ def test_truncated_safetensors_is_one_line_naming_the_file(tmp_path: Path, cut: 
     with pytest.raises(LoadError, match="truncated") as err:
         read_safetensors(str(path))
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_loaded_files_hold_no_file_descriptor(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.randn(64, 64)}, str(path))
+    before = len(os.listdir("/proc/self/fd"))
+    held = [read_safetensors(str(path)) for _ in range(50)]  # a zoo in memory: 50 mappings
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
+    assert all(torch.equal(h["a"], held[0]["a"]) for h in held)

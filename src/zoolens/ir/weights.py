@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import pickle
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -123,7 +122,7 @@ _DTYPES = {
 def read_safetensors(path: str, floating_only: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, in file order, as views of one memory map.
 
-    The file is mapped copy-on-write (``mmap.ACCESS_COPY``): a tensor's bytes are read from
+    The file is mapped copy-on-write (``MAP_PRIVATE``): a tensor's bytes are read from
     disk when first touched and stay reclaimable page cache, so a checkpoint is never held
     twice and memory follows what is used. Writing to a tensor copies only its pages; the file
     is never changed. Tensors whose bytes cannot be viewed in place (a dtype torch lacks, a
@@ -142,8 +141,10 @@ def read_safetensors(path: str, floating_only: bool = False) -> dict[str, torch.
     size = file_size(path)
     start, entries = _safetensors_header(path, size)
     wanted = [e for e in entries if not floating_only or e[1].startswith(("F", "BF"))]
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    try:  # MAP_PRIVATE; no file descriptor stays open (Python's mmap would keep one per file)
+        mapped = cast(torch.UntypedStorage, torch.UntypedStorage.from_file(path, False, size))
+    except RuntimeError as e:
+        raise LoadError(f"{path}: cannot map the file ({_first_line(e)})") from None
     out: dict[str, torch.Tensor] = {}
     copied: list[str] = []
     for name, dtype, shape, (begin, end) in wanted:
@@ -162,7 +163,7 @@ def read_safetensors(path: str, floating_only: bool = False) -> dict[str, torch.
 
 
 def _view(
-    mapped: mmap.mmap, dtype: str, shape: list[int], offset: int, nbytes: int, what: str
+    mapped: torch.UntypedStorage, dtype: str, shape: list[int], offset: int, nbytes: int, what: str
 ) -> torch.Tensor | None:
     """Tensor of `shape` over ``mapped[offset:offset + nbytes]``; None when it must be copied."""
     tdtype = _DTYPES.get(dtype)
@@ -179,7 +180,8 @@ def _view(
         return torch.empty(shape, dtype=tdtype)
     if offset % itemsize:
         return None
-    return torch.frombuffer(mapped, dtype=tdtype, count=numel, offset=offset).view(shape)
+    view = torch.empty(0, dtype=tdtype)
+    return view.set_(mapped, offset // itemsize, torch.Size(shape))  # type: ignore[call-overload,no-any-return]
 
 
 def _safetensors_header(
