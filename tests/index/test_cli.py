@@ -159,3 +159,41 @@ def test_ls_rm_stats_json(world):
     assert stats["dim"] == 16 and stats["kind"] == "flat" and stats["size_bytes"] > 0
     missing = zoolens("index", "stats", "--index", index + "-nope", "--json")
     assert missing.returncode == 2 and "no zoolens index" in missing.stderr
+
+
+def test_add_kind_is_recorded_for_later_adds(tmp_path, nets):
+    for i in range(2):
+        nets[i].save(str(tmp_path / f"m{i}"))
+    StatsEncoder().save(str(tmp_path / "encoder"))
+    ix, plain, m0, m1 = (str(tmp_path / p) for p in ("ix", "plain", "m0", "m1"))
+    enc = ("--encoder", str(tmp_path / "encoder"))
+    runs = [
+        start(
+            "index",
+            "add",
+            m0,
+            "-i",
+            ix,
+            *enc,
+            "--kind",
+            "ivfpq",
+            "--nlist",
+            "8",
+            "--pq-m",
+            "4",
+            fake_encoder=True,
+        ),
+        start("index", "add", m0, "-i", plain, *enc, fake_encoder=True),
+        start("index", "add", m0, "-i", str(tmp_path / "bad"), *enc, "--kind", "annoy"),
+        start("index", "add", m0, "-i", str(tmp_path / "bad"), *enc, "--pq-m", "8"),
+    ]
+    made, made_plain, bad_kind, lone_pq = (finish(p) for p in runs)
+    assert made.returncode == 0 and made_plain.returncode == 0, made.stderr + made_plain.stderr
+    assert bad_kind.returncode != 0 and "annoy" in bad_kind.stderr
+    assert lone_pq.returncode != 0 and "--kind" in lone_pq.stderr
+    again = zoolens("index", "add", m1, "-i", ix, fake_encoder=True)  # no --kind: kept
+    assert again.returncode == 0, again.stderr
+    stats = [json.loads(zoolens("index", "stats", "-i", d, "--json").stdout) for d in (ix, plain)]
+    assert stats[0]["count"] == 2 and stats[0]["kind"] == "flat"  # IVF-PQ needs 10 000 to train
+    assert (stats[0]["kind_setting"], stats[0]["ivf_nlist"], stats[0]["pq_m"]) == ("ivfpq", 8, 4)
+    assert (stats[1]["kind_setting"], stats[1]["ivf_nlist"], stats[1]["pq_m"]) == ("auto", None, 64)

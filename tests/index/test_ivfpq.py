@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import faiss
 import numpy as np
 import pytest
@@ -149,3 +151,29 @@ def test_model_index_ivfpq_filters_persist_and_remove(tmp_path, data):
     with ModelIndex.open(tmp_path / "ix", encoder=None, config=cfg) as index:
         assert not np.isin(index.search(q, 10)[1], gone).any()
         assert len(index) == len(x) - len(gone)
+
+
+def _built(index: ModelIndex) -> tuple[int, int]:
+    """``(nlist, pq M)`` of the FAISS index `index` searches with."""
+    inner = index._vectors._inner()  # type: ignore[union-attr]
+    return int(inner.nlist), int(inner.pq.M)
+
+
+def test_recorded_build_settings_survive_reopen_and_a_change_rebuilds(tmp_path, data):
+    x, _, q = data
+    path, ids = tmp_path / "ix", [f"m{i}" for i in range(len(x))]
+    small = IndexConfig(pq_m=8, ivf_nlist=20, ivf_min_count=1000)
+    with ModelIndex.open(path, encoder=None, kind="ivfpq", config=small) as index:
+        index.add_embeddings(x, ids, encoder_id="test")
+        index.search(q, 10)
+        assert _built(index) == (20, 8)
+    plain = IndexConfig(ivf_min_count=1000)  # pq_m 64, nlist auto: the recorded ones win
+    with ModelIndex.open(path, encoder=None, config=plain) as index:
+        assert (index.config.kind, index.config.ivf_nlist, index.config.pq_m) == ("ivfpq", 20, 8)
+        index.search(q, 10)
+        assert _built(index) == (20, 8)
+    with ModelIndex.open(path, encoder=None, kind="ivfpq", config=replace(plain, pq_m=4)) as ix:
+        ix.search(q, 10)  # the same kind with other settings: rebuilt, not the cache
+        assert _built(ix) == (len(x) // 39, 4)  # auto nlist 4·√n, at most n / 39
+    with ModelIndex.open(path, encoder=None) as index:
+        assert index.stats()["pq_m"] == 4 and index.stats()["ivf_nlist"] is None

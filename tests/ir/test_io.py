@@ -146,3 +146,16 @@ def test_hugging_face_directory_is_named_as_such(tmp_path: Path) -> None:
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="no such file"):
         load_net(tmp_path / "nope.onnx")
+
+
+def test_net_dir_tensors_are_views_of_the_weights_file(saved: Path) -> None:
+    net = load_net(saved)
+    assert isinstance(net, Net)
+    eager = load_file(str(saved / "model.safetensors"))
+    params = {f"{op.name}.{r}": t for op in net.ops for r, t in op.params.items()}
+    assert params and set(params) <= set(eager)
+    for name, t in params.items():
+        assert torch.equal(t, eager[name]) and t.dtype == eager[name].dtype, name
+    ptrs = sorted(t.data_ptr() for t in params.values() if t.numel())
+    span = ptrs[-1] - ptrs[0]  # one mapping of one file, not separate allocations
+    assert span < (saved / "model.safetensors").stat().st_size

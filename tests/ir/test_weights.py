@@ -15,7 +15,7 @@ from torch import nn
 
 from zoolens.errors import InvalidWeightsError, LoadError
 from zoolens.ir import TensorSet, load_net
-from zoolens.ir.weights import load_tensor_set
+from zoolens.ir.weights import load_tensor_set, read_safetensors
 
 
 def _models() -> dict[str, nn.Module]:
@@ -201,3 +201,114 @@ def test_non_finite_weights_are_named(tmp_path: Path, ext: str, bad: float) -> N
     with pytest.raises(InvalidWeightsError, match=r"layer\.weight") as err:
         load_net(path)
     assert str(path) in str(err.value)
+
+
+def _mixed(path: Path) -> dict[str, torch.Tensor]:
+    """Every dtype zoolens views in place, an empty tensor, and a misaligned one (copied)."""
+    g = torch.Generator().manual_seed(0)
+    tensors = {
+        "h": torch.randn(3, generator=g).half(),  # 6 bytes: what follows may be misaligned
+        "f": torch.randn(4, 5, generator=g),
+        "d": torch.randn(2, 3, dtype=torch.float64, generator=g),
+        "b": torch.randn(7, generator=g).bfloat16(),
+        "i": torch.arange(5),
+        "u": torch.arange(3, dtype=torch.uint8),
+        "flag": torch.tensor([True, False]),
+        "empty": torch.zeros(0, 4),
+        "f8": torch.randn(6, generator=g).to(torch.float8_e4m3fn),
+    }
+    save_file(tensors, str(path))
+    return tensors
+
+
+def test_read_safetensors_equals_the_eager_load(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    path = tmp_path / "w.safetensors"
+    _mixed(path)
+    eager, mapped = load_file(str(path)), read_safetensors(str(path))
+    assert sorted(mapped) == sorted(eager)
+    for name, t in eager.items():
+        got = mapped[name]
+        assert got.dtype == t.dtype and got.shape == t.shape, name
+        assert torch.equal(got.view(torch.uint8), t.view(torch.uint8)), name  # bit-exact
+    floats = read_safetensors(str(path), floating_only=True)
+    assert set(floats) == {"h", "f", "d", "b", "empty", "f8"}
+
+
+def test_misaligned_tensors_are_copied_equal(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    g = torch.Generator().manual_seed(1)
+    parts = [
+        ("h", torch.randn(3, generator=g).half(), "F16"),
+        ("f", torch.randn(5, generator=g), "F32"),
+    ]
+    header, data = {}, b""
+    for name, t, dtype in parts:  # packed without padding: "f" starts at byte 6
+        raw = t.numpy().tobytes()
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(t.shape),
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+    mapped, eager = read_safetensors(str(path)), load_file(str(path))
+    for name, t, _ in parts:
+        assert torch.equal(mapped[name], t) and torch.equal(eager[name], t), name
+
+
+def test_read_safetensors_views_one_mapping_without_copies(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.randn(256, 64), "b": torch.randn(1000), "c": torch.randn(8)}, str(path))
+    raw = path.read_bytes()
+    start = 8 + int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:start])
+    mapped = read_safetensors(str(path))
+    base = mapped["a"].data_ptr() - header["a"]["data_offsets"][0]
+    for name in ("b", "c"):  # every tensor sits at its file offset within the same mapping
+        assert mapped[name].data_ptr() - base == header[name]["data_offsets"][0]
+    mapped["b"].mul_(0)  # copy-on-write: the file keeps its bytes
+    assert path.read_bytes() == raw
+    assert torch.equal(read_safetensors(str(path))["b"], load_tensor_set(path).tensors["b"])
+    assert not torch.equal(mapped["b"], read_safetensors(str(path))["b"])  # the write was real
+
+
+def test_read_safetensors_refuses_a_size_the_header_contradicts(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.randn(4, 4), "b": torch.randn(4)}, str(path))
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    text = raw[8 : 8 + n].decode().replace("[4,4]", "[4,5]")  # same length: a 4x5 claim
+    assert text != raw[8 : 8 + n].decode()
+    path.write_bytes(raw[:8] + text.encode() + raw[8 + n :])
+    with pytest.raises(LoadError, match=r"tensor a: corrupt safetensors header") as err:
+        read_safetensors(str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_truncated_safetensors_is_one_line_naming_the_file(tmp_path: Path, cut: float) -> None:
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.randn(64), "b": torch.randn(32)}, str(path))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * cut)])
+    with pytest.raises(LoadError, match="truncated") as err:
+        read_safetensors(str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_loaded_files_hold_no_file_descriptor(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.randn(64, 64)}, str(path))
+    before = len(os.listdir("/proc/self/fd"))
+    held = [read_safetensors(str(path)) for _ in range(50)]  # a zoo in memory: 50 mappings
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
+    assert all(torch.equal(h["a"], held[0]["a"]) for h in held)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,19 @@ def add_command(
         1, "--ray-actors", min=1, help="With --ray: encoder replicas (one CPU each)."
     ),
     probe_inputs: Path | None = PROBE_INPUTS_OPTION,
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        metavar="auto|flat|hnsw|ivf|ivfpq",
+        help="Vector index kind, recorded with --nlist / --pq-m for later opens "
+        "(default: the recorded one, 'auto' for a new index; a change rebuilds it).",
+    ),
+    nlist: int | None = typer.Option(
+        None, "--nlist", min=1, help="With --kind ivf|ivfpq: IVF cells (default 4·√n)."
+    ),
+    pq_m: int | None = typer.Option(
+        None, "--pq-m", min=1, help="With --kind ivfpq: bytes per PQ code (default 64)."
+    ),
 ) -> None:
     """Embed and add models. Bad files are reported on stderr and skipped.
 
@@ -117,6 +131,7 @@ def add_command(
     from zoolens.nn.base import torch_threads
 
     metadata = _parse_meta(meta)
+    config = _index_config(kind, nlist, pq_m)
     chosen: Any = encoder or (None if ModelIndex.exists(index) else "default")
     if probe_inputs is not None:
         from zoolens.index.encoders import resolve_encoder
@@ -124,7 +139,8 @@ def add_command(
         if chosen is None:
             raise fail("--probe-inputs: name the encoder (--encoder) the index was built with")
         chosen = with_probe_inputs(resolve_encoder(chosen), probe_inputs)
-    with ModelIndex.open(index, encoder=chosen) as model_index, torch_threads(threads):
+    opened = ModelIndex.open(index, encoder=chosen, kind=kind, config=config)
+    with opened as model_index, torch_threads(threads):
         if ray is not None:
             from zoolens.index.ray_embed import add_with_ray
 
@@ -156,6 +172,19 @@ def add_command(
     else:
         typer.echo(f"{report}; the index holds {total} models")
     _exit(2 if report.failed and not report.added else 0)
+
+
+def _index_config(kind: str | None, nlist: int | None, pq_m: int | None) -> Any:
+    """The vector-index settings of `index add` (None: keep the recorded ones)."""
+    from zoolens.errors import ZoolensError
+    from zoolens.index import IndexConfig
+
+    if kind is None:
+        if nlist is not None or pq_m is not None:
+            raise ZoolensError("--nlist / --pq-m: give them with --kind ivf or --kind ivfpq")
+        return None
+    config = IndexConfig(ivf_nlist=nlist)
+    return config if pq_m is None else replace(config, pq_m=pq_m)
 
 
 @app.command("search")

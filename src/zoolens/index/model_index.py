@@ -38,7 +38,7 @@ from zoolens.index.encoders import (
 from zoolens.index.filters import Condition, normalise_where, to_sql
 from zoolens.index.interface import query_interface
 from zoolens.index.sources import Item, expand, is_model, zoo_entries
-from zoolens.index.sync import VectorSync
+from zoolens.index.sync import VectorSync, record_config, recorded_config
 from zoolens.index.vectors import KINDS, IndexConfig, unit_rows
 
 if TYPE_CHECKING:
@@ -82,9 +82,11 @@ class ModelIndex(Browse, VectorSync):
                 (`EncoderMismatchError`) unless the index is empty; change it with `reembed`.
             create: create the index when `path` holds none.
             kind: ``"auto"``, ``"flat"``, ``"hnsw"``, ``"ivf"`` or ``"ivfpq"``; recorded for
-                later opens.
-                None keeps the recorded kind (default ``"auto"``).
-            config: vector-index hyper-parameters.
+                later opens together with `config`'s ``ivf_nlist`` and ``pq_m`` (a change of
+                these rebuilds the vector index). None keeps the recorded ones (default
+                ``"auto"``).
+            config: vector-index hyper-parameters (the recorded kind, ``ivf_nlist`` and
+                ``pq_m`` replace its own unless `kind` is given).
             autosave: write the vector-index cache after each add / remove.
 
         Returns:
@@ -95,11 +97,11 @@ class ModelIndex(Browse, VectorSync):
         if kind is not None and kind not in (*KINDS, "auto"):
             raise IndexStoreError(f"unknown index kind {kind!r}; use auto, {', '.join(KINDS)}")
         cfg = config or IndexConfig()
-        chosen = kind or meta.get("kind") or cfg.kind
-        if kind is not None and kind != meta.get("kind"):
-            with catalog.write(bump=False) as conn:
-                catalog.set_meta(conn, kind=kind)
-        index = cls(catalog, replace(cfg, kind=chosen), autosave)
+        if kind is None:
+            cfg = recorded_config(meta, cfg)
+        else:
+            cfg = record_config(catalog, replace(cfg, kind=kind))
+        index = cls(catalog, cfg, autosave)
         if encoder is not None:
             index._encoder = bind_encoder(catalog, encoder)
         return index
@@ -433,6 +435,8 @@ class ModelIndex(Browse, VectorSync):
             "dim": self.dim or None,
             "kind": self.current_kind(count),
             "kind_setting": self.config.kind,
+            "ivf_nlist": self.config.ivf_nlist,
+            "pq_m": self.config.pq_m,
             "vector_cache": self.cache_state(epoch, version),
             "size_bytes": size,
             "schema_version": self.catalog.conn.execute("PRAGMA user_version").fetchone()[0],

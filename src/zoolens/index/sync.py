@@ -210,3 +210,31 @@ class VectorSync:
         if found is None:
             return "missing"
         return "fresh" if found[1] == version else "stale"
+
+
+RECORDED = ("kind", "ivf_nlist", "pq_m")  # how the vector index is built, kept in the catalog
+
+
+def recorded_config(meta: dict[str, str], config: IndexConfig) -> IndexConfig:
+    """`config` with the build settings recorded in the catalog's `meta` (where recorded)."""
+    values: dict[str, object] = {}
+    for key in RECORDED:
+        if key in meta:
+            text = meta[key]
+            values[key] = text if key == "kind" or text is None else int(text)
+    if values.get("kind") is None:
+        values.pop("kind", None)
+    return replace(config, **values)  # type: ignore[arg-type]
+
+
+def record_config(catalog: Catalog, config: IndexConfig) -> IndexConfig:
+    """Record `config`'s build settings in the catalog; a change of them for an index that
+    holds vectors bumps the epoch, so every cached vector index is rebuilt."""
+    meta = catalog.meta()
+    wanted = {k: getattr(config, k) for k in RECORDED}
+    if any(meta.get(k) != (None if v is None else str(v)) for k, v in wanted.items()):
+        with catalog.write(bump=False) as conn:
+            catalog.set_meta(conn, **wanted)
+            if catalog.count():
+                catalog.set_meta(conn, epoch=int(meta.get("epoch") or 0) + 1)
+    return config

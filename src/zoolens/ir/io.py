@@ -6,12 +6,12 @@ import json
 import os
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from zoolens.errors import LoadError
 from zoolens.ir.net import Net
 from zoolens.ir.ops import Op
+from zoolens.ir.weights import read_safetensors
 
 FORMAT_VERSION = 1
 ARCH_FILE = "arch.json"
@@ -54,7 +54,8 @@ def is_net_dir(path: str) -> bool:
 
 
 def load_net_dir(path: str) -> Net:
-    """Read a directory written by `save_net`, bit-exactly."""
+    """Read a directory written by `save_net`, bit-exactly; the tensors are views of the
+    memory-mapped weights file (`read_safetensors`)."""
     arch_path = os.path.join(path, ARCH_FILE)
     try:
         with open(arch_path) as f:
@@ -68,11 +69,7 @@ def load_net_dir(path: str) -> Net:
             f"{arch_path}: format_version {arch['format_version']} is newer than "
             f"this zoolens reads ({FORMAT_VERSION}); upgrade zoolens"
         )
-    weights_path = os.path.join(path, WEIGHTS_FILE)
-    try:
-        tensors = load_file(weights_path)
-    except (OSError, SafetensorError, ValueError) as e:
-        raise LoadError(f"{weights_path}: cannot read safetensors ({e})") from None
+    tensors = read_safetensors(os.path.join(path, WEIGHTS_FILE))  # memory-mapped, no copy
     try:
         ops = [
             Op(

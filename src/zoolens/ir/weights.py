@@ -8,11 +8,13 @@ never executed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -77,9 +79,9 @@ def load_tensor_set(path: str | os.PathLike[str]) -> TensorSet:
             f"{path}: unknown weight file extension {ext!r} (expected "
             f"{', '.join(SAFETENSORS_EXTS + TORCH_EXTS)})"
         )
-    size = file_size(path)
+    file_size(path)  # unreadable or empty: refused here, naming the file
     if ext in SAFETENSORS_EXTS:
-        tensors, fmt = _read_safetensors(path, size), "safetensors"
+        tensors, fmt = read_safetensors(path, floating_only=True), "safetensors"
     else:
         tensors, fmt = _read_torch(path), "torch"
     if not tensors:
@@ -101,21 +103,92 @@ def file_size(path: str, what: str = "") -> int:
 
 
 # -- safetensors ----------------------------------------------------------------------------
-def _read_safetensors(path: str, size: int) -> dict[str, torch.Tensor]:
-    order = _safetensors_order(path, size)
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def read_safetensors(path: str, floating_only: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, in file order, as views of one memory map.
+
+    The file is mapped copy-on-write (``MAP_PRIVATE``): a tensor's bytes are read from
+    disk when first touched and stay reclaimable page cache, so a checkpoint is never held
+    twice and memory follows what is used. Writing to a tensor copies only its pages; the file
+    is never changed. Tensors whose bytes cannot be viewed in place (a dtype torch lacks, a
+    misaligned offset, a big-endian machine) are copied out one at a time.
+
+    Args:
+        path: a safetensors file.
+        floating_only: leave out integer and boolean tensors.
+
+    Returns:
+        name → tensor, in the order of the bytes in the file.
+
+    Raises:
+        LoadError: empty, truncated or corrupt file.
+    """
+    size = file_size(path)
+    start, entries = _safetensors_header(path, size)
+    wanted = [e for e in entries if not floating_only or e[1].startswith(("F", "BF"))]
+    try:  # MAP_PRIVATE; no file descriptor stays open (Python's mmap would keep one per file)
+        mapped = cast(torch.UntypedStorage, torch.UntypedStorage.from_file(path, False, size))
+    except RuntimeError as e:
+        raise LoadError(f"{path}: cannot map the file ({_first_line(e)})") from None
     out: dict[str, torch.Tensor] = {}
-    try:
-        with safe_open(path, framework="pt", device="cpu") as f:
-            for name, dtype in order:
-                if dtype.startswith(("F", "BF")):
+    copied: list[str] = []
+    for name, dtype, shape, (begin, end) in wanted:
+        view = _view(mapped, dtype, shape, start + begin, end - begin, f"{path}: tensor {name}")
+        out[name] = view if view is not None else torch.empty(0)
+        if view is None:
+            copied.append(name)
+    if copied:  # rare: through the safetensors library, still one tensor at a time
+        try:
+            with safe_open(path, framework="pt", device="cpu") as f:
+                for name in copied:
                     out[name] = f.get_tensor(name)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise LoadError(f"{path}: corrupt safetensors file ({_first_line(e)})") from None
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise LoadError(f"{path}: corrupt safetensors file ({_first_line(e)})") from None
     return out
 
 
-def _safetensors_order(path: str, size: int) -> list[tuple[str, str]]:
-    """``(name, dtype)`` of every tensor in the order its bytes appear in the file."""
+def _view(
+    mapped: torch.UntypedStorage, dtype: str, shape: list[int], offset: int, nbytes: int, what: str
+) -> torch.Tensor | None:
+    """Tensor of `shape` over ``mapped[offset:offset + nbytes]``; None when it must be copied."""
+    tdtype = _DTYPES.get(dtype)
+    if tdtype is None or sys.byteorder != "little":
+        return None
+    itemsize = torch.empty(0, dtype=tdtype).element_size()
+    numel = math.prod(shape)
+    if numel * itemsize != nbytes:
+        raise LoadError(
+            f"{what}: corrupt safetensors header ({dtype} {shape} needs {numel * itemsize} "
+            f"bytes, its offsets span {nbytes})"
+        )
+    if numel == 0:
+        return torch.empty(shape, dtype=tdtype)
+    if offset % itemsize:
+        return None
+    view = torch.empty(0, dtype=tdtype)
+    return view.set_(mapped, offset // itemsize, torch.Size(shape))  # type: ignore[call-overload,no-any-return]
+
+
+def _safetensors_header(
+    path: str, size: int
+) -> tuple[int, list[tuple[str, str, list[int], tuple[int, int]]]]:
+    """Where the data starts, and ``(name, dtype, shape, (begin, end))`` of every tensor in
+    the order its bytes appear in the file (offsets relative to the data)."""
     with open(path, "rb") as f:
         head = f.read(8)
         n = int.from_bytes(head, "little") if len(head) == 8 else -1
@@ -131,19 +204,23 @@ def _safetensors_order(path: str, size: int) -> list[tuple[str, str]]:
     if not isinstance(header, dict):
         raise LoadError(f"{path}: corrupt safetensors header (not a JSON object)")
     try:
-        entries = [
-            (k, str(v["dtype"]), [int(o) for o in v["data_offsets"]])
-            for k, v in header.items()
-            if k != "__metadata__"
-        ]
-    except (KeyError, TypeError, ValueError) as e:
+        entries = []
+        for k, v in header.items():
+            if k == "__metadata__":
+                continue
+            begin, end = (int(o) for o in v["data_offsets"])
+            shape = [int(d) for d in v["shape"]]
+            if not 0 <= begin <= end or min(shape, default=0) < 0:
+                raise ValueError(f"{k}: offsets {begin}..{end}, shape {shape}")
+            entries.append((str(k), str(v["dtype"]), shape, (begin, end)))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise LoadError(f"{path}: corrupt safetensors header (bad entry: {e})") from None
-    end = max((o[1] for _, _, o in entries), default=0)
+    end = max((o[1] for *_, o in entries), default=0)
     if 8 + n + end > size:
         raise LoadError(
             f"{path}: truncated safetensors file ({size} bytes, the header describes {8 + n + end})"
         )
-    return [(k, dtype) for k, dtype, _ in sorted(entries, key=lambda e: e[2][0])]
+    return 8 + n, sorted(entries, key=lambda e: e[3][0])
 
 
 # -- torch.save checkpoints ---------------------------------------------------------------
