@@ -13,9 +13,9 @@ The criterion, fixed before looking: validation mAP of every validation query (e
 DIR; gallery: every validation model of the same zoo), averaged over the zoos; with a
 counterpart, the mean of that and of the validation mAPs of the queries of the held-out
 tasks and of the held-out families (encoder DIR2). `--layout` sets the fingerprint's layout
-(`zoolens.nn.fingerprint.LAYOUTS`) before anything is measured. The test split is not read (`benchmarks/ship_encoder.py` reads it once,
-for the shipped encoder). `--save DIR` writes the encoder (DIR/trained) and its
-counterpart (DIR/heldout) with the chosen weight.
+(`zoolens.nn.fingerprint.LAYOUTS`) before anything is measured. The test split is not
+read (`benchmarks/ship_encoder.py` reads it once, for the shipped encoder). `--save DIR`
+writes the encoder (DIR/trained) and its counterpart (DIR/heldout) with the chosen weight.
 """
 
 from __future__ import annotations

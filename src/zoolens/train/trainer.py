@@ -205,7 +205,9 @@ class Trainer:
             new = self.refresh_zoos()  # shards of a stream written meanwhile
             if new:
                 train = concat_splits([train, *[load_split(z, "train", *held_out) for z in new]])
-                log.info("epoch %d: %d new zoo(s), %d models", self.epoch + 1, len(new), len(train.nets))
+                log.info(
+                    "epoch %d: %d new zoo(s), %d models", self.epoch + 1, len(new), len(train.nets)
+                )
             row = self.run_epoch(train, progress)
             row["val_mAP"] = validation_map(self.encoder, val)
             row["seconds"] = self.seconds + time.time() - start  # cumulative over resumes
@@ -241,10 +243,13 @@ class Trainer:
             done = 0 if self._graphs is None else len(self._graphs)
             if done < len(train.nets):  # canonical graphs once; views are made on them
                 fresh = [self.encoder.graph(n) for n in train.nets[done:]]
-                self._graphs = (self._graphs or []) + fresh
+                graphs = (self._graphs or []) + fresh
+                self._graphs = graphs
                 if self.cfg.functional:  # interface codes are recomputed over all models
-                    self._profiles = functional_profiles(self._graphs, train.nets)
-            items = self._graphs
+                    self._profiles = functional_profiles(graphs, train.nets)
+                items = graphs
+            else:
+                items = self._graphs or []
         for b in it:
             prof = None if self._profiles is None else (self._profiles[0][b], self._profiles[1][b])
             m = self.step([items[i] for i in b], train.groups[b], train.targets[b], gen, prof)

@@ -82,9 +82,13 @@ def _teacher(rng: np.random.Generator, d: int, k: int) -> Callable[[np.ndarray],
         rng.standard_normal((i, o)) * rng.uniform(1, 3) / math.sqrt(i)
         for i, o in itertools.pairwise(widths)
     ]
-    act = [np.tanh, np.sin, lambda v: np.maximum(v, 0), lambda v: v / (1 + np.exp(-1.7 * v))][
-        rng.integers(4)
+    acts: list[Callable[[np.ndarray], np.ndarray]] = [
+        np.tanh,
+        np.sin,
+        lambda v: np.maximum(v, 0),
+        lambda v: v / (1 + np.exp(-1.7 * v)),
     ]
+    act = acts[int(rng.integers(4))]
 
     def f(x: np.ndarray) -> np.ndarray:
         for m in mats[:-1]:
@@ -229,6 +233,6 @@ def _shape_task(rng: np.random.Generator, name: str) -> ShapeTask:
         else:
             img = np.exp(-(r**2) * 1.5) * (0.5 + 0.5 * np.cos(freq * p[:, 0]))
         lo = g.uniform(0, 0.3)
-        return (lo + (g.uniform(0.6, 1.0) - lo) * img).reshape(size, size)
+        return np.asarray((lo + (g.uniform(0.6, 1.0) - lo) * img).reshape(size, size))
 
     return ShapeTask(TaskSpec(name, "procedural:shape", "inr", (2,), 1), render, size)
