@@ -156,11 +156,11 @@ def evaluate_all(
 def _summary(train_cfg: dict) -> dict:
     """The run's config, with a long list of trained-on tasks (a procedural stream's)
     counted rather than listed."""
-    on = dict(train_cfg.get("trained_on", {}))
-    tasks = on.get("tasks", [])
-    if len(tasks) > 24:
-        on["tasks"] = f"{len(tasks)} tasks ({', '.join(tasks[:3])}, ...)"
-    return {**train_cfg, "trained_on": on}
+    tasks = train_cfg.get("trained_on", {}).get("tasks", [])
+    if len(tasks) <= 24:
+        return train_cfg
+    counted = f"{len(tasks)} tasks ({', '.join(tasks[:3])}, ...)"
+    return {**train_cfg, "trained_on": {**train_cfg["trained_on"], "tasks": counted}}
 
 
 def _layout(args: argparse.Namespace) -> str:
