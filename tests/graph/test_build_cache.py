@@ -17,19 +17,7 @@ from ir.families import FAMILIES as IR_FAMILIES  # tests/ir (tests/ is on the pa
 from ir.families import build as build_module
 from zoolens.graph import GraphCache, NeuralGraph, default_probes, net_to_graph
 from zoolens.ir import Net, load_net
-from zoolens.testing import FAMILIES, random_net
-
-
-def _reweighted(net: Net, seed: int) -> Net:
-    """Same architecture, other weights (positive factors keep BatchNorm variances valid)."""
-    g = torch.Generator().manual_seed(seed)
-    out = net.clone()
-    for op in out.ops:
-        op.params = {
-            k: v * (0.5 + torch.rand(v.shape, generator=g, dtype=v.dtype))
-            for k, v in op.params.items()
-        }
-    return out
+from zoolens.testing import FAMILIES, random_net, reweighted
 
 
 def _same_graph(a: NeuralGraph, b: NeuralGraph) -> bool:
@@ -56,7 +44,7 @@ NETS = _nets()
 @pytest.mark.parametrize("name", list(NETS))
 def test_a_warm_cache_gives_the_graph_built_from_scratch(name: str) -> None:
     net = NETS[name]
-    other = _reweighted(net, 12)
+    other = reweighted(net, 12)
     probes = default_probes(net.input_shape, 4)
     fresh = net_to_graph(other, probes=probes)  # no cache
     cache = GraphCache()
@@ -74,7 +62,7 @@ def test_a_warm_cache_gives_the_graph_built_from_scratch(name: str) -> None:
 @pytest.mark.parametrize("flatten", ["grid", "flat"])
 def test_cached_graphs_equal_fresh_ones_for_every_option(canonical: bool, flatten: str) -> None:
     net = NETS["cnn2d"]
-    other = _reweighted(net, 5)
+    other = reweighted(net, 5)
     cache = GraphCache()
     net_to_graph(net, canonical, flatten=flatten, cache=cache)
     fresh = net_to_graph(other, canonical, flatten=flatten)

@@ -18,26 +18,14 @@ from zoolens.graph.stacked import (
     stackable,
 )
 from zoolens.ir import Net
-from zoolens.testing import FAMILIES, random_net
+from zoolens.testing import FAMILIES, random_net, reweighted
 
 STACKED = [f for f in FAMILIES if stackable(random_net(f, torch.Generator().manual_seed(0)))]
 
 
-def _reweighted(net: Net, seed: int) -> Net:
-    """Same architecture, other weights (positive factors keep BatchNorm variances valid)."""
-    g = torch.Generator().manual_seed(seed)
-    out = net.clone()
-    for op in out.ops:
-        op.params = {
-            k: v * (0.5 + torch.rand(v.shape, generator=g, dtype=v.dtype))
-            for k, v in op.params.items()
-        }
-    return out
-
-
 def _group(family: str, seed: int, n: int = 4) -> list[Net]:
     base = random_net(family, torch.Generator().manual_seed(seed))
-    return [base] + [_reweighted(base, seed * 100 + i) for i in range(1, n)]
+    return [base] + [reweighted(base, seed * 100 + i) for i in range(1, n)]
 
 
 def _assert_same_batch(a: GraphBatch, b: GraphBatch, atol: float = 1e-5) -> None:

@@ -7,6 +7,7 @@ from zoolens.testing.asserts import (
     max_rel_diff,
     random_input,
     random_net,
+    reweighted,
 )
 from zoolens.testing.models import FAMILIES, random_module
 from zoolens.testing.seq_nets import SEQ_FAMILIES, seq_input, seq_net
@@ -21,6 +22,7 @@ __all__ = [
     "random_input",
     "random_module",
     "random_net",
+    "reweighted",
     "seq_input",
     "seq_net",
 ]

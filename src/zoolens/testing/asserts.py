@@ -58,3 +58,16 @@ def assert_invariant(
     for i in range(1, len(nets)):
         c = cosine(z[0], z[i])
         assert c >= min_cos, f"embedding changed under an exact action: cosine {c:.6f}"
+
+
+def reweighted(net: Net, seed: int) -> Net:
+    """A copy of `net` with other weights, same architecture: every tensor times factors
+    drawn in [0.5, 1.5) (positive, so BatchNorm variances stay valid)."""
+    g = torch.Generator().manual_seed(seed)
+    out = net.clone()
+    for op in out.ops:
+        op.params = {
+            k: v * (0.5 + torch.rand(v.shape, generator=g, dtype=v.dtype))
+            for k, v in op.params.items()
+        }
+    return out
