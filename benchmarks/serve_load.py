@@ -1,7 +1,7 @@
 """Load on the real server: 16 concurrent clients against an index of 10^5 models.
 
     python benchmarks/serve_load.py [--models 100000] [--clients 16] [--requests 100]
-        [--uploads 10] [--dir /tmp/serve_load] [--map-wait]
+        [--uploads 10] [--dir /tmp/serve_load] [--map-wait] [--kind hnsw]
 
 The index is built directly through `ModelIndex.add_embeddings`: 10^5 synthetic vectors
 (Gaussian clusters, the weight-stats encoder's dimension) with catalog rows (task, family,
@@ -40,8 +40,9 @@ TASKS = ("digits", "fashion", "iris", "wine", "moons", "blobs", "synth-a", "diab
 FAMILIES = ("mlp", "resmlp", "cnn1d", "cnn2d", "cnn2d-bn")
 
 
-def build_index(path: Path, n: int, seed: int = 0) -> int:
-    """`n` synthetic rows in a new index at `path`; returns the embedding dimension."""
+def build_index(path: Path, n: int, seed: int = 0, kind: str | None = None) -> int:
+    """`n` synthetic rows in a new index at `path` (vector index `kind`, default the
+    index's "auto"); returns the embedding dimension."""
     encoder = WeightStats()
     d = int(encoder.encode([load_net(_mlp(0))]).shape[1])
     rng = np.random.default_rng(seed)
@@ -55,7 +56,7 @@ def build_index(path: Path, n: int, seed: int = 0) -> int:
         }
         for _ in range(n)
     ]
-    with ModelIndex.open(path, encoder=encoder) as index:
+    with ModelIndex.open(path, encoder=encoder, kind=kind) as index:
         index.add_embeddings(
             x.astype(np.float32), [f"s{i:06d}" for i in range(n)], metadata=metadata
         )
@@ -165,6 +166,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=10, help="uploads per client")
     parser.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     parser.add_argument("--map-wait", action="store_true", help="lay the zoo map out first")
+    parser.add_argument("--kind", default=None, help="vector index kind (flat, hnsw, ...)")
     args = parser.parse_args()
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="serve_load_"))
@@ -172,7 +174,7 @@ def main() -> None:
     index = work / f"index-{args.models}"
     if not ModelIndex.exists(index):
         t0 = time.perf_counter()
-        d = build_index(index, args.models)
+        d = build_index(index, args.models, kind=args.kind)
         print(f"built {args.models} rows (d={d}) in {time.perf_counter() - t0:.1f} s")
     files = upload_files(work)
     with socket.socket() as s:
