@@ -8,34 +8,16 @@ import faiss
 import numpy as np
 import pytest
 
+from index.clustered import D, brute, clustered_data
 from zoolens.index import IndexConfig, ModelIndex
 from zoolens.index.vectors import VectorIndex, cache_file
 
-D = 32
 PQ = {"pq_m": 8}  # 8 one-byte codes per 32-dim vector: lossy enough to need the re-ranking
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    centres = unit(rng.standard_normal((40, D)))
-    noise = 0.7 / np.sqrt(D)
-    x = unit(centres[rng.integers(0, 40, 4000)] + noise * rng.standard_normal((4000, D)))
-    rows = np.arange(4000, dtype=np.int64) * 3 + 5  # sparse, non-zero-based ids
-    q = unit(centres[rng.integers(0, 40, 25)] + noise * rng.standard_normal((25, D)))
-    return x, rows, q
-
-
-def brute(x, rows, q, k, allowed=None):
-    scores = q.astype(np.float64) @ x.astype(np.float64).T
-    if allowed is not None:
-        scores[:, ~np.isin(rows, allowed)] = -np.inf
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, axis=1), rows[order]
+    return clustered_data()
 
 
 def recall(got, ref):
