@@ -163,17 +163,13 @@ def _summary(train_cfg: dict) -> dict:
     return {**train_cfg, "trained_on": {**train_cfg["trained_on"], "tasks": counted}}
 
 
-def _layout(args: argparse.Namespace) -> str:
-    enc = load_encoder(args.encoder)
-    return str(getattr(enc.config, "fingerprint_layout", "gaussian"))
-
-
 def card(
     rows: dict,
     args: argparse.Namespace,
     zoo: Zoo,
     train_cfg: dict | None,
     fit: QualityFit | None,
+    layout: str = "gaussian",
 ) -> str:
     lines = [
         f"# zoolens encoder `{args.name}`",
@@ -191,7 +187,7 @@ def card(
                 f"Function fingerprint at weight {args.fingerprint:g} "
                 "(`zoolens.nn.fingerprint`: the outputs on the probe inputs, standardised "
                 "per output, projected (layout "
-                f"`{_layout(args)}`); "
+                f"`{layout}`); "
                 "not trained, set after training, chosen on "
                 "the validation split by `python benchmarks/fingerprint_weight.py`); the "
                 "learned part weighs the rest.",
@@ -300,7 +296,8 @@ def main() -> None:
     target = os.path.join(out, "metrics.csv")
     if metrics is not None and os.path.abspath(metrics) != os.path.abspath(target):
         shutil.copy(metrics, target)
-    text = card(rows, args, zoo, train_cfg, fit)
+    layout = str(getattr(enc.config, "fingerprint_layout", "gaussian"))
+    text = card(rows, args, zoo, train_cfg, fit, layout)
     with open(os.path.join(out, "MODEL_CARD.md"), "w") as f:
         f.write(text)
     print(text)

@@ -138,9 +138,7 @@ class NeuralGraphEncoder(TorchEncoder):
         changes: dict[str, Any] = {"fingerprint": float(weight)}
         if layout is not None:
             changes["fingerprint_layout"] = layout
-        enc = NeuralGraphEncoder(self.config.replace(**changes))
-        enc.load_state_tensors(self.state_tensors())
-        return enc
+        return self._copy(self.config.replace(**changes))
 
     def with_probe_inputs(
         self, x: torch.Tensor | np.ndarray, source: str = "inputs"
@@ -164,9 +162,14 @@ class NeuralGraphEncoder(TorchEncoder):
             )
         if not bool(torch.isfinite(t).all()):
             raise LoadError(f"{source}: sample inputs hold NaN or Inf")
-        enc = NeuralGraphEncoder(self.config)
-        enc.load_state_tensors(self.state_tensors())
+        enc = self._copy(self.config)
         enc.probe_inputs = {**self.probe_inputs, tuple(t.shape[1:]): t[:n].contiguous()}
+        return enc
+
+    def _copy(self, config: NeuralGraphConfig) -> NeuralGraphEncoder:
+        """An encoder of `config` holding this one's state (learned, heads, probe inputs)."""
+        enc = NeuralGraphEncoder(config)
+        enc.load_state_tensors(self.state_tensors())
         return enc
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
