@@ -236,3 +236,34 @@ def test_training_on_several_zoos_with_the_functional_term(zoo_dir: str, tmp_pat
     assert row["functional"] > 0 and np.isfinite(row["loss"])
     with open(tmp_path / "run" / "train_config.json") as f:
         assert '"functional": 1.0' in f.read()
+
+
+def test_init_fine_tunes_a_saved_encoder_from_its_weights(zoo_dir: str, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from zoolens.cli import app
+    from zoolens.nn import NeuralGraphEncoder
+
+    base = NeuralGraphEncoder({**CFG.encoder_config, "fingerprint": 0.3, "seed": 4})
+    base.save(str(tmp_path / "base"))
+    cfg = replace(CFG, init=str(tmp_path / "base"), encoder_config={"hidden": 64})
+    trainer = Trainer(zoo_dir, str(tmp_path / "run"), cfg)
+    start = trainer.encoder
+    assert start.config.hidden == 16 and start.config.fingerprint == 0.0  # its own config
+    for k, t in base.state_tensors().items():  # its weights, not a fresh draw
+        assert torch.equal(start.state_tensors()[k], t), k
+    fresh = Trainer(zoo_dir, str(tmp_path / "fresh"), CFG).encoder  # seed 0
+    assert any(  # sensitivity: a fresh encoder of the same config differs
+        not torch.equal(fresh.state_tensors()[k], t) for k, t in base.state_tensors().items()
+    )
+    result = trainer.fit(progress=False)
+    moved = result.encoder.state_tensors()
+    assert any(not torch.equal(moved[k], t) for k, t in base.state_tensors().items())
+
+    args = ["train", "--zoo", zoo_dir, "--out", str(tmp_path / "cli"), "--epochs", "1"]
+    ok = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "base")])
+    assert ok.exit_code == 0, ok.output
+    clash = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "base"), "--hidden", "64"])
+    assert clash.exit_code == 2 and "drop --hidden" in clash.output
+    missing = CliRunner().invoke(app, [*args, "--init", str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "Traceback" not in missing.output

@@ -54,6 +54,11 @@ def train(
     exclude_families: str = typer.Option(
         "", help="comma-separated architecture families kept out of training"
     ),
+    init: str = typer.Option(
+        "",
+        help="fine-tune: start from this encoder (name or directory), keeping its "
+        "architecture; its fingerprint weight is 0 while training",
+    ),
 ) -> None:
     """Train an encoder; the best one (by validation mAP) is written to OUT/best."""
     from zoolens.train import TrainConfig, train_encoder
@@ -61,7 +66,15 @@ def train(
     enc_cfg: dict[str, object] = {"hidden": hidden}
     if encoder == "neural-graph":
         enc_cfg.update(_graph_options(readout_hidden, probes))
-    _check_encoder_config(encoder, enc_cfg)
+    if init:
+        arch = {"encoder": encoder, "probes": probes, "hidden": hidden}
+        given = [o for o, v in {**arch, "readout_hidden": readout_hidden}.items() if v != _ARCH[o]]
+        if given:
+            opts = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise fail(f"--init {init} keeps that encoder's architecture; drop {opts}")
+        enc_cfg = {}
+    else:
+        _check_encoder_config(encoder, enc_cfg)
     cfg = TrainConfig(
         encoder=encoder,
         encoder_config=enc_cfg,
@@ -79,6 +92,7 @@ def train(
         exclude_tasks=_names(exclude_tasks),
         exclude_families=_names(exclude_families),
         tensorboard=tensorboard,
+        init=init,
     )
     result = train_encoder(zoo, out, cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(
@@ -90,6 +104,15 @@ def train(
             }
         )
     )
+
+
+#: The architecture options of `train` and their defaults (refused beside ``--init``).
+_ARCH: dict[str, object] = {
+    "encoder": "neural-graph",
+    "probes": -1,
+    "hidden": 32,
+    "readout_hidden": 0,
+}
 
 
 def _graph_options(readout_hidden: int, probes: int) -> dict[str, object]:

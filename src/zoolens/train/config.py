@@ -23,6 +23,10 @@ class TrainConfig:
         their embeddings' cosine and their functions' (`functional_similarity`). 0 = off.
     tensorboard: also log each epoch's metrics.csv row as TensorBoard scalars under
         ``<out>/tb`` (needs ``zoolens[train]``).
+    init: an encoder (name or saved directory) to start from — fine-tuning: its class,
+        architecture and weights are kept (`encoder` and `encoder_config` are then
+        ignored), its fingerprint weight set to 0 (the fingerprint is not trained; its
+        weight is chosen afterwards on validation). "" = a fresh encoder.
     """
 
     encoder: str = "neural-graph"
@@ -44,6 +48,7 @@ class TrainConfig:
     exclude_families: tuple[str, ...] = ()
     functional: float = 0.0
     tensorboard: bool = False
+    init: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

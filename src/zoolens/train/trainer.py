@@ -20,7 +20,7 @@ from zoolens.errors import ZoolensError
 from zoolens.eval import retrieval_metrics
 from zoolens.graph import NeuralGraph
 from zoolens.ir import Net, TensorSet
-from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class
+from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
 from zoolens.nn.load import _register_all
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.optional import optional_import
@@ -60,6 +60,22 @@ def _module(enc: Encoder) -> nn.Module:
     return _torch_encoder(enc).module
 
 
+def _initial_encoder(config: TrainConfig) -> Encoder:
+    """A fresh encoder of `config`, or a copy of `config.init` to fine-tune (its
+    fingerprint weight 0: what trains and is validated is the learned part)."""
+    if not config.init:
+        return encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
+    base = load_encoder(config.init)
+    values = base.config.to_dict()
+    if "fingerprint" in values:
+        values["fingerprint"] = 0.0
+    enc = type(base)(values)
+    enc.load_state_tensors(base.state_tensors())
+    if not isinstance(enc, TorchEncoder):
+        raise ZoolensError(f"--init {config.init}: {enc.name!r} has no trainable weights")
+    return enc
+
+
 def validation_map(enc: Encoder, split: ZooSplit) -> float:
     if len(split.nets) < 2:
         return float("nan")
@@ -81,7 +97,7 @@ class Trainer:
         if not self.zoos:
             raise ZoolensError(f"no zoo at {', '.join(self.sources)}")
         _register_all()
-        self.encoder = encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
+        self.encoder = _initial_encoder(config)
         torch_enc = _torch_encoder(self.encoder)
         params = torch_enc.parameters()  # the quality head's included
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
