@@ -168,3 +168,35 @@ def test_isometric_projection_is_orthonormal_on_its_first_rows() -> None:
     assert np.abs(r[64:] @ r[:64].T).max() > 0.05  # later rows are not orthogonal to them
     with pytest.raises(ValueError, match="layout"):
         Fingerprinter(64, 0, "nope")
+
+
+def test_fingerprint_on_its_first_probes_is_the_one_of_a_graph_built_on_them() -> None:
+    """`probes=k` reads the outputs on the first k probes: equal to the fingerprint of a
+    graph built on those k probes alone (an independent reference); it keeps exact cosines
+    for nets of up to dim / k outputs where all probes do not; exact actions leave it
+    unchanged, and other functions move it (sensitivity)."""
+    g = torch.Generator().manual_seed(12)
+    base = random_net("mlp", g).to(torch.float64)
+    nets = [weight_noise(base, 0.5, g) for _ in range(5)]
+    x = default_probes(nets[0].input_shape, 256)
+    full = [net_to_graph(n, probes=x) for n in nets]
+    short = [net_to_graph(n, probes=x[:32]) for n in nets]
+    make = Fingerprinter(256, 0, "isometric", probes=32)
+    np.testing.assert_allclose(make(full), Fingerprinter(256, 0, "isometric")(short), atol=1e-6)
+    n_out = output_responses(full[0]).shape[1]
+    assert 32 * n_out <= 256 < 256 * n_out  # exact only on the first 32 probes
+    raw = []
+    for gr in short:
+        y = output_responses(gr)
+        raw.append(((y - y.mean(0)) / y.std(0, correction=0)).flatten().numpy())
+    true = np.array([[cosine(a, b) for b in raw] for a in raw])
+    fp = make(full)
+    np.testing.assert_allclose(fp @ fp.T, true, atol=1e-5)
+    moved = net_to_graph(random_exact_action(nets[0], g), probes=x)
+    np.testing.assert_allclose(make([moved])[0], fp[0], atol=1e-6)
+    assert cosine(fp[0], fp[1]) < 0.999
+    assert np.abs(make(full) - Fingerprinter(256, 0, "isometric", probes=64)(full)).max() > 1e-3
+    enc = NeuralGraphEncoder({"n_probes": 16, "fingerprint": 0.5, "fingerprint_probes": 8})
+    assert enc.fingerprinter.probes == 8
+    with pytest.raises(ValueError, match="fingerprint_probes 32 exceeds n_probes 16"):
+        NeuralGraphEncoder({"n_probes": 16, "fingerprint_probes": 32})

@@ -244,7 +244,8 @@ def test_init_fine_tunes_a_saved_encoder_from_its_weights(zoo_dir: str, tmp_path
     from zoolens.cli import app
     from zoolens.nn import NeuralGraphEncoder
 
-    base = NeuralGraphEncoder({**CFG.encoder_config, "fingerprint": 0.3, "seed": 4})
+    stats = {"fingerprint": 0.3, "quality_stats": True, "seed": 4}  # a head on output stats
+    base = NeuralGraphEncoder({**CFG.encoder_config, **stats})
     base.save(str(tmp_path / "base"))
     cfg = replace(CFG, init=str(tmp_path / "base"), encoder_config={"hidden": 64})
     trainer = Trainer(zoo_dir, str(tmp_path / "run"), cfg)

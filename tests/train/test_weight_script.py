@@ -50,9 +50,10 @@ def test_grid_rows_choice_and_save(zoo_dir: str, tmp_path) -> None:
     cmd += ["--weights", "0,0.5,1", "--save", out]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     cells = _rows(done.stdout)
-    assert [c[0].split()[0] for c in cells] == ["0", "0.5", "1"]
-    val_mean = [float(c[4]) for c in cells]
-    chosen = [i for i, c in enumerate(cells) if "(chosen)" in c[0]]
+    assert [c[0] for c in cells] == ["all"] * 3  # the encoder's own probe count
+    assert [c[1].split()[0] for c in cells] == ["0", "0.5", "1"]
+    val_mean = [float(c[5]) for c in cells]
+    chosen = [i for i, c in enumerate(cells) if "(chosen)" in c[1]]
     assert chosen == [int(np.argmax(val_mean))]
     zoo = Zoo.open(zoo_dir)
     val = zoo.manifest[zoo.manifest["split"] == "val"].reset_index(drop=True)
@@ -60,12 +61,12 @@ def test_grid_rows_choice_and_save(zoo_dir: str, tmp_path) -> None:
     labels = group_labels(val)
     tasks = val["task"].eq("x2").to_numpy()
     for c in cells:  # the printed validation mAPs are the encoders' under that weight
-        w = float(c[0].split()[0])
+        w = float(c[1].split()[0])
         z = enc.with_fingerprint(w).encode(nets)
         h = other.with_fingerprint(w).encode(nets)
-        assert float(c[1]) == pytest.approx(retrieval_metrics(z, labels)["mAP"], abs=2e-3)
-        assert float(c[2]) == pytest.approx(subset_retrieval(h, labels, tasks)["mAP"], abs=2e-3)
-    best = float(cells[chosen[0]][0].split()[0])
+        assert float(c[2]) == pytest.approx(retrieval_metrics(z, labels)["mAP"], abs=2e-3)
+        assert float(c[3]) == pytest.approx(subset_retrieval(h, labels, tasks)["mAP"], abs=2e-3)
+    best = float(cells[chosen[0]][1].split()[0])
     for key, source in (("trained", enc), ("heldout", other)):
         saved = load_encoder(os.path.join(out, key))
         assert isinstance(saved, NeuralGraphEncoder) and saved.config.fingerprint == best
@@ -78,7 +79,7 @@ def test_without_counterpart_the_criterion_is_val_map(zoo_dir: str, tmp_path) ->
     cmd = [sys.executable, SCRIPT, "--zoo", zoo_dir, "--encoder", str(tmp_path / "enc")]
     done = subprocess.run([*cmd, "--weights", "0,0.3"], capture_output=True, text=True, check=True)
     cells = _rows(done.stdout)
-    assert len(cells) == 2 and all(len(c) == 3 and c[1] == c[2] for c in cells)
+    assert len(cells) == 2 and all(len(c) == 4 and c[2] == c[3] for c in cells)
     bad = subprocess.run([*cmd, "--weights", "1.5"], capture_output=True, text=True)
     assert bad.returncode != 0 and "[0, 1]" in bad.stderr
 
@@ -90,7 +91,39 @@ def test_several_zoos_each_get_a_column_and_the_layout_is_saved(zoo_dir: str, tm
     done = subprocess.run([*cmd, "--save", str(tmp_path / "s")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     cells = _rows(done.stdout)
-    assert all(len(c) == 4 and c[1] == c[2] for c in cells)  # weight, zoo 1, zoo 2, mean
+    assert all(len(c) == 5 and c[2] == c[3] for c in cells)  # probes, w, zoo 1, zoo 2, mean
     saved = load_encoder(str(tmp_path / "s" / "trained"))
     assert isinstance(saved, NeuralGraphEncoder)
     assert saved.config.fingerprint_layout == "isometric"
+
+
+def test_probe_counts_are_chosen_with_the_weight(zoo_dir: str, tmp_path) -> None:
+    enc = NeuralGraphEncoder({**SMALL, "fingerprint_layout": "isometric"})
+    enc.save(str(tmp_path / "enc"))
+    cmd = [sys.executable, SCRIPT, "--zoo", zoo_dir, "--encoder", str(tmp_path / "enc")]
+    cmd += ["--weights", "0,0.6,1", "--fingerprint-probes", f"0,{SMALL['n_probes'] // 4}"]
+    done = subprocess.run([*cmd, "--save", str(tmp_path / "s")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    cells = _rows(done.stdout)
+    k = str(SMALL["n_probes"] // 4)
+    assert [(c[0], c[1].split()[0]) for c in cells] == [
+        ("all", "0"),
+        ("all", "0.6"),
+        ("all", "1"),
+        (k, "0.6"),
+        (k, "1"),
+    ]  # weight 0 reads no fingerprint: once
+    zoo = Zoo.open(zoo_dir)
+    val = zoo.manifest[zoo.manifest["split"] == "val"].reset_index(drop=True)
+    nets = [zoo.load(str(i)).to(torch.float32) for i in val["id"]]
+    labels = group_labels(val)
+    for c in cells:
+        probes, w = (0 if c[0] == "all" else int(c[0])), float(c[1].split()[0])
+        z = enc.with_fingerprint(w, probes=probes).encode(nets)
+        assert float(c[2]) == pytest.approx(retrieval_metrics(z, labels)["mAP"], abs=2e-3)
+    chosen = next(c for c in cells if "(chosen)" in c[1])
+    saved = load_encoder(str(tmp_path / "s" / "trained"))
+    assert isinstance(saved, NeuralGraphEncoder)
+    assert saved.config.fingerprint_probes == (0 if chosen[0] == "all" else int(chosen[0]))
+    bad = subprocess.run([*cmd, "--fingerprint-probes", "100000"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "n_probes" in bad.stderr

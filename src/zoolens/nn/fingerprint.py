@@ -51,12 +51,14 @@ class Fingerprinter:
             the other), times a matrix whose first `dim` rows are orthonormal: the
             fingerprints of nets of at most ``dim / P`` outputs keep their cosines exactly;
             the values of later outputs are projected by Gaussian rows.
+        probes: read the outputs on the first `probes` probe inputs only (then P =
+            `probes`); 0 = on all of them.
     """
 
-    def __init__(self, dim: int, seed: int = 0, layout: str = "gaussian") -> None:
+    def __init__(self, dim: int, seed: int = 0, layout: str = "gaussian", probes: int = 0) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"fingerprint layout {layout!r}; expected one of {LAYOUTS}")
-        self.dim, self.seed, self.layout = dim, seed, layout
+        self.dim, self.seed, self.layout, self.probes = dim, seed, layout, probes
         self._projections: dict[int, torch.Tensor] = {}
 
     def __call__(self, graphs: list[NeuralGraph]) -> np.ndarray:
@@ -68,7 +70,8 @@ class Fingerprinter:
             return np.zeros((0, self.dim), dtype=np.float32)
         rows = []
         for g in graphs:
-            y = normalise_columns(output_responses(g)[:, :MAX_OUTPUTS], scale=True)
+            y = output_responses(g)[: self.probes or None, :MAX_OUTPUTS]
+            y = normalise_columns(y, scale=True)
             slots = y.new_zeros((y.shape[0], MAX_OUTPUTS))
             slots[:, : y.shape[1]] = y
             rows.append(slots.T.flatten() if self.layout == "isometric" else slots.flatten())
@@ -93,10 +96,10 @@ class Fingerprinter:
 
 
 def fingerprints(
-    graphs: list[NeuralGraph], dim: int, seed: int = 0, layout: str = "gaussian"
+    graphs: list[NeuralGraph], dim: int, seed: int = 0, layout: str = "gaussian", probes: int = 0
 ) -> np.ndarray:
     """The fingerprints of `graphs` by a fresh `Fingerprinter` (see there)."""
-    return Fingerprinter(dim, seed, layout)(graphs)
+    return Fingerprinter(dim, seed, layout, probes)(graphs)
 
 
 #: Columns of `output_statistics`, in order.

@@ -54,6 +54,9 @@ class NeuralGraphConfig(TorchEncoderConfig):
         fingerprint_layout: how it projects the responses (`zoolens.nn.fingerprint.LAYOUTS`:
             "isometric" keeps the cosines of nets of up to ``fingerprint_dim / n_probes``
             outputs exact; "gaussian", of the encoders saved before it, approximates all).
+        fingerprint_probes: the fingerprint reads the outputs on the first this many
+            probe inputs only (fewer probes keep the cosines of nets of more outputs
+            exact in the isometric layout); 0 = on all ``n_probes``.
         quality_stats: the quality head also reads the function's `output_statistics`.
     """
 
@@ -68,6 +71,7 @@ class NeuralGraphConfig(TorchEncoderConfig):
     fingerprint: float = bounded(0.0, 0.0, 1.0)
     fingerprint_dim: int = bounded(256, 1)
     fingerprint_layout: Literal["gaussian", "isometric"] = "gaussian"
+    fingerprint_probes: int = bounded(0, 0)
     quality_stats: bool = False
 
     def validate(self) -> None:
@@ -79,6 +83,11 @@ class NeuralGraphConfig(TorchEncoderConfig):
             raise ConfigError(
                 "NeuralGraphConfig: the fingerprint reads the probe values; set n_probes > 0 "
                 "or fingerprint = 0"
+            )
+        if self.fingerprint_probes > self.n_probes:
+            raise ConfigError(
+                f"NeuralGraphConfig: fingerprint_probes {self.fingerprint_probes} exceeds "
+                f"n_probes {self.n_probes}"
             )
 
 
@@ -105,7 +114,9 @@ class NeuralGraphEncoder(TorchEncoder):
         super().__init__(config)
         self.graph_cache = GraphCache()  # this encoder's: architectures' wiring, probe sets
         cfg = self.config
-        self.fingerprinter = Fingerprinter(cfg.fingerprint_dim, cfg.seed, cfg.fingerprint_layout)
+        self.fingerprinter = Fingerprinter(
+            cfg.fingerprint_dim, cfg.seed, cfg.fingerprint_layout, cfg.fingerprint_probes
+        )
         #: Nets of more parameters get a coarse graph (`net_to_graph`).
         self.coarsen_above = COARSEN_PARAMS
         #: Input shape → the user's sample inputs used as probes for nets of that shape.
@@ -132,12 +143,16 @@ class NeuralGraphEncoder(TorchEncoder):
         z, graphs = self._learned(models)  # no fingerprint: the head does not read it
         return z, output_statistics(graphs()) if self.quality_extra_dim else None
 
-    def with_fingerprint(self, weight: float, layout: str | None = None) -> NeuralGraphEncoder:
+    def with_fingerprint(
+        self, weight: float, layout: str | None = None, probes: int | None = None
+    ) -> NeuralGraphEncoder:
         """This encoder (same learned state and heads) with the fingerprint's weight set
-        to `weight` (and its layout to `layout`, if given)."""
+        to `weight` (and its layout and probe count to `layout` and `probes`, if given)."""
         changes: dict[str, Any] = {"fingerprint": float(weight)}
         if layout is not None:
             changes["fingerprint_layout"] = layout
+        if probes is not None:
+            changes["fingerprint_probes"] = int(probes)
         return self._copy(self.config.replace(**changes))
 
     def with_probe_inputs(

@@ -21,6 +21,7 @@ from zoolens.eval import retrieval_metrics
 from zoolens.graph import NeuralGraph
 from zoolens.ir import Net, TensorSet
 from zoolens.nn import Encoder, NeuralGraphEncoder, encoder_class, load_encoder
+from zoolens.nn.fingerprint import output_statistics
 from zoolens.nn.load import _register_all
 from zoolens.nn.torch_encoder import TorchEncoder
 from zoolens.optional import optional_import
@@ -184,7 +185,7 @@ class Trainer:
             codes = np.arange(len(batch))
         labels = torch.as_tensor(np.repeat(codes, 2))
         con = supcon_loss(z, labels, cfg.tau)
-        pred = torch.sigmoid(_torch_encoder(self.encoder).quality_logits(z))
+        pred = torch.sigmoid(_torch_encoder(self.encoder).quality_logits(z, self._extra(batch)))
         acc = accuracy_loss(pred, torch.as_tensor(np.repeat(targets, 2), dtype=torch.float32))
         loss = cfg.lam * con + (1 - cfg.lam) * acc
         func = torch.zeros(())
@@ -205,6 +206,14 @@ class Trainer:
             "functional": func.item(),
             "accuracy_mse": acc.item(),
         }
+
+    def _extra(self, batch: list[Net] | list[NeuralGraph]) -> torch.Tensor | None:
+        """The extra columns the quality head reads for both views of each item (a head
+        fitted with the function's output statistics, as a fine-tuned encoder may have)."""
+        if not _torch_encoder(self.encoder).quality_extra_dim:
+            return None
+        graphs = [g for g in batch if isinstance(g, NeuralGraph)]  # only graph encoders have it
+        return output_statistics(graphs).repeat_interleave(2, dim=0)
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
