@@ -120,30 +120,30 @@ def output_statistics(graphs: list[NeuralGraph]) -> torch.Tensor:
     outputs' spread, the share of outputs that win on some probe. Functions of the outputs
     alone, like the fingerprint; read by the quality head. Every output counts, not only
     the fingerprint's first `MAX_OUTPUTS`."""
-    rows = []
-    for g in graphs:
-        y = output_responses(g)  # (P, n)
-        spread = float(torch.log1p(y.std(dim=0, correction=0).mean()))
-        if y.shape[1] < 2:
-            rows.append([spread, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-            continue
-        p = torch.softmax(y, dim=1)
-        top = p.max(dim=1).values
-        entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=1) / np.log(y.shape[1])
-        two = torch.topk(y, 2, dim=1).values
-        used = torch.unique(y.argmax(dim=1)).numel() / y.shape[1]
-        rows.append(
-            [
-                spread,
-                float(top.mean()),
-                float(top.std(correction=0)),
-                float(entropy.mean()),
-                float(torch.log1p((two[:, 0] - two[:, 1]).mean())),
-                used,
-                0.0,
-            ]
-        )
+    rows = [response_statistics(output_responses(g)) for g in graphs]
     return torch.tensor(rows, dtype=torch.float32).reshape(len(graphs), len(STATISTICS))
+
+
+def response_statistics(y: torch.Tensor) -> list[float]:
+    """The `STATISTICS` of one function's outputs `y` ``(P, n_outputs)`` on P inputs."""
+    y = y.double()
+    spread = float(torch.log1p(y.std(dim=0, correction=0).mean()))
+    if y.shape[1] < 2:
+        return [spread, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    p = torch.softmax(y, dim=1)
+    top = p.max(dim=1).values
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=1) / np.log(y.shape[1])
+    two = torch.topk(y, 2, dim=1).values
+    used = torch.unique(y.argmax(dim=1)).numel() / y.shape[1]
+    return [
+        spread,
+        float(top.mean()),
+        float(top.std(correction=0)),
+        float(entropy.mean()),
+        float(torch.log1p((two[:, 0] - two[:, 1]).mean())),
+        used,
+        0.0,
+    ]
 
 
 def combine(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
