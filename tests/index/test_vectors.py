@@ -125,3 +125,18 @@ def test_desired_kind():
     assert cfg.desired_kind(100) == "flat" and cfg.desired_kind(101) == "hnsw"
     assert cfg.desired_kind(60, current="hnsw") == "hnsw"  # no flapping near the threshold
     assert IndexConfig(kind="ivf", ivf_min_count=50).desired_kind(10) == "flat"
+
+
+def test_batched_flat_search_through_blas_equals_one_by_one(data):
+    """Batches of `blas_queries` or more go through BLAS (one pass for the batch): same hits
+    as each query alone (FAISS' per-query scan) and as brute force."""
+    import faiss
+
+    x, rows, q = data
+    index = build("flat", x, rows)
+    alone = [index.search(q[i : i + 1], 10) for i in range(len(q))]
+    scores, ids = index.search(q, 10)  # 25 queries >= blas_queries
+    assert faiss.cvar.distance_compute_blas_threshold in (8, 8 * D)  # set for this batch
+    np.testing.assert_array_equal(ids, np.concatenate([r for _, r in alone]))
+    np.testing.assert_allclose(scores, np.concatenate([s for s, _ in alone]), atol=1e-6)
+    np.testing.assert_array_equal(ids, brute(x, rows, q, 10)[1])

@@ -37,4 +37,4 @@ def serve_command(
     uvicorn = optional_import("uvicorn", "zoolens serve", "serve")
     service_app = create_app(index, token_file, max_upload_mb, map_at_start=map_at_start)
     typer.echo(f"zoolens: serving {index} on http://{host}:{port}/", err=True)
-    uvicorn.run(service_app, host=host, port=port, log_level="warning")
+    uvicorn.run(service_app, host=host, port=port, log_level="warning", access_log=False)

@@ -300,6 +300,24 @@ class Catalog:
     def ids_for_rows(self, rows: Sequence[int]) -> dict[int, str]:
         return self._pairs_where_in("id", "row", [int(r) for r in rows])
 
+    def records_for_rows(
+        self, rows: Sequence[int], embedding: bool = False
+    ) -> dict[int, dict[str, Any]]:
+        """``{row: {"id", "metadata"[, "embedding" (d,)]}}`` of the `rows` present."""
+        cols = "row, id, metadata" + (", embedding" if embedding else "")
+        out: dict[int, dict[str, Any]] = {}
+        for s in range(0, len(rows), _CHUNK):
+            part = [int(r) for r in rows[s : s + _CHUNK]]
+            marks = ",".join("?" * len(part))
+            for row, *rest in self.conn.execute(
+                f"SELECT {cols} FROM models WHERE row IN ({marks})", part
+            ):
+                rec = {"id": rest[0], "metadata": json.loads(rest[1])}
+                if embedding:
+                    rec["embedding"] = from_blobs([rest[2]], len(rest[2]) // 4)[0]
+                out[row] = rec
+        return out
+
     def existing(self, column: str, values: Sequence[str], select: str = "id") -> dict[str, Any]:
         """``{value: select}`` for the values of `column` (``id`` or ``content_hash``) present."""
         assert column in ("id", "content_hash") and select in ("id", "row")

@@ -5,9 +5,9 @@ embeddings), ``vectors.*.faiss`` (a cache of the FAISS index, rebuilt from the c
 missing or stale) and ``encoders/<encoder id>/`` (a copy of the encoder, so path queries work
 without naming it again).
 
-Search follows FAISS: ``search(query, k) -> (scores, ids)``, both ``(n_queries, k)``, best first;
-where fewer than k models qualify the remaining slots hold score ``-inf`` and id ``NO_HIT`` (-1).
-Scores are cosine similarities (stored embeddings and queries are L2-normalised).
+Searching (``search(query, k) -> (scores, ids)``, FAISS-style) lives in
+`zoolens.index.searching`; adding in `zoolens.index.adding`; pages and heads in
+`zoolens.index.browse`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import LoadError
 from zoolens.index.adding import AddReport, add_entries, commit_batch, reembed_all
-from zoolens.index.batching import SearchBatcher
 from zoolens.index.browse import Browse
 from zoolens.index.catalog import Catalog, from_blobs
-from zoolens.index.columns import MetadataColumns
 from zoolens.index.encoders import (
     bind_encoder,
     encoder_source,
@@ -35,23 +33,20 @@ from zoolens.index.encoders import (
     resolve_encoder,
     save_encoder_copy,
 )
-from zoolens.index.filters import Condition, normalise_where, to_sql
-from zoolens.index.interface import query_interface
-from zoolens.index.sources import Item, expand, is_model, zoo_entries
-from zoolens.index.sync import VectorSync, record_config, recorded_config
+from zoolens.index.filters import normalise_where, to_sql
+from zoolens.index.searching import NO_HIT, Query, Search, Where
+from zoolens.index.sources import Item, expand, zoo_entries
+from zoolens.index.sync import record_config, recorded_config
 from zoolens.index.vectors import KINDS, IndexConfig, unit_rows
 
 if TYPE_CHECKING:
     from zoolens.nn.base import Encoder
 
+__all__ = ["NO_HIT", "ModelIndex", "Query", "Where"]
 log = logging.getLogger(__name__)
 
-NO_HIT = -1
-Where = Mapping[str, Any] | Iterable[Condition] | None
-Query = Item | np.ndarray | Sequence[Any]
 
-
-class ModelIndex(Browse, VectorSync):
+class ModelIndex(Browse, Search):
     """A searchable, durable collection of embedded models. Make one with `ModelIndex.open`."""
 
     def __init__(self, catalog: Catalog, config: IndexConfig, autosave: bool = True) -> None:
@@ -59,8 +54,6 @@ class ModelIndex(Browse, VectorSync):
         self.path = catalog.dir
         self.autosave = autosave
         self._encoder: Encoder | None = None
-        self._columns = MetadataColumns(catalog)
-        self._batcher = SearchBatcher()  # concurrent one-query searches share FAISS calls
 
     @classmethod
     def open(
@@ -285,96 +278,7 @@ class ModelIndex(Browse, VectorSync):
         if self.autosave:
             self.flush()
 
-    # -- reading -------------------------------------------------------------------------
-    def search(
-        self, query: Query, k: int = 10, where: Where = None, *, same_interface: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The k models most similar to each query, filtered by metadata before ranking.
-
-        Args:
-            query: a path, a Net / TensorSet, a model id of this index, an embedding ``(d,)``
-                or a batch ``(n, d)``, or a list of paths / nets.
-            k: hits per query.
-            where: metadata filter (see `zoolens.index.filters`): k hits come back whenever
-                at least k models match.
-            same_interface: keep only models whose ``input_shape`` and ``n_outputs``
-                metadata equal the query's (one query model: a path, Net or id). Rows of
-                indexes built before zoolens recorded them lack the keys and never match
-                (see `zoolens.index.interface`).
-
-        Returns:
-            ``(scores, ids)``, both ``(n_queries, k)``: float32 cosine similarities (best
-            first) and an object array of model ids; ``-inf`` and ``NO_HIT`` (-1) where no
-            model fills the slot.
-        """
-        conditions = normalise_where(where)
-        if same_interface:
-            query, extra = query_interface(query, self.catalog)
-            conditions += extra
-        queries = self.query_vectors(query)
-        found = None
-        with self.rw.shared(), self.catalog.snapshot():  # concurrent searches run side by side
-            if self.in_step() and self._columns.ready(conditions):
-                found = self._search_rows(queries, k, conditions, shared=True)
-        if found is None:  # the vectors or columns must catch up first: alone
-            with self.rw.exclusive(), self.catalog.snapshot():
-                found = self._search_rows(queries, k, conditions, shared=False)
-        assert found is not None  # only a shared hold gives up
-        scores, rows, names = found
-        ids = np.full(rows.shape, NO_HIT, dtype=object)
-        hit = rows >= 0
-        ids[hit] = [names.get(int(r), NO_HIT) for r in rows[hit]]
-        return scores, ids
-
-    def _search_rows(
-        self, queries: np.ndarray, k: int, conditions: list[Condition], shared: bool
-    ) -> tuple[np.ndarray, np.ndarray, dict[int, str]] | None:
-        """Search at the open snapshot; None (under a `shared` hold) when the vectors turn
-        out to be out of step with the catalog, which only an exclusive hold may mend."""
-        allowed = self._columns.select(conditions) if conditions else None
-        for attempt in range(2):
-            vectors = self.sync()
-            if shared and allowed is None and len(queries) == 1:
-                scores, rows = self._batcher.search(vectors, queries, k)
-            else:
-                scores, rows = vectors.search(queries, k, allowed)
-            held = np.unique(rows[rows >= 0]).tolist()
-            names = self.catalog.ids_for_rows(held)
-            if len(names) == len(held) or attempt:
-                break
-            if shared:
-                return None
-            log.warning("%s: vector index out of step with the catalog; reconciling", self.path)
-            self.reset_vectors()
-        return scores, rows, names
-
-    def query_vectors(self, query: Query) -> np.ndarray:
-        """``(n, d)`` unit query vectors for anything `search` accepts."""
-        if (
-            isinstance(query, (list, tuple))
-            and query
-            and (isinstance(query[0], (str, os.PathLike)) or is_model(query[0]))
-        ):
-            return np.concatenate([self.query_vectors(q) for q in cast("Sequence[Item]", query)])
-        if is_model(query):
-            return self.encoder.encode([cast("Item", query)])
-        if isinstance(query, (str, os.PathLike)):
-            path = os.fspath(query)
-            if os.path.exists(path):
-                return self.encoder.encode([path])
-            rec = self.catalog.record(path)
-            if rec is None:
-                raise LoadError(f"{path}: no such file, nor a model id in {self.path}")
-            return from_blobs([rec["embedding"]], len(rec["embedding"]) // 4)
-        vectors = np.asarray(query, dtype=np.float32)
-        vectors = vectors[None] if vectors.ndim == 1 else vectors
-        dim = self.dim
-        if vectors.ndim != 2 or (dim and vectors.shape[1] != dim):
-            raise IndexStoreError(
-                f"query of shape {vectors.shape}; this index holds {dim}-dimensional embeddings"
-            )
-        return unit_rows(vectors)
-
+    # -- reading (search and query_vectors: `zoolens.index.searching`) -------------------
     def get(self, model_id: str, embedding: bool = False) -> dict[str, Any]:
         """One model's record: id, source, content_hash, metadata, encoder_id, added_at.
 

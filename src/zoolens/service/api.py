@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from zoolens.errors import IndexError as IndexStoreError
 from zoolens.errors import LoadError, ZoolensError
 from zoolens.index import parse_where
 from zoolens.index.filters import Condition
@@ -36,12 +37,24 @@ def _where(values: list[str]) -> list[Condition]:
     return parse_where(values)
 
 
-def _check_id(svc: Service, model_id: Any) -> str:
-    """The id if the index holds it, else 404 (ids never reach the file system)."""
-    if not isinstance(model_id, str) or not _ID.match(model_id) or model_id not in svc.index:
-        shown = str(model_id)[:80]
-        raise HTTPException(404, f"no model with id {shown!r} in this index")
+def _valid_id(model_id: Any) -> str:
+    """The id if it has an id's form, else 404 (ids never reach the file system; `_record`
+    gives 404 for a well-formed id the index does not hold)."""
+    if not isinstance(model_id, str) or not _ID.match(model_id):
+        raise _no_model(model_id)
     return model_id
+
+
+def _no_model(model_id: Any) -> HTTPException:
+    return HTTPException(404, f"no model with id {str(model_id)[:80]!r} in this index")
+
+
+def _record(svc: Service, model_id: str) -> dict[str, Any]:
+    """The record (with its embedding) of a model of the index, read once; else 404."""
+    try:
+        return svc.record(model_id)
+    except IndexStoreError:  # no such model
+        raise _no_model(model_id) from None
 
 
 def _require_writer(svc: Service, request: Request) -> None:
@@ -123,7 +136,7 @@ async def search(
         body = await request.json()
     except ValueError:
         raise HTTPException(400, 'send a multipart "file" or a JSON body {"id": ...}') from None
-    model_id = _check_id(svc, body.get("id") if isinstance(body, dict) else None)
+    model_id = _valid_id(body.get("id") if isinstance(body, dict) else None)
     return await run_in_threadpool(_search_id, svc, model_id, k, conditions, same_interface)
 
 
@@ -145,7 +158,7 @@ def _search_upload(
 def _search_id(
     svc: Service, model_id: str, k: int, where: list[Condition], same_interface: bool
 ) -> dict[str, Any]:
-    rec = svc.record(model_id)
+    rec = _record(svc, model_id)
     if same_interface:
         where = where + interface_conditions(rec["metadata"], model_id)
     query = {"id": model_id, "metadata": rec["metadata"]}
@@ -173,7 +186,7 @@ def get_model(
     """Metadata, predictions (the index's heads; the encoder's quality head when the model's
     source is readable), recorded lineage and nearest models."""
     svc = _service(request)
-    rec = svc.record(_check_id(svc, model_id))
+    rec = _record(svc, _valid_id(model_id))
     z = rec.pop("embedding")
     return {
         "id": model_id,
@@ -236,7 +249,7 @@ def delete_model(request: Request, model_id: str) -> dict[str, Any]:
     svc = _service(request)
     _require_writer(svc, request)
     with svc.write_lock:
-        rec = svc.record(_check_id(svc, model_id))
+        rec = _record(svc, _valid_id(model_id))
         svc.index.remove(model_id)
         svc.forget_upload(rec["source"])
     return {"removed": model_id, "count": len(svc.index)}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from zoolens.errors import ZoolensError
-from zoolens.index import NO_HIT, ModelIndex
+from zoolens.index import ModelIndex
 from zoolens.index.filters import Condition
 from zoolens.index.lineage import Lineage, index_lineage
 from zoolens.service.map import MapCache, is_slow, layout
@@ -120,27 +120,21 @@ class Service:
         where: list[Condition],
         exclude: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The k best hits of one ``(d,)`` query vector as JSON rows, best first."""
-        scores, ids = self.index.search(vector[None], k + (exclude is not None), where)
-        hits = [
-            (str(i), float(s))
-            for s, i in zip(scores[0], ids[0], strict=True)
-            if i is not NO_HIT and i != exclude
-        ][:k]
+        """The k best hits of one ``(d,)`` query vector as JSON rows, best first (records
+        read in the search's snapshot)."""
+        found = self.index.search_records(
+            vector, k + (exclude is not None), where, embedding=bool(self.heads)
+        )
+        hits = [(score, rec) for score, rec in found if rec["id"] != exclude][:k]
         lineage = self.inferred()
-        records = self.index.get_many([i for i, _ in hits], embedding=bool(self.heads))
-        rows, vectors = [], []
-        for model_id, score in hits:
-            rec = records.get(model_id)
-            if rec is None:  # removed since the search's snapshot
-                continue
-            rows.append({"id": model_id, "score": round(score, 6), "metadata": rec["metadata"]})
+        rows = []
+        for score, rec in hits:
+            rows.append({"id": rec["id"], "score": round(score, 6), "metadata": rec["metadata"]})
             if lineage is not None:
-                rows[-1]["lineage"] = _hit_lineage(lineage, model_id)
-            if self.heads:
-                vectors.append(rec["embedding"])
-        if vectors:
-            for row, pred in zip(rows, self.predictions(np.stack(vectors)), strict=True):
+                rows[-1]["lineage"] = _hit_lineage(lineage, rec["id"])
+        if self.heads and hits:
+            vectors = np.stack([rec["embedding"] for _, rec in hits])
+            for row, pred in zip(rows, self.predictions(vectors), strict=True):
                 row["predictions"] = pred
         return rows
 
