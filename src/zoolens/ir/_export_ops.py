@@ -16,6 +16,7 @@ from zoolens.errors import UnsupportedOpError
 from zoolens.ir import _export_layout as L
 from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
+from zoolens.ir._export_mask import MASK, MaskFn, key_mask
 from zoolens.ir._export_patterns import (
     Expr,
     MeanSquare,
@@ -413,14 +414,18 @@ def _h_sdpa(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any])
     (hq, _), (hk, rk), (hv, rv) = heads
     if hk != hv or (rk, rv) not in ((hq // hk, hq // hk), (1, 1)) or hq % hk:
         raise UnsupportedOpError(f"attention with {hq} query heads and {hk}/{hv} key/value heads")
-    if mask is not None:
-        causal = causal or _mask_is_causal(mask, q.sdims[0])
+    inputs: tuple[str, ...] = (q.value, k.value, v.value)
     attrs: dict[str, Any] = {"heads": hq, "kv_heads": hk, "causal": causal, "scale": scale}
+    if isinstance(mask, MaskFn):  # computed from the net's attention_mask input
+        attrs |= {"causal": causal or key_mask(mask, q.sdims[0]), "mask": "keys"}
+        inputs += (MASK,)
+    elif mask is not None:
+        attrs["causal"] = causal or _mask_is_causal(mask, q.sdims[0])
     if (q.rope is None) != (k.rope is None):
         raise UnsupportedOpError("rotary embedding on queries or keys only")
     if q.rope is not None:
         attrs["rope"] = _rope(q, k)
-    op = ctx.emit("sdpa", (q.value, k.value, v.value), node.name, attrs=attrs)
+    op = ctx.emit("sdpa", inputs, node.name, attrs=attrs)
     hd = math.prod(a.size for a in v.axes[3])
     h = (Atom("U", hq),) if hq > 1 else ()
     dd = (Atom("U", hd),) if hd > 1 else ()

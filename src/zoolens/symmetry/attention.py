@@ -69,7 +69,7 @@ def attention_permutations(
     for op in net.ops:
         if op.kind != "sdpa":
             continue
-        roots = [where[v] for v in (*op.inputs, op.output)]
+        roots = [where[v] for v in (*op.inputs[:3], op.output)]  # q, k, v: not the mask
         if any(spaces[r].fixed or spaces[r].tied != op.name for r in roots):
             continue
         ps = attention_permutation(op, infos[op.inputs[0]].units, generator)
