@@ -80,6 +80,16 @@ FAMILIES: dict[str, Callable[[], Any]] = {
         partial_rotary_factor=0.5,
         initializer_range=0.2,  # scores far from uniform, as trained: q/k dims matter
     ),
+    "mpt": _text(  # ALiBi: a fixed attention bias per head, slope × key-query distance
+        "MptForCausalLM",
+        "MptConfig",
+        vocab_size=64,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        max_seq_len=32,
+        initializer_range=0.2,  # scores far from uniform, as trained
+    ),
     "vit": _text(
         "ViTForImageClassification",
         "ViTConfig",

@@ -89,8 +89,27 @@ class MeanSquare:
     inverse: bool = False
 
 
-Pending = Expr | Half | Rotated | Cosined | Roped | MeanSquare
-PENDING = (Expr, Half, Rotated, Cosined, Roped, MeanSquare)
+@dataclass
+class Scores:
+    """Attention scores ``q kᵀ · scale + bias``, entries outside `allowed` masked; `bias`,
+    `allowed`: ``(H or 1, T, T)`` constants (None: zero bias, every entry allowed)."""
+
+    q: Dyn
+    k: Dyn
+    scale: float = 1.0
+    bias: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+
+
+@dataclass
+class Probs:
+    """``softmax(scores)`` over the keys (`zoolens.ir._export_attention`)."""
+
+    scores: Scores
+
+
+Pending = Expr | Half | Rotated | Cosined | Roped | MeanSquare | Scores | Probs
+PENDING = (Expr, Half, Rotated, Cosined, Roped, MeanSquare, Scores, Probs)
 
 
 def activation(fn: Fn) -> tuple[str, dict[str, object]] | None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from zoolens.errors import UnsupportedOpError
-from zoolens.ir import _export_binary  # noqa: F401  (registers its handlers)
+from zoolens.ir import _export_attention  # noqa: F401  (registers the handlers it wraps too)
 from zoolens.ir import _export_layout as L
 from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
@@ -98,6 +98,8 @@ def import_exported(
             extra = tuple(user_inputs[1:])
             net = Net(ctx.ops, input_shape, "input", out.value, dict(meta or {}), extra)
             net.meta["tied"] = {k: v for k, v in ctx.used.items() if len(v) > 1}
+            if ctx.implied:  # e.g. a bias-free LayerNorm's zero bias: not counted
+                net.meta["implied"] = list(ctx.implied)
             return net, out
     raise UnsupportedOpError("the traced program has no output")
 

@@ -210,8 +210,14 @@ class Net:
 
     def num_params(self) -> int:
         """Parameter count; a tensor tied to another (``meta["tied"]``, e.g. a language-model
-        head sharing the token embedding) is counted once, as its source model counts it."""
+        head sharing the token embedding) is counted once, and one the source model does not
+        hold (``meta["implied"]``, e.g. the zero bias of a bias-free LayerNorm) not at all,
+        as its source model counts them."""
         total = sum(int(t.numel()) for t in self.parameters())
+        implied = self.meta.get("implied")
+        if implied:
+            tensors = self.state_dict()
+            total -= sum(int(tensors[k].numel()) for k in implied if k in tensors)
         tied = self.meta.get("tied")
         if tied:
             tensors = self.state_dict()

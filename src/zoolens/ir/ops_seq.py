@@ -48,6 +48,13 @@ def check_seq_op(op: Op) -> None:
         raise UnsupportedOpError(
             f"op {op.name!r}: sdpa needs int attrs heads and kv_heads dividing it, got {h}, {g}"
         )
+    alibi = op.attrs.get("alibi")
+    if alibi is not None and (
+        not isinstance(alibi, list) or len(alibi) != h or op.attrs.get("mask") is not None
+    ):
+        raise UnsupportedOpError(
+            f"op {op.name!r}: sdpa alibi needs one slope per head ({h}) and no attention mask"
+        )
     rope = op.attrs.get("rope")
     if rope and (int(rope.get("dims", 0)) % 2 or rope.get("style", "half") != "half"):
         raise UnsupportedOpError(
@@ -210,7 +217,11 @@ def head_dim(op: Op, q_units: int) -> int:
 
 
 def run_sdpa(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
-    """Per-head softmax(q kᵀ · scale [+ causal mask] [+ key padding mask]) v.
+    """Per-head softmax(q kᵀ · scale [+ ALiBi bias] [+ causal mask] [+ key padding mask]) v.
+
+    With ``attrs["alibi"]`` (a slope m_h per head) the scores gain ``m_h · (j - i)`` for
+    query i and key j (ALiBi; a constant per query row, such as Bloom's ``m_h · j``, does
+    not change the softmax).
 
     With ``attrs["mask"] == "keys"`` a fourth input, the attention mask ``(B, T)`` (nonzero =
     attend), hides the padded keys from every query, as ``torch``'s SDPA applies the boolean
@@ -243,6 +254,10 @@ def run_sdpa(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     scale = a.get("scale")
     scale = 1.0 / math.sqrt(hd) if scale is None else float(scale)
     scores = qh @ kh.transpose(2, 3) * scale  # (B, H, T, T)
+    if a.get("alibi") is not None:  # ALiBi: slope_h · (j - i), a fixed bias per head
+        pos = torch.arange(t, dtype=scores.dtype, device=q.device)
+        slopes = torch.tensor(a["alibi"], dtype=scores.dtype, device=q.device)
+        scores = scores + slopes[:, None, None] * (pos[None, :] - pos[:, None])  # (H, T, T)
     if a.get("mask") is None:
         if a.get("causal"):
             mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
