@@ -80,6 +80,18 @@ FAMILIES: dict[str, Callable[[], Any]] = {
         partial_rotary_factor=0.5,
         initializer_range=0.2,  # scores far from uniform, as trained: q/k dims matter
     ),
+    "gpt_neox": _text(  # partial rotary; q, k, v fused per head
+        "GPTNeoXForCausalLM",
+        "GPTNeoXConfig",
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=32,
+        rotary_pct=0.5,
+        initializer_range=0.2,  # scores far from uniform, as trained: q/k dims matter
+    ),
     "mpt": _text(  # ALiBi: a fixed attention bias per head, slope × key-query distance
         "MptForCausalLM",
         "MptConfig",

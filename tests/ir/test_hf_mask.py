@@ -13,7 +13,8 @@ from zoolens.errors import LoadError, UnsupportedOpError
 from zoolens.ir import Net, load_net
 from zoolens.ir.export_import import trace_module
 
-TEXT = ["bert", "distilbert", "roberta", "gpt2", "llama"]
+TEXT = ["bert", "distilbert", "roberta", "gpt2", "llama", "phi", "gpt_neox"]
+CAUSAL = ("gpt2", "llama", "phi", "gpt_neox")
 MASKED = ("input_ids", "attention_mask")
 
 
@@ -55,7 +56,7 @@ def test_masked_net_computes_the_model_with_its_mask(family: str, saved: dict) -
     assert sdpa and all(
         op.attrs["mask"] == "keys" and op.inputs[3] == "attention_mask" for op in sdpa
     )
-    assert all(op.attrs["causal"] == (family in ("gpt2", "llama")) for op in sdpa)
+    assert all(op.attrs["causal"] == (family in CAUSAL) for op in sdpa)
     x = hf_models.example(model, net.input_shape)
     if family == "roberta":
         x[x == 1] = 2  # its pad id: padding is given by the mask here

@@ -11,10 +11,12 @@ from tests.ir import hf_models
 from zoolens.ir import Net, Op, load_net
 
 
-@pytest.fixture(scope="module")
-def phi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, object]:
-    d = str(tmp_path_factory.mktemp("phi"))
-    model = hf_models.save("phi", d)
+@pytest.fixture(scope="module", params=["phi", "gpt_neox"])
+def phi(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """Phi (partial_rotary_factor 0.5) or GPT-NeoX (rotary_pct 0.5): half of each head's 8
+    dims rotate."""
+    d = str(tmp_path_factory.mktemp(request.param))
+    model = hf_models.save(request.param, d)
     return load_net(d).to(torch.float64), model
 
 
@@ -38,7 +40,7 @@ def _permuted_qk(net: Net, head: int, dims: list[int]) -> Net:
     return out
 
 
-def test_phi_rotates_half_of_each_head_as_the_model_does(phi: tuple[Net, object]) -> None:
+def test_half_of_each_head_rotates_as_in_the_model(phi: tuple[Net, object]) -> None:
     net, model = phi
     ropes = [op.attrs["rope"] for op in net.ops if op.kind == "sdpa"]
     _, _, hd = _qk(net)

@@ -290,7 +290,8 @@ def _h_select(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any
 
 @handles("split", "split_with_sizes")
 def _h_split(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
-    """A fused projection (GPT-2's qkv) split along its units: one linear op per part."""
+    """A fused projection split along its units (GPT-2's qkv), or within each head
+    (GPT-NeoX's ``(H, 3·hd)`` qkv): one linear op per part."""
     d = materialise(ctx, args[0], "split")
     axis = int(args[2]) % len(d.axes) if len(args) > 2 else 0
     total = d.shape[axis]
@@ -298,12 +299,12 @@ def _h_split(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]
     producer = next((op for op in ctx.ops if op.output == d.value), None)
     readers = [op for op in ctx.ops if d.value in op.inputs]
     src_node = node.args[0]
+    per_head = len(d.units) == 2 and d.axes[axis] == d.units[1:]  # (H, 3·hd): split in heads
     if (
         producer is None
         or producer.kind != "linear"
         or readers
-        or d.axes[axis] != d.units
-        or len(d.units) != 1
+        or not ((d.axes[axis] == d.units and len(d.units) == 1) or per_head)
         or ctx.consumers.get(getattr(src_node, "name", ""), 0) != 1
     ):
         raise UnsupportedOpError("split of a value other than a fused linear projection")
@@ -314,11 +315,23 @@ def _h_split(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]
                 uses.remove(role)
     outs, start = [], 0
     for i, n in enumerate(sizes):
-        params = {r: t[start : start + n] for r, t in producer.params.items()}
+        rows = torch.arange(start, start + n)
+        if per_head:  # GPT-NeoX: each head's units are its [q | k | v] dims
+            heads, width = d.units[0].size, d.units[1].size
+            rows = (torch.arange(heads)[:, None] * width + rows[None, :]).reshape(-1)
+        params = {r: t[rows] for r, t in producer.params.items()}
         op = ctx.emit("linear", producer.inputs, f"{producer.name}.{i}", params)
-        outs.append(_fresh(d, axis, op.output, n))
+        outs.append(_per_head_part(d, op.output, n) if per_head else _fresh(d, axis, op.output, n))
         start += n
     return tuple(outs)
+
+
+def _per_head_part(d: Dyn, value: str, n: int) -> Dyn:
+    """`d` (units ``(H, W)``, W on its own axis) as IR value `value` of units ``(H, n)``."""
+    new = {id(d.units[0]): Atom("U", d.units[0].size), id(d.units[1]): Atom("U", n)}
+    axes = tuple(tuple(new.get(id(a), a) for a in ax) for ax in d.axes)
+    units = tuple(new[id(a)] for a in d.units)
+    return Dyn(value, axes, units, d.space, d.sdims)
 
 
 @handles("chunk")

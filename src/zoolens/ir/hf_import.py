@@ -26,7 +26,7 @@ SEQ_LEN = 16
 #: Output fields read, in order of preference, from a model's output.
 OUTPUT_FIELDS = ("logits", "pooler_output", "last_hidden_state")
 #: Families tested to import (others may work; they are tried the same way).
-TESTED = ("bert", "distilbert", "roberta", "gpt2", "llama", "phi", "mpt", "vit")
+TESTED = ("bert", "distilbert", "roberta", "gpt2", "llama", "phi", "gpt_neox", "mpt", "vit")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 _BIN_FILE, _BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 #: What ``inputs`` may name: the model's main input, and optionally its attention mask.
