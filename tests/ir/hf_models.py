@@ -68,6 +68,40 @@ FAMILIES: dict[str, Callable[[], Any]] = {
         num_key_value_heads=2,
         max_position_embeddings=32,
     ),
+    "phi": _text(  # partial rotary: the first half of each head's dims rotate
+        "PhiForCausalLM",
+        "PhiConfig",
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=32,
+        partial_rotary_factor=0.5,
+        initializer_range=0.2,  # scores far from uniform, as trained: q/k dims matter
+    ),
+    "gpt_neox": _text(  # partial rotary; q, k, v fused per head
+        "GPTNeoXForCausalLM",
+        "GPTNeoXConfig",
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=32,
+        rotary_pct=0.5,
+        initializer_range=0.2,  # scores far from uniform, as trained: q/k dims matter
+    ),
+    "mpt": _text(  # ALiBi: a fixed attention bias per head, slope × key-query distance
+        "MptForCausalLM",
+        "MptConfig",
+        vocab_size=64,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        max_seq_len=32,
+        initializer_range=0.2,  # scores far from uniform, as trained
+    ),
     "vit": _text(
         "ViTForImageClassification",
         "ViTConfig",

@@ -220,7 +220,7 @@ def _walk(
                 f"op {op.name!r}: {op.kind} of a hidden value (the neural graph reads a "
                 "reshape of the network input only)"
             )
-        ins = [units[v] for v in op.inputs]
+        ins = [units[v] for v in op.inputs if v not in net.extra_inputs]  # not a mask
         u = ins[0]
         if op.kind in ("linear", "conv1d", "conv2d"):
             units[op.output] = _dense(b, op, u)
@@ -386,7 +386,7 @@ def probe_features(
         feats[u.nodes] = a.T.to(torch.float64)
 
     last_read = {v: i for i, op in enumerate(net.ops) for v in op.inputs}
-    env = {net.input: x}
+    env = net.input_env(x)  # extra inputs (an attention mask) at their default
     record(net.input, x)
     with torch.no_grad():
         for i, op in enumerate(net.ops):

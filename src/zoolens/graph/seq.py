@@ -13,7 +13,8 @@ slot does not say, a constant *code* in the last edge-attribute slot does (`CODE
 * ``sdpa``: a node per query head (its log scale as a prescale feature), a layer for the
   output units, ``residual`` edges q(h, j) → head h, k(g, j) → each head h of group g,
   q(h, j) → k(g, j) (pairing), head h → out(h, j), v(g, j) → out(h, j). Rotary units carry
-  their frequency and pair half on their head edges, so no automorphism moves them; the
+  their frequency and pair half on their head edges, so no automorphism moves them; ALiBi
+  slopes ride on the head → out edges, so heads of different slopes are told apart; the
   graph's automorphisms on these layers are then exactly `zoolens.symmetry.attention`'s.
 """
 
@@ -181,7 +182,9 @@ def sdpa(b: _Builder, op: Op, inputs: list[torch.Tensor]) -> torch.Tensor:
     )
     b.connect(q, k[k_of_q], _coded(h * hd, "pair"), "residual")
     code = "head_out_causal" if op.attrs.get("causal") else "head_out"
-    b.connect(heads[head_of_q], out, _coded(h * hd, code), "residual")
+    alibi = op.attrs.get("alibi")  # a fixed slope per head: heads with different ones differ
+    slope = None if alibi is None else torch.tensor(alibi, dtype=torch.float64)[head_of_q, None]
+    b.connect(heads[head_of_q], out, _coded(h * hd, code, slope), "residual")
     b.connect(v[k_of_q], out, _coded(h * hd, "value", torch.ones(h * hd, 1)), "residual")
     return out
 

@@ -144,7 +144,7 @@ def stack_graphs(
         ops = [Op(op.name, op.kind, op.inputs, op.output, {}, op.attrs) for op in first.ops]
         for (i, k), t in zip(names, params, strict=True):
             ops[i].params[k] = t
-        net = Net(ops, first.input_shape, first.input, first.output)
+        net = Net(ops, first.input_shape, first.input, first.output, {}, first.extra_inputs)
         net = canonicalize(net, parts.infos) if canonical else net
         zero = torch.zeros_like(params[0].flatten()[0], dtype=torch.float64)  # batched
         b, units = _walk(net, False, flatten, parts.infos, False, zero, n_nodes)

@@ -26,7 +26,15 @@ from zoolens.ir._export_ops import (
     handles,
     posembed,
 )
-from zoolens.ir._export_patterns import PENDING, Cosined, Expr, Half, MeanSquare, Rotated
+from zoolens.ir._export_patterns import (
+    PENDING,
+    Cosined,
+    Expr,
+    Half,
+    MeanSquare,
+    Roped,
+    Rotated,
+)
 
 
 def _fn_of(v: Any) -> Any:
@@ -97,6 +105,36 @@ def _head_table(t: torch.Tensor, d: Dyn) -> torch.Tensor:
     return t[0]
 
 
+def _part_table(t: torch.Tensor, d: Dyn, lo: int, hi: int | None) -> torch.Tensor:
+    """The ``(hi - lo, T)`` table (equal over batch and heads) a constant `t` multiplies
+    head dims ``[lo, hi)`` of `d` ``(B, H, T, hd)`` by; the whole head when `hi` is None."""
+    if hi is None:
+        return _head_table(arrange(t, d), d)
+    if len(d.axes) != 4 or d.axes[2] != d.space or len(d.sdims) != 1:
+        raise UnsupportedOpError("rotary tables on a value not laid out as (B, heads, T, dim)")
+    if t.dim() > 4:
+        raise UnsupportedOpError(f"a rotary table of shape {list(t.shape)}")
+    flat = t.expand(*d.shape[:-1], hi - lo).reshape(-1, d.shape[2], hi - lo)  # (B·H, T, r)
+    if not bool((flat == flat[:1]).all()):
+        raise UnsupportedOpError("a rotary table that differs between heads")
+    return flat[0].T.contiguous()
+
+
+def _partial_rope(r: Roped, rest: Half, dim: int) -> Dyn:
+    """``cat([rope(x[..., :r]), x[..., r:]], -1)``: rotary embedding of the first `r` dims."""
+    d = r.src
+    if (
+        rest.neg
+        or rest.src.value != d.value
+        or (rest.lo, rest.hi) != (r.dims, d.shape[-1])
+        or dim % len(d.axes) != len(d.axes) - 1
+    ):
+        raise UnsupportedOpError(
+            "partial rotary embedding concatenated with other than the head's remaining dims"
+        )
+    return Dyn(d.value, d.axes, d.units, d.space, d.sdims, rope=(r.cos, r.sin))
+
+
 @handles("add")
 def _h_add(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
     a, b = args[0], args[1]
@@ -106,7 +144,11 @@ def _h_add(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) 
         if isinstance(x, Cosined) and isinstance(y, Rotated) and y.table is not None:
             if x.src.value != y.src.value or not _same_layout(x.src, y.src):
                 raise UnsupportedOpError("rotary embedding mixing two values")
+            if (x.lo, x.hi) != (y.lo, y.hi) or x.lo != 0:
+                raise UnsupportedOpError("rotary embedding of head dims other than the first")
             d = x.src
+            if x.hi is not None:  # partial rotary: awaits the head's unrotated dims
+                return Roped(d, x.hi, x.table, y.table)
             return Dyn(d.value, d.axes, d.units, d.space, d.sdims, rope=(x.table, y.table))
     pair = _split_const(args)
     if pair is not None and kw.get("alpha", 1) == 1:
@@ -130,7 +172,9 @@ def _h_mul(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) 
             )
             return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
         if isinstance(x, Rotated) and x.table is None and isinstance(y, Const):
-            return Rotated(x.src, _head_table(arrange(y.value, x.src), x.src))
+            return Rotated(x.src, _part_table(y.value, x.src, x.lo, x.hi), x.lo, x.hi)
+        if isinstance(x, Half) and not x.neg and isinstance(y, Const) and y.value.numel() > 1:
+            return Cosined(x.src, _part_table(y.value, x.src, x.lo, x.hi), x.lo, x.hi)
     pair = _split_const(args)
     if pair is None:
         return elementwise(ctx, node, args, kw)
@@ -161,28 +205,26 @@ def _h_rsqrt(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]
 @handles("neg")
 def _h_neg(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
     if isinstance(args[0], Half):
-        return Half(args[0].src, args[0].part, not args[0].neg)
+        return Half(args[0].src, args[0].lo, args[0].hi, not args[0].neg)
     return elementwise(ctx, node, args, kw)
 
 
 @handles("slice")
 def _h_slice(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
-    d = materialise(ctx, args[0], "slice")
+    part = args[0] if isinstance(args[0], Half) and not args[0].neg else None
+    d = part.src if part is not None else materialise(ctx, args[0], "slice")
     n = len(d.axes)
     dim = int(args[1]) % n if len(args) > 1 else 0
-    size = d.shape[dim]
+    lo, size = (part.lo, part.hi - part.lo) if part is not None else (0, d.shape[dim])
     start = int(args[2]) if len(args) > 2 and args[2] is not None else 0
     end = min(int(args[3]), size) if len(args) > 3 and args[3] is not None else size
     if (len(args) > 4 and int(args[4]) != 1) or start < 0 or end < 0:
         raise UnsupportedOpError("slice with a step or negative bounds")
     if start == 0 and end == size:
-        return d
+        return args[0] if part is not None else d
     ax = d.axes[dim]
-    if dim == n - 1 and len(ax) == 1 and ax[0].kind == "U" and size % 2 == 0:
-        if (start, end) == (0, size // 2):
-            return Half(d, 0)
-        if (start, end) == (size // 2, size):
-            return Half(d, 1)
+    if dim == n - 1 and len(ax) == 1 and ax[0].kind == "U" and start <= end:
+        return Half(d, lo + start, lo + end)  # head dims: rotate_half, partial rotary
     raise UnsupportedOpError(f"slice [{start}:{end}] of an axis of size {size}")
 
 
@@ -191,15 +233,23 @@ def _h_cat(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) 
     parts = list(args[0])
     dim = int(args[1]) if len(args) > 1 else int(kw.get("dim", 0))
     if len(parts) == 2 and all(isinstance(p, Half) for p in parts):
-        hi, lo = parts
-        if (hi.part, hi.neg, lo.part, lo.neg) == (
-            1,
-            True,
-            0,
-            False,
-        ) and hi.src.value == lo.src.value:
-            return Rotated(hi.src)
+        hi, lo = parts  # rotate_half of head dims [lo.lo, hi.hi): cat(-x₂, x₁)
+        if (
+            hi.neg
+            and not lo.neg
+            and hi.src.value == lo.src.value
+            and hi.lo == lo.hi
+            and hi.hi - hi.lo == lo.hi - lo.lo
+        ):
+            whole = lo.lo == 0 and hi.hi == hi.src.shape[-1]
+            return Rotated(hi.src) if whole else Rotated(hi.src, None, lo.lo, hi.hi)
         raise UnsupportedOpError("a concatenation of head halves other than rotate_half")
+    if len(parts) == 2 and isinstance(parts[0], Roped) and isinstance(parts[1], Half):
+        return _partial_rope(parts[0], parts[1], dim)
+    if len(parts) == 2 and isinstance(parts[0], Dyn) and isinstance(parts[1], Half):
+        d, empty = parts  # a "partial" rotary over every dim: nothing passed unrotated
+        if empty.lo == empty.hi == d.shape[-1] and empty.src.value == d.value:
+            return d
     if len(parts) == 2 and isinstance(parts[0], Const) and isinstance(parts[1], (Dyn, Expr)):
         return _prepend(ctx, node, parts[0], materialise(ctx, parts[1], "cat"), dim)
     raise UnsupportedOpError("concatenation of input-dependent values")
@@ -240,7 +290,8 @@ def _h_select(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any
 
 @handles("split", "split_with_sizes")
 def _h_split(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
-    """A fused projection (GPT-2's qkv) split along its units: one linear op per part."""
+    """A fused projection split along its units (GPT-2's qkv), or within each head
+    (GPT-NeoX's ``(H, 3·hd)`` qkv): one linear op per part."""
     d = materialise(ctx, args[0], "split")
     axis = int(args[2]) % len(d.axes) if len(args) > 2 else 0
     total = d.shape[axis]
@@ -248,12 +299,12 @@ def _h_split(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]
     producer = next((op for op in ctx.ops if op.output == d.value), None)
     readers = [op for op in ctx.ops if d.value in op.inputs]
     src_node = node.args[0]
+    per_head = len(d.units) == 2 and d.axes[axis] == d.units[1:]  # (H, 3·hd): split in heads
     if (
         producer is None
         or producer.kind != "linear"
         or readers
-        or d.axes[axis] != d.units
-        or len(d.units) != 1
+        or not ((d.axes[axis] == d.units and len(d.units) == 1) or per_head)
         or ctx.consumers.get(getattr(src_node, "name", ""), 0) != 1
     ):
         raise UnsupportedOpError("split of a value other than a fused linear projection")
@@ -264,11 +315,23 @@ def _h_split(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]
                 uses.remove(role)
     outs, start = [], 0
     for i, n in enumerate(sizes):
-        params = {r: t[start : start + n] for r, t in producer.params.items()}
+        rows = torch.arange(start, start + n)
+        if per_head:  # GPT-NeoX: each head's units are its [q | k | v] dims
+            heads, width = d.units[0].size, d.units[1].size
+            rows = (torch.arange(heads)[:, None] * width + rows[None, :]).reshape(-1)
+        params = {r: t[rows] for r, t in producer.params.items()}
         op = ctx.emit("linear", producer.inputs, f"{producer.name}.{i}", params)
-        outs.append(_fresh(d, axis, op.output, n))
+        outs.append(_per_head_part(d, op.output, n) if per_head else _fresh(d, axis, op.output, n))
         start += n
     return tuple(outs)
+
+
+def _per_head_part(d: Dyn, value: str, n: int) -> Dyn:
+    """`d` (units ``(H, W)``, W on its own axis) as IR value `value` of units ``(H, n)``."""
+    new = {id(d.units[0]): Atom("U", d.units[0].size), id(d.units[1]): Atom("U", n)}
+    axes = tuple(tuple(new.get(id(a), a) for a in ax) for ax in d.axes)
+    units = tuple(new[id(a)] for a in d.units)
+    return Dyn(value, axes, units, d.space, d.sdims)
 
 
 @handles("chunk")

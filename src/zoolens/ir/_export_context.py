@@ -37,6 +37,7 @@ class Context:
     names: set[str] = field(default_factory=set)
     used: dict[str, list[str]] = field(default_factory=dict)  # FQN → ["op.role", ...]
     consumers: dict[str, int] = field(default_factory=dict)  # traced node → user count
+    implied: list[str] = field(default_factory=list)  # "op.role" tensors not in the model
     batch: Atom = field(default_factory=lambda: Atom("B", 1))
     counter: int = 0
 

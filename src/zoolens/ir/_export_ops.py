@@ -20,7 +20,6 @@ from zoolens.ir._export_patterns import (
     Expr,
     MeanSquare,
     is_square,
-    rope_attrs,
 )
 
 Handler = Callable[[Context, Node, tuple[Any, ...], dict[str, Any]], Value]
@@ -218,6 +217,8 @@ def _h_layer_norm(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str,
     op = ctx.emit(
         "layernorm", (d.value,), w.param or node.name, {"weight": w, "bias": b}, {"eps": eps}
     )
+    absent = [r for r, i in (("weight", 2), ("bias", 3)) if len(args) <= i or args[i] is None]
+    ctx.implied += [f"{op.name}.{r}" for r in absent]  # ones / zeros the model does not hold
     return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
 
 
@@ -387,80 +388,6 @@ def posembed(ctx: Context, d: Dyn, c: Const, node: Node) -> Dyn:
         weight = Const(added, c.param)
     op = ctx.emit("posembed", (d.value,), c.param or node.name, {"weight": weight}, attrs)
     return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
-
-
-@handles("scaled_dot_product_attention")
-def _h_sdpa(ctx: Context, node: Node, args: tuple[Any, ...], kw: dict[str, Any]) -> Value:
-    q, k, v = (materialise(ctx, x, "attention") for x in args[:3])
-    mask = args[3] if len(args) > 3 else kw.get("attn_mask")
-    causal = bool(args[5] if len(args) > 5 else kw.get("is_causal", False))
-    scale = kw.get("scale", args[6] if len(args) > 6 else None)
-    heads = []
-    for d in (q, k, v):
-        if (
-            len(d.axes) != 4
-            or d.axes[0] != (ctx.batch,)
-            or d.axes[2] != d.space
-            or len(d.sdims) != 1
-        ):
-            raise UnsupportedOpError(
-                "attention inputs not laid out as (batch, heads, positions, dim)"
-            )
-        h_u = tuple(a for a in d.axes[1] if a.kind == "U")
-        if d.units != h_u + d.axes[3]:
-            raise UnsupportedOpError("attention heads are not the outer factor of the units")
-        heads.append(L.heads(d.axes[1]))
-    (hq, _), (hk, rk), (hv, rv) = heads
-    if hk != hv or (rk, rv) not in ((hq // hk, hq // hk), (1, 1)) or hq % hk:
-        raise UnsupportedOpError(f"attention with {hq} query heads and {hk}/{hv} key/value heads")
-    if mask is not None:
-        causal = causal or _mask_is_causal(mask, q.sdims[0])
-    attrs: dict[str, Any] = {"heads": hq, "kv_heads": hk, "causal": causal, "scale": scale}
-    if (q.rope is None) != (k.rope is None):
-        raise UnsupportedOpError("rotary embedding on queries or keys only")
-    if q.rope is not None:
-        attrs["rope"] = _rope(q, k)
-    op = ctx.emit("sdpa", (q.value, k.value, v.value), node.name, attrs=attrs)
-    hd = math.prod(a.size for a in v.axes[3])
-    h = (Atom("U", hq),) if hq > 1 else ()
-    dd = (Atom("U", hd),) if hd > 1 else ()
-    return Dyn(op.output, ((ctx.batch,), h, q.space, dd), h + dd, q.space, q.sdims)
-
-
-def _mask_is_causal(mask: Any, t: int) -> bool:
-    if not isinstance(mask, Const):
-        raise UnsupportedOpError("an attention mask that depends on the input")
-    m = mask.value
-    allowed = m if m.dtype == torch.bool else m > torch.finfo(m.dtype).min / 2
-    allowed = allowed.expand(*allowed.shape[:-2], t, t).reshape(-1, t, t)
-    if bool(allowed.all()):
-        return False
-    tril = torch.ones(t, t, dtype=torch.bool).tril()
-    if bool((allowed == tril).all()):
-        if m.dtype != torch.bool and bool((m.reshape(-1, t, t)[:, tril] != 0).any()):
-            raise UnsupportedOpError("an additive attention mask with non-zero entries")
-        return True
-    raise UnsupportedOpError("an attention mask that is neither full nor causal")
-
-
-def _rope(q: Dyn, k: Dyn) -> dict[str, Any]:
-    tables = []
-    for d in (q, k):
-        cos, sin = d.rope  # type: ignore[misc]
-        tables.append((cos, sin))
-    (cq, sq), (ck, sk) = tables
-    if not (torch.equal(cq, ck) and torch.equal(sq, sk)):  # type: ignore[arg-type]
-        raise UnsupportedOpError("different rotary tables on queries and keys")
-    found = rope_attrs(cq, sq)  # type: ignore[arg-type]
-    if abs(float(found["scaling"]) - 1.0) > 1e-6:  # type: ignore[arg-type]
-        raise UnsupportedOpError("rotary embedding with attention scaling")
-    inv = torch.tensor(found["inv_freq"], dtype=torch.float64)
-    dims = 2 * inv.numel()
-    theta = float(inv[1] ** (-dims / 2)) if inv.numel() > 1 else 10000.0
-    ref = 1.0 / theta ** (torch.arange(0, dims, 2, dtype=torch.float64) / dims)
-    if not torch.allclose(ref, inv, rtol=1e-5):
-        raise UnsupportedOpError("rotary frequencies other than theta^(-2i/d)")
-    return {"theta": theta, "dims": dims, "style": "half"}
 
 
 @handles("pad", "constant_pad_nd")

@@ -2,7 +2,8 @@
 
 A traced program spells one IR op as several ATen calls: GPT-2's tanh-GELU is eight
 elementwise ops, RMSNorm is ``x * rsqrt(mean(x²) + eps)``, rotary embedding is
-``x * cos + cat(-x₂, x₁) * sin``. The importer carries such partial results as *pending*
+``x * cos + cat(-x₂, x₁) * sin`` (partial rotary: on the first head dims, concatenated with
+the rest). The importer carries such partial results as *pending*
 values: an `Expr` is an elementwise function of one IR value (identified, when something else
 reads it, by evaluating it on sample points against the IR's activations), the others are the
 named steps of RMSNorm and rotary embedding. A pending value read by anything outside its
@@ -37,27 +38,46 @@ class Expr:
 
 @dataclass
 class Half:
-    """One half of the last (head-dim) axis of `src`, negated if `neg`."""
+    """Head dims ``[lo, hi)`` of `src` (its last axis), negated if `neg`: a half of the
+    head (rotate_half), or the rotated and passed parts of partial rotary embedding."""
 
     src: Dyn
-    part: int
+    lo: int
+    hi: int
     neg: bool = False
 
 
 @dataclass
 class Rotated:
-    """``rotate_half(src)`` (``cat(-x₂, x₁)``), times ``table`` once multiplied by sin."""
+    """``rotate_half`` of head dims ``[lo, hi)`` of `src` (``cat(-x₂, x₁)``), times
+    ``table`` ``(hi - lo, T)`` once multiplied by sin."""
 
     src: Dyn
     table: torch.Tensor | None = None
+    lo: int = 0
+    hi: int | None = None  # None: the whole head
 
 
 @dataclass
 class Cosined:
-    """``src * table`` for a table varying over positions and head dims (rotary cos)."""
+    """Head dims ``[lo, hi)`` of `src` times `table` ``(hi - lo, T)`` varying over positions
+    and head dims (rotary cos)."""
 
     src: Dyn
     table: torch.Tensor
+    lo: int = 0
+    hi: int | None = None
+
+
+@dataclass
+class Roped:
+    """Rotary embedding of the first `dims` head dims of `src` (tables ``(dims, T)``),
+    awaiting the concatenation with the dims it passes unrotated (partial rotary)."""
+
+    src: Dyn
+    dims: int
+    cos: torch.Tensor
+    sin: torch.Tensor
 
 
 @dataclass
@@ -69,8 +89,27 @@ class MeanSquare:
     inverse: bool = False
 
 
-Pending = Expr | Half | Rotated | Cosined | MeanSquare
-PENDING = (Expr, Half, Rotated, Cosined, MeanSquare)
+@dataclass
+class Scores:
+    """Attention scores ``q kᵀ · scale + bias``, entries outside `allowed` masked; `bias`,
+    `allowed`: ``(H or 1, T, T)`` constants (None: zero bias, every entry allowed)."""
+
+    q: Dyn
+    k: Dyn
+    scale: float = 1.0
+    bias: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+
+
+@dataclass
+class Probs:
+    """``softmax(scores)`` over the keys (`zoolens.ir._export_attention`)."""
+
+    scores: Scores
+
+
+Pending = Expr | Half | Rotated | Cosined | Roped | MeanSquare | Scores | Probs
+PENDING = (Expr, Half, Rotated, Cosined, Roped, MeanSquare, Scores, Probs)
 
 
 def activation(fn: Fn) -> tuple[str, dict[str, object]] | None:

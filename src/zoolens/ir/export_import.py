@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from zoolens.errors import UnsupportedOpError
-from zoolens.ir import _export_binary  # noqa: F401  (registers its handlers)
+from zoolens.ir import _export_attention  # noqa: F401  (registers the handlers it wraps too)
 from zoolens.ir import _export_layout as L
 from zoolens.ir._export_context import Const, Context, Value, materialise
 from zoolens.ir._export_layout import Atom, Dyn
+from zoolens.ir._export_mask import MASK, mask_input, mask_value
 from zoolens.ir._export_ops import ELEMENTWISE, HANDLERS, IDENTITY, arrange
 from zoolens.ir._export_patterns import PENDING
 from zoolens.ir._export_tokens import token_value
@@ -35,11 +36,13 @@ def import_exported(
     output_index: int = 0,
     meta: dict[str, Any] | None = None,
 ) -> tuple[Net, Dyn]:
-    """Translate `program` (traced with one input tensor) into a `Net`.
+    """Translate `program` (traced with one input tensor, and maybe its attention mask) into
+    a `Net`.
 
     Args:
-        program: the exported program; its one user input is token ids ``(B, T)``
-            (``input_kind="tokens"``) or an image/feature batch ``(B, C, *S)``.
+        program: the exported program; its first user input is token ids ``(B, T)``
+            (``input_kind="tokens"``) or an image/feature batch ``(B, C, *S)``; a second,
+            named ``attention_mask`` ``(B, T)``, becomes the net's extra input of that name.
         input_kind: ``"tokens"`` or ``"dense"``.
         output_index: which of the program's outputs is the net's output.
         meta: provenance stored on the net.
@@ -57,8 +60,11 @@ def import_exported(
     ctx = Context(params=params)
     env: dict[str, Value] = {}
     user_inputs = list(sig.user_inputs)
-    if len(user_inputs) != 1:
-        raise UnsupportedOpError(f"the traced model reads {len(user_inputs)} inputs; one is read")
+    if len(user_inputs) not in (1, 2) or user_inputs[1:] not in ([], [MASK]):
+        raise UnsupportedOpError(
+            f"the traced model reads inputs {user_inputs}; read: one data input, optionally "
+            f"followed by {MASK!r}"
+        )
     graph = program.graph_module.graph
     for node in graph.nodes:
         ctx.consumers[node.name] = len(node.users)
@@ -71,6 +77,9 @@ def import_exported(
                 env[node.name] = Const(tensors[buffers[node.name]])
             elif node.name in consts_map:
                 env[node.name] = Const(tensors[consts_map[node.name]])
+            elif node.name == MASK and len(user_inputs) == 2:
+                val = node.meta["val"]
+                env[node.name] = mask_input(tuple(val.shape), val.dtype)
             else:
                 shape = tuple(int(s) for s in node.meta["val"].shape)
                 input_shape = shape[1:]
@@ -86,8 +95,11 @@ def import_exported(
                 raise UnsupportedOpError("the chosen output does not depend on the input")
             out = materialise(ctx, out, "the output")
             _fuse_norm_scales(ctx)
-            net = Net(ctx.ops, input_shape, "input", out.value, dict(meta or {}))
+            extra = tuple(user_inputs[1:])
+            net = Net(ctx.ops, input_shape, "input", out.value, dict(meta or {}), extra)
             net.meta["tied"] = {k: v for k, v in ctx.used.items() if len(v) > 1}
+            if ctx.implied:  # e.g. a bias-free LayerNorm's zero bias: not counted
+                net.meta["implied"] = list(ctx.implied)
             return net, out
     raise UnsupportedOpError("the traced program has no output")
 
@@ -134,6 +146,9 @@ def _call(ctx: Context, node: torch.fx.Node, env: dict[str, Value]) -> Value:
     name = getattr(getattr(target, "overloadpacket", None), "__name__", str(target))
     if name.endswith("_") and not name.startswith("_"):
         name = name[:-1]  # in-place spelling (``add_``): the traced program is functional here
+    from_mask = mask_value(name, target, args, kwargs)  # e.g. the mask an SDPA reads
+    if from_mask is not None:
+        return from_mask
     from_tokens = token_value(ctx, name, target, args, kwargs)  # e.g. padding-aware positions
     if from_tokens is not None:
         return from_tokens
@@ -191,6 +206,7 @@ def trace_module(
     prefer: tuple[str, ...] = (),
     meta: dict[str, Any] | None = None,
     check: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> Net:
     """Trace `module` on `example` (batch ≥ 2) with torch.export and translate it.
 
@@ -201,11 +217,15 @@ def trace_module(
         prefer: output field names (of a ``ModelOutput``) to read, in order of preference;
             the first output otherwise. ``meta["output"]`` / ``meta["outputs"]`` record them.
         meta: provenance stored on the net.
-        check: compare the net with the module on a fresh input (≤ 1e-4 relative).
+        check: compare the net with the module on a fresh input (≤ 1e-4 relative), and
+            with `mask` on left, right and scattered padding.
+        mask: an ``attention_mask`` ``(B, T)`` passed as that keyword: the net reads it as
+            its extra input of that name (`zoolens.ir.Net.extra_inputs`).
     """
     kind = "dense" if example.is_floating_point() else "tokens"
+    kwargs = {} if mask is None else {MASK: mask}
     try:
-        program = torch.export.export(module, (example,), strict=False)
+        program = torch.export.export(module, (example,), kwargs, strict=False)
     except Exception as e:
         first = (str(e).splitlines() or [""])[0][:160]
         raise UnsupportedOpError(
@@ -220,6 +240,8 @@ def trace_module(
         raise UnsupportedOpError(f"{source}: {e}") from None
     if check:
         _check(source, module, net, layout, example, output_index)
+        if mask is not None:
+            _check_masks(source, module, net, layout, example, output_index, mask)
     net.check_finite(source)
     return net
 
@@ -240,6 +262,22 @@ def _output(out: Any, index: int) -> torch.Tensor:
     return chosen
 
 
+def _check_masks(
+    source: str,
+    module: torch.nn.Module,
+    net: Net,
+    layout: Dyn,
+    example: torch.Tensor,
+    index: int,
+    mask: torch.Tensor,
+) -> None:
+    """`_check` with the probe masks: no, full, left, right, scattered and random padding."""
+    from zoolens.ir._export_mask import probe_masks
+
+    for probe in probe_masks((int(mask.shape[0]), int(mask.shape[1])), mask.dtype):
+        _check(source, module, net, layout, example, index, probe)
+
+
 def _check(
     source: str,
     module: torch.nn.Module,
@@ -247,6 +285,7 @@ def _check(
     layout: Dyn,
     example: torch.Tensor,
     index: int,
+    mask: torch.Tensor | None = None,
 ) -> None:
     """Refuse a translation that does not reproduce `module` on a fresh input."""
     g = torch.Generator().manual_seed(1)
@@ -255,10 +294,11 @@ def _check(
     else:
         hi = int(example.max()) + 1
         x = torch.randint(0, max(hi, 2), example.shape, generator=g)
+    extra = {} if mask is None else {MASK: mask}
     with torch.no_grad():
-        want = arrange(_output(module(x), index), layout, keep_batch=True)
+        want = arrange(_output(module(x, **extra), index), layout, keep_batch=True)
         try:
-            got = net(x)
+            got = net(x, **extra)
         except (RuntimeError, ValueError, IndexError) as e:
             raise UnsupportedOpError(
                 f"{source}: the translated net does not run ({str(e).splitlines()[0][:160]})"

@@ -26,9 +26,11 @@ SEQ_LEN = 16
 #: Output fields read, in order of preference, from a model's output.
 OUTPUT_FIELDS = ("logits", "pooler_output", "last_hidden_state")
 #: Families tested to import (others may work; they are tried the same way).
-TESTED = ("bert", "distilbert", "roberta", "gpt2", "llama", "vit")
+TESTED = ("bert", "distilbert", "roberta", "gpt2", "llama", "phi", "gpt_neox", "mpt", "vit")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 _BIN_FILE, _BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
+#: What ``inputs`` may name: the model's main input, and optionally its attention mask.
+INPUTS = (("input_ids",), ("input_ids", "attention_mask"))
 
 
 def is_hf_dir(path: str) -> bool:
@@ -43,7 +45,12 @@ def is_hf_dir(path: str) -> bool:
         return False
 
 
-def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
+def import_hf_dir(
+    path: str,
+    seq_len: int = SEQ_LEN,
+    check: bool = True,
+    inputs: tuple[str, ...] | None = None,
+) -> Net:
     """Build, trace and translate the model in directory `path`.
 
     Args:
@@ -52,6 +59,11 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
             or a sharded ``pytorch_model.bin.index.json``).
         seq_len: positions of the token input of a text model (its net's input shape).
         check: compare the net with the model on fresh inputs (≤ 1e-4 relative).
+        inputs: the model inputs the net reads. ``None`` (or the main input alone): the
+            net computes ``model(input_ids)``, every position attended. ``("input_ids",
+            "attention_mask")``: the net also reads ``attention_mask`` ``(B, T)`` by name,
+            ``net(ids, attention_mask=mask)`` computing ``model(ids, attention_mask=mask)``
+            (left or right padding; left out, no padding). Text models only.
 
     Raises:
         LoadError: no weights, a ``.bin`` that needs code to unpickle, weights missing from
@@ -65,8 +77,18 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
     state = None
     if not any(os.path.isfile(os.path.join(path, f)) for f in _WEIGHT_FILES):
         state = _bin_state_dict(path, model_type)
+    mask_wanted = _mask_wanted(path, inputs)
     model = _build(transformers, path, model_type, state)
     x = _example(model, seq_len)
+    mask = None
+    if mask_wanted:
+        if x.is_floating_point():
+            raise UnsupportedOpError(
+                f"{path}: {model_type!r} reads {tuple(x.shape[1:])} pixel values, not token "
+                "ids: an attention mask is read for text models only"
+            )
+        mask = torch.ones(x.shape, dtype=torch.long)
+        mask[0, : x.shape[1] // 4] = 0  # traced with padding: no shortcut for a full mask
     meta: dict[str, Any] = {
         "source": os.path.abspath(path),
         "importer": "hf",
@@ -75,7 +97,7 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
         "source_params": sum(p.numel() for p in model.parameters()),
     }
     try:
-        return trace_module(model, x, path, OUTPUT_FIELDS, meta, check)
+        return trace_module(model, x, path, OUTPUT_FIELDS, meta, check, mask)
     except UnsupportedOpError as e:
         raise UnsupportedOpError(
             str(e).replace(f"{path}: ", f"{path}: {model_type!r}: ", 1)
@@ -83,6 +105,14 @@ def import_hf_dir(path: str, seq_len: int = SEQ_LEN, check: bool = True) -> Net:
     finally:  # the model and its trace hold reference cycles: free a copy of the weights now
         del model
         gc.collect()
+
+
+def _mask_wanted(path: str, inputs: tuple[str, ...] | None) -> bool:
+    if inputs is None or tuple(inputs) == INPUTS[0]:
+        return False
+    if tuple(inputs) == INPUTS[1]:
+        return True
+    raise LoadError(f"{path}: inputs={tuple(inputs)!r}; supported: {INPUTS[0]!r} or {INPUTS[1]!r}")
 
 
 def _model_type(path: str) -> str:

@@ -28,6 +28,7 @@ def save_net(net: Net, path: str) -> None:
         "output": net.output,
         "input_shape": list(net.input_shape),
         "meta": net.meta,
+        **({"extra_inputs": list(net.extra_inputs)} if net.extra_inputs else {}),
         "ops": [
             {
                 "name": op.name,
@@ -88,6 +89,7 @@ def load_net_dir(path: str) -> Net:
             input=arch["input"],
             output=arch["output"],
             meta=arch.get("meta", {}),
+            extra_inputs=tuple(arch.get("extra_inputs", ())),
         )
     except KeyError as e:
         raise LoadError(f"{path}: arch.json and model.safetensors disagree: missing {e}") from None

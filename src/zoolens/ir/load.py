@@ -18,6 +18,7 @@ def load_net(
     source: str | os.PathLike[str] | nn.Module,
     input_shape: tuple[int, ...] | None = None,
     strict: bool = False,
+    inputs: tuple[str, ...] | None = None,
 ) -> Net | TensorSet:
     """Read a network from a module, a zoolens directory, an ONNX file or bare weights.
 
@@ -31,23 +32,29 @@ def load_net(
         input_shape: input shape without batch axis, for modules that need it.
         strict: for ONNX files with ops the IR lacks, raise instead of returning the
             initializers as a `TensorSet` with a warning.
+        inputs: for a Hugging Face text model, ``("input_ids", "attention_mask")`` makes
+            the net read the attention mask too (`zoolens.ir.hf_import.import_hf_dir`);
+            the default reads the token ids alone (no padding). Refused for other sources.
 
     Returns:
         A `Net` when the wiring is known, otherwise a `TensorSet`.
     """
     if isinstance(source, nn.Module):
+        _no_inputs(type(source).__name__, inputs)
         return _load_module(source, input_shape)
     path = os.fspath(source)
     if not os.path.exists(path):
         raise LoadError(f"{path}: no such file or directory")
     if is_net_dir(path):
+        _no_inputs(path, inputs)  # a saved net reads what it was imported with
         return load_net_dir(path)
     if os.path.isdir(path):
         from zoolens.ir.hf_import import import_hf_dir, is_hf_dir
 
         if is_hf_dir(path):
-            return import_hf_dir(path)
+            return import_hf_dir(path, inputs=inputs)
         raise LoadError(_unreadable_dir(path))
+    _no_inputs(path, inputs)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".onnx":
         from zoolens.ir.onnx_import import import_onnx
@@ -62,6 +69,14 @@ def load_net(
         f"{path}: unknown extension {ext!r} (expected a zoolens directory, .onnx, "
         ".safetensors, .pt, .pth, .bin or .ckpt)"
     )
+
+
+def _no_inputs(source: str, inputs: tuple[str, ...] | None) -> None:
+    if inputs is not None and tuple(inputs) != ("input_ids",):
+        raise LoadError(
+            f"{source}: inputs={tuple(inputs)!r} is read from Hugging Face model directories "
+            "only; this source's net reads one input"
+        )
 
 
 def _load_module(module: nn.Module, input_shape: tuple[int, ...] | None) -> Net:

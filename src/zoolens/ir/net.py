@@ -9,9 +9,14 @@ from typing import Any
 
 import torch
 
-from zoolens.errors import InvalidWeightsError, LoadError
+from zoolens.errors import InvalidWeightsError, LoadError, UnsupportedOpError
 from zoolens.ir.ops import DENSE_KINDS, Op
 from zoolens.ir.tensorset import hash_tensors
+
+#: Inputs a net may read besides its data input, by name; given to ``net(x, name=...)`` or
+#: left out for their default: ``attention_mask`` ``(B, T)`` (1 = attend, 0 = padding; the
+#: ``transformers`` convention) defaults to all ones, i.e. no padding.
+EXTRA_INPUTS = ("attention_mask",)
 
 
 @dataclass
@@ -39,9 +44,12 @@ class Net:
         input: name of the input value.
         output: name of the output value.
         meta: free-form provenance (source path, importer).
+        extra_inputs: further inputs read by name (`EXTRA_INPUTS`), each optional in
+            ``net(x, **extra)``: a text model imported with its attention mask reads
+            ``("attention_mask",)``.
 
     Shapes:
-        x: ``(B, *input_shape)`` → ``(B, n_out, *spatial)``.
+        x: ``(B, *input_shape)`` → ``(B, n_out, *spatial)``; ``attention_mask``: ``(B, T)``.
     """
 
     ops: list[Op]
@@ -49,6 +57,7 @@ class Net:
     input: str = "input"
     output: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    extra_inputs: tuple[str, ...] = ()
     # (arch_key, value infos) of the last `value_infos` call: valid while the key holds
     _infos: tuple[str, dict[str, ValueInfo]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -60,15 +69,43 @@ class Net:
         self.validate_structure()
 
     # -- running -------------------------------------------------------------------------
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x)
+    def __call__(self, x: torch.Tensor, **extra: torch.Tensor | None) -> torch.Tensor:
+        return self.forward(x, **extra)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network on a batch ``x`` of shape ``(B, *input_shape)``."""
-        env = {self.input: x}
+    def forward(self, x: torch.Tensor, **extra: torch.Tensor | None) -> torch.Tensor:
+        """Run the network on a batch ``x`` of shape ``(B, *input_shape)``; `extra`: values
+        of its `extra_inputs` (an ``attention_mask``), each defaulting to no masking."""
+        env = self.input_env(x, **extra)
         for op in self.ops:
             env[op.output] = op.run([env[name] for name in op.inputs])
         return env[self.output]
+
+    def input_env(self, x: torch.Tensor, **extra: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The values a forward pass starts from: ``x`` and every extra input (given, or its
+        default for batch `x`).
+
+        Raises:
+            UnsupportedOpError: an extra input this net does not read, or of the wrong shape.
+        """
+        unknown = sorted(set(extra) - set(self.extra_inputs))
+        if unknown:
+            reads = ", ".join(self.extra_inputs) or "none"
+            raise UnsupportedOpError(
+                f"this net reads no input {unknown[0]!r} (extra inputs: {reads}); import it "
+                'with inputs=("input_ids", "attention_mask") to model a mask'
+            )
+        env = {self.input: x}
+        for name in self.extra_inputs:
+            value = extra.get(name)
+            if value is None:  # attention_mask: attend to every position
+                value = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+            elif tuple(value.shape) != tuple(x.shape[:2]):
+                raise UnsupportedOpError(
+                    f"{name} of shape {list(value.shape)}; expected (batch, positions) = "
+                    f"{list(x.shape[:2])}"
+                )
+            env[name] = value
+        return env
 
     def value_infos(self) -> dict[str, ValueInfo]:
         """Units and spatial shape of every value (one forward pass of zeros).
@@ -89,6 +126,7 @@ class Net:
                 self.input,
                 self.output,
                 self.input_shape,
+                *((self.extra_inputs,) if self.extra_inputs else ()),
                 [
                     (
                         op.kind,
@@ -105,7 +143,7 @@ class Net:
     def _compute_value_infos(self) -> dict[str, ValueInfo]:
         p = next(self.parameters(), None)
         dtype = p.dtype if p is not None else torch.float32
-        env = {self.input: torch.zeros((1, *self.input_shape), dtype=dtype)}
+        env = self.input_env(torch.zeros((1, *self.input_shape), dtype=dtype))
         with torch.no_grad():
             for op in self.ops:
                 env[op.output] = op.run([env[n] for n in op.inputs])
@@ -117,7 +155,10 @@ class Net:
     # -- structure -----------------------------------------------------------------------
     def validate_structure(self) -> None:
         """Check names are unique and every op reads values defined before it."""
-        seen = {self.input}
+        bad = [n for n in self.extra_inputs if n not in EXTRA_INPUTS or n == self.input]
+        if bad:
+            raise LoadError(f"extra input {bad[0]!r}; supported: {', '.join(EXTRA_INPUTS)}")
+        seen = {self.input, *self.extra_inputs}
         for op in self.ops:
             missing = [n for n in op.inputs if n not in seen]
             if missing:
@@ -169,8 +210,14 @@ class Net:
 
     def num_params(self) -> int:
         """Parameter count; a tensor tied to another (``meta["tied"]``, e.g. a language-model
-        head sharing the token embedding) is counted once, as its source model counts it."""
+        head sharing the token embedding) is counted once, and one the source model does not
+        hold (``meta["implied"]``, e.g. the zero bias of a bias-free LayerNorm) not at all,
+        as its source model counts them."""
         total = sum(int(t.numel()) for t in self.parameters())
+        implied = self.meta.get("implied")
+        if implied:
+            tensors = self.state_dict()
+            total -= sum(int(tensors[k].numel()) for k in implied if k in tensors)
         tied = self.meta.get("tied")
         if tied:
             tensors = self.state_dict()
@@ -192,7 +239,8 @@ class Net:
     def content_hash(self) -> str:
         """SHA-256 of the architecture and every tensor's bytes: equal iff bit-identical."""
         arch = [(op.kind, op.inputs, op.output, sorted(op.attrs.items())) for op in self.ops]
-        return hash_tensors(self.state_dict().items(), repr((arch, self.input_shape)).encode())
+        key = (arch, self.input_shape, *((self.extra_inputs,) if self.extra_inputs else ()))
+        return hash_tensors(self.state_dict().items(), repr(key).encode())
 
     def clone(self) -> Net:
         """A copy whose tensors can be changed without touching this net."""
@@ -207,7 +255,14 @@ class Net:
             )
             for op in self.ops
         ]
-        out = Net(ops, self.input_shape, self.input, self.output, copy.deepcopy(self.meta))
+        out = Net(
+            ops,
+            self.input_shape,
+            self.input,
+            self.output,
+            copy.deepcopy(self.meta),
+            self.extra_inputs,
+        )
         out._infos = self._infos  # the same architecture; re-checked against its key on use
         return out
 

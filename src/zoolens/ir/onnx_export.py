@@ -38,8 +38,14 @@ def export_onnx(net: Net, path: str, opset: int = 17) -> None:
     ``"output"``. Token-id nets take int64 ids.
 
     Raises:
-        ZoolensError: the exporter cannot trace an op (its message names it).
+        ZoolensError: the exporter cannot trace an op (its message names it), or the net
+            reads extra inputs (an attention mask), which the export does not write.
     """
+    if net.extra_inputs:
+        raise ZoolensError(
+            f"{path}: a net reading {', '.join(net.extra_inputs)} is not exported to ONNX; "
+            "export the net imported without inputs= (no mask)"
+        )
     p = next(net.parameters(), None)
     dtype = p.dtype if p is not None else torch.float32
     tokens = any(op.kind == "embedding" for op in net.consumers(net.input))

@@ -31,6 +31,12 @@ _WEIGHTED = frozenset({"rmsnorm", "embedding", "posembed", "channel_scale", "pre
 def check_seq_op(op: Op) -> None:
     """Raise `UnsupportedOpError` naming `op` when its inputs, params or attrs do not fit."""
     n = _N_INPUTS.get(op.kind, 2 if op.kind == "mul" or _pad(op) is not None else 1)
+    if op.kind == "sdpa" and op.attrs.get("mask") is not None:
+        if op.attrs["mask"] != "keys":
+            raise UnsupportedOpError(
+                f"op {op.name!r}: sdpa mask {op.attrs['mask']!r}; supported: 'keys'"
+            )
+        n = 4  # q, k, v and the attention mask (B, T)
     if len(op.inputs) < n or (op.kind != "mul" and len(op.inputs) != n):
         raise UnsupportedOpError(f"op {op.name!r}: {op.kind} reads {n} value(s)")
     if op.kind in _WEIGHTED and "weight" not in op.params:
@@ -41,6 +47,13 @@ def check_seq_op(op: Op) -> None:
     if not isinstance(h, int) or not isinstance(g, int) or h < 1 or g < 1 or h % g:
         raise UnsupportedOpError(
             f"op {op.name!r}: sdpa needs int attrs heads and kv_heads dividing it, got {h}, {g}"
+        )
+    alibi = op.attrs.get("alibi")
+    if alibi is not None and (
+        not isinstance(alibi, list) or len(alibi) != h or op.attrs.get("mask") is not None
+    ):
+        raise UnsupportedOpError(
+            f"op {op.name!r}: sdpa alibi needs one slope per head ({h}) and no attention mask"
         )
     rope = op.attrs.get("rope")
     if rope and (int(rope.get("dims", 0)) % 2 or rope.get("style", "half") != "half"):
@@ -204,12 +217,22 @@ def head_dim(op: Op, q_units: int) -> int:
 
 
 def run_sdpa(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
-    """Per-head softmax(q kᵀ · scale [+ causal mask]) v.
+    """Per-head softmax(q kᵀ · scale [+ ALiBi bias] [+ causal mask] [+ key padding mask]) v.
+
+    With ``attrs["alibi"]`` (a slope m_h per head) the scores gain ``m_h · (j - i)`` for
+    query i and key j (ALiBi; a constant per query row, such as Bloom's ``m_h · j``, does
+    not change the softmax).
+
+    With ``attrs["mask"] == "keys"`` a fourth input, the attention mask ``(B, T)`` (nonzero =
+    attend), hides the padded keys from every query, as ``torch``'s SDPA applies the boolean
+    mask ``transformers`` builds from ``attention_mask``; a query that sees no key at all (a
+    leading pad under a causal mask) outputs zeros, as that SDPA does.
 
     Shapes:
-        q: ``(B, H * hd, T)``; k, v: ``(B, Hkv * hd, T)`` → ``(B, H * hd, T)``.
+        q: ``(B, H * hd, T)``; k, v: ``(B, Hkv * hd, T)``; mask: ``(B, T)`` →
+        ``(B, H * hd, T)``.
     """
-    q, k, v = xs
+    q, k, v = xs[:3]
     a = op.attrs
     h, hkv = int(a["heads"]), int(a.get("kv_heads") or a["heads"])
     hd = head_dim(op, q.shape[1])
@@ -231,10 +254,22 @@ def run_sdpa(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
     scale = a.get("scale")
     scale = 1.0 / math.sqrt(hd) if scale is None else float(scale)
     scores = qh @ kh.transpose(2, 3) * scale  # (B, H, T, T)
-    if a.get("causal"):
-        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(mask, float("-inf"))
-    out = scores.softmax(dim=-1) @ vh  # (B, H, T, hd)
+    if a.get("alibi") is not None:  # ALiBi: slope_h · (j - i), a fixed bias per head
+        pos = torch.arange(t, dtype=scores.dtype, device=q.device)
+        slopes = torch.tensor(a["alibi"], dtype=scores.dtype, device=q.device)
+        scores = scores + slopes[:, None, None] * (pos[None, :] - pos[:, None])  # (H, T, T)
+    if a.get("mask") is None:
+        if a.get("causal"):
+            mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+            scores = scores.masked_fill(mask, float("-inf"))
+        out = scores.softmax(dim=-1) @ vh  # (B, H, T, hd)
+    else:
+        seen = (xs[3] != 0).reshape(b, 1, 1, t)  # (B, 1, 1, T) keys each query may see
+        if a.get("causal"):
+            seen = seen & torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+        probs = scores.masked_fill(~seen, float("-inf")).softmax(dim=-1)
+        probs = torch.where(seen.any(dim=-1, keepdim=True), probs, torch.zeros_like(probs))
+        out = probs @ vh  # (B, H, T, hd)
     return out.transpose(2, 3).reshape(b, h * hd, t)
 
 

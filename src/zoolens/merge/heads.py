@@ -53,9 +53,9 @@ def match_attention(ref: Net, model: Net, spaces: dict[str, Space], perms: Perms
     infos = ref.value_infos()
     out: Perms = {}
     for op in ref.ops:
-        if op.kind != "sdpa":
+        if op.kind != "sdpa" or op.attrs.get("alibi") is not None:  # ALiBi: heads stay
             continue
-        roots = [where[v] for v in (*op.inputs, op.output)]
+        roots = [where[v] for v in (*op.inputs[:3], op.output)]  # q, k, v: not the mask
         if any(spaces[r].fixed or spaces[r].tied != op.name for r in roots):
             continue
         shape = attention_shape(op, infos[op.inputs[0]].units)

@@ -110,7 +110,7 @@ def build_spaces(
         if (op.kind in LAYOUT_KINDS and op.kind != "concat") or is_grouped(op)
         for v in (*op.inputs, op.output)
     ]
-    for v in (net.input, net.output, *reshaped):
+    for v in (net.input, net.output, *net.extra_inputs, *reshaped):
         spaces[_find(uf, v)].fixed = True
     _composite.attach(net, spaces, lambda v: _find(uf, v))
     _propagate_fixed(spaces)
@@ -134,7 +134,7 @@ def _tie_attention(net: Net, spaces: dict[str, Space], uf: dict[str, str]) -> No
     for op in net.ops:
         if op.kind != "sdpa":
             continue
-        for v in (*op.inputs, op.output):
+        for v in (*op.inputs[:3], op.output):  # not the attention mask (B, T)
             sp = spaces[_find(uf, v)]
             if sp.parent is not None:  # scale spaces: the output is derived from v
                 continue
