@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from index.clustered import D, brute, clustered_data
-from zoolens.index.vectors import IndexConfig, VectorIndex, cache_file, find_cache, prune_caches
+from zoolens.index.vectors import (
+    _BLAS,
+    IndexConfig,
+    VectorIndex,
+    cache_file,
+    find_cache,
+    prune_caches,
+)
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +142,14 @@ def test_batched_flat_search_through_blas_equals_one_by_one(data):
     x, rows, q = data
     index = build("flat", x, rows)
     alone = [index.search(q[i : i + 1], 10) for i in range(len(q))]
+    before = faiss.cvar.distance_compute_blas_threshold
     scores, ids = index.search(q, 10)  # 25 queries >= blas_queries
-    assert faiss.cvar.distance_compute_blas_threshold in (8, 8 * D)  # set for this batch
+    assert faiss.cvar.distance_compute_blas_threshold == before  # restored for other users
+    with _BLAS.lowered(8, D):  # what a search runs under, nested as concurrent ones are
+        with _BLAS.lowered(8, D):
+            assert faiss.cvar.distance_compute_blas_threshold in (8, 8 * D)
+        assert faiss.cvar.distance_compute_blas_threshold in (8, 8 * D)
+    assert faiss.cvar.distance_compute_blas_threshold == before
     np.testing.assert_array_equal(ids, np.concatenate([r for _, r in alone]))
     np.testing.assert_allclose(scores, np.concatenate([s for s, _ in alone]), atol=1e-6)
     np.testing.assert_array_equal(ids, brute(x, rows, q, 10)[1])

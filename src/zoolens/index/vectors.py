@@ -15,6 +15,7 @@ import glob
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,18 +107,36 @@ def _threads(n_queries: int, config: IndexConfig) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-_blas_default: list[int] = []  # FAISS' own threshold, read at the first search
+class _BlasThreshold:
+    """FAISS' BLAS threshold (a process-wide setting) lowered while searches of this module
+    run, restored when the last one ends: other FAISS users in the process see their own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._before = 0
+
+    @contextmanager
+    def lowered(self, n_queries: int, dim: int) -> Iterator[None]:
+        """Exact searches of `n_queries` or more go through BLAS meanwhile. FAISS 1.15
+        compares queries × dim with its threshold (default 128000), earlier versions
+        queries (default 20)."""
+        with self._lock:
+            if not self._active:
+                self._before = faiss.cvar.distance_compute_blas_threshold
+                want = n_queries * dim if self._before > 1000 else n_queries
+                faiss.cvar.distance_compute_blas_threshold = want
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if not self._active:
+                    faiss.cvar.distance_compute_blas_threshold = self._before
 
 
-def use_blas_from(n_queries: int, dim: int) -> None:
-    """Exact searches of `n_queries` or more go through BLAS (process-wide). FAISS 1.15
-    compares queries × dim with its threshold (default 128000), earlier versions queries
-    (default 20)."""
-    if not _blas_default:
-        _blas_default.append(faiss.cvar.distance_compute_blas_threshold)
-    want = n_queries * dim if _blas_default[0] > 1000 else n_queries
-    if faiss.cvar.distance_compute_blas_threshold != want:
-        faiss.cvar.distance_compute_blas_threshold = want
+_BLAS = _BlasThreshold()
 
 
 class VectorIndex:
@@ -266,8 +285,7 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if k <= 0 or self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             return _no_hits(n, max(k, 0))
-        use_blas_from(self.config.blas_queries, self.dim)
-        with _threads(n, self.config):
+        with _threads(n, self.config), _BLAS.lowered(self.config.blas_queries, self.dim):
             if allowed is None and self.kind == "ivfpq" and self._reranks():
                 scores, rows = self._rerank(queries, k, self._search_all(queries, self._wide(k)))
             elif allowed is None:
