@@ -184,3 +184,14 @@ def test_masked_net_is_not_exported_to_onnx_without_its_mask(saved: dict, tmp_pa
     with pytest.raises(ZoolensError, match="attention_mask is not exported"):
         export_onnx(load_net(saved["bert"][0], inputs=MASKED), str(tmp_path / "m.onnx"))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_masked_net_is_refused_by_align_and_merge_in_one_line(saved: dict) -> None:
+    from zoolens.errors import ArchitectureMismatchError
+    from zoolens.merge import check_same_architecture
+
+    masked = load_net(saved["bert"][0], inputs=MASKED)
+    plain = load_net(saved["bert"][0])
+    check_same_architecture(plain, plain)  # the same net read without its mask passes
+    with pytest.raises(ArchitectureMismatchError, match="B also reads attention_mask"):
+        check_same_architecture(plain, masked)

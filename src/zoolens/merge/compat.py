@@ -16,6 +16,12 @@ def check_same_architecture(a: Net, b: Net, names: tuple[str, str] = ("A", "B"))
     activations, settings, wiring and tensor shapes must match op by op.
     """
     na, nb = names
+    for name, net in ((na, a), (nb, b)):
+        if net.extra_inputs:  # activations are taken from the data input alone
+            raise ArchitectureMismatchError(
+                f"{name} also reads {', '.join(net.extra_inputs)}; align and merge take nets "
+                "of one input: load it without the extra inputs"
+            )
     if tuple(a.input_shape) != tuple(b.input_shape):
         raise ArchitectureMismatchError(
             f"{na} and {nb} differ in input shape: {tuple(a.input_shape)} vs "
