@@ -163,13 +163,20 @@ def _summary(train_cfg: dict) -> dict:
     return {**train_cfg, "trained_on": {**train_cfg["trained_on"], "tasks": counted}}
 
 
+def projection(config: object) -> str:
+    """How the encoder's fingerprint is made, for its card."""
+    layout = str(getattr(config, "fingerprint_layout", "gaussian"))
+    k, n = getattr(config, "fingerprint_probes", 0), getattr(config, "n_probes", 0)
+    return f"layout `{layout}`" + (f", on the first {k} of its {n} probes" if k else "")
+
+
 def card(
     rows: dict,
     args: argparse.Namespace,
     zoo: Zoo,
     train_cfg: dict | None,
     fit: QualityFit | None,
-    layout: str = "gaussian",
+    projection: str = "layout `gaussian`",
 ) -> str:
     lines = [
         f"# zoolens encoder `{args.name}`",
@@ -186,8 +193,7 @@ def card(
             [
                 f"Function fingerprint at weight {args.fingerprint:g} "
                 "(`zoolens.nn.fingerprint`: the outputs on the probe inputs, standardised "
-                "per output, projected (layout "
-                f"`{layout}`); "
+                f"per output, projected ({projection}); "
                 "not trained, set after training, chosen on "
                 "the validation split by `python benchmarks/fingerprint_weight.py`); the "
                 "learned part weighs the rest.",
@@ -296,8 +302,7 @@ def main() -> None:
     target = os.path.join(out, "metrics.csv")
     if metrics is not None and os.path.abspath(metrics) != os.path.abspath(target):
         shutil.copy(metrics, target)
-    layout = str(getattr(enc.config, "fingerprint_layout", "gaussian"))
-    text = card(rows, args, zoo, train_cfg, fit, layout)
+    text = card(rows, args, zoo, train_cfg, fit, projection(enc.config))
     with open(os.path.join(out, "MODEL_CARD.md"), "w") as f:
         f.write(text)
     print(text)

@@ -87,10 +87,14 @@ def test_ship_saves_what_its_card_measures(zoo_dir: str, tmp_path) -> None:
 def test_ship_takes_a_bare_encoder_dir(zoo_dir: str, tmp_path) -> None:
     """An encoder directory without a training run (e.g. a shipped one): no history to
     copy, the card says so."""
-    NeuralGraphEncoder(SMALL).save(str(tmp_path / "enc"))
+    fp = {"fingerprint_layout": "isometric", "fingerprint_probes": 8}
+    NeuralGraphEncoder({**SMALL, **fp}).save(str(tmp_path / "enc"))
     dest = str(tmp_path / "weights")
     cmd = [sys.executable, SCRIPT, "--zoo", zoo_dir, "--encoder", str(tmp_path / "enc")]
-    subprocess.run([*cmd, "--dest", dest, "--name", "ng"], capture_output=True, check=True)
+    cmd += ["--dest", dest, "--name", "ng", "--fingerprint", "0.3"]
+    subprocess.run(cmd, capture_output=True, check=True)
     assert not os.path.exists(os.path.join(dest, "ng", "metrics.csv"))
     with open(os.path.join(dest, "ng", "MODEL_CARD.md")) as f:
-        assert "Training config: `—`" in f.read()
+        card = f.read()
+    assert "Training config: `—`" in card
+    assert "(layout `isometric`, on the first 8 of its 32 probes)" in card  # what it ships
