@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from zoolens.cli.app import app
+from zoolens.cli.inspect import INPUTS_OPTION, parse_inputs
 from zoolens.errors import ZoolensError
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ def embed(
         1, "--ray-actors", min=1, help="With --ray: encoder replicas (one CPU each)."
     ),
     probe_inputs: Path | None = PROBE_INPUTS_OPTION,
+    inputs: str | None = INPUTS_OPTION,
 ) -> None:
     """Embed PATHs with an encoder and write their vectors, in input order, to OUT."""
     import sys
@@ -84,8 +86,13 @@ def embed(
 
     from zoolens.nn import load_encoder
 
+    names = parse_inputs(inputs) if inputs else None
+    if names is not None and ray is not None:
+        raise ZoolensError("--inputs is not read with --ray: embed these models locally")
     enc = with_probe_inputs(load_encoder(encoder), probe_inputs)
-    if ray is not None:
+    if names is not None:
+        z = encode_with_inputs(enc, [str(p) for p in paths], names, batch_size, threads)
+    elif ray is not None:
         from zoolens.index.ray_embed import embed_with_ray
 
         z = embed_with_ray(
@@ -111,3 +118,23 @@ def embed(
     typer.echo(
         f"embedded {z.shape[0]} model(s) with {enc.id} → {out} ({z.shape[0]}×{z.shape[1]} float32)"
     )
+
+
+def encode_with_inputs(
+    enc: Encoder, paths: list[str], inputs: tuple[str, ...], batch_size: int, threads: int | None
+) -> Any:
+    """`enc`'s embeddings ``(n, d)`` of `paths`, each read by ``load_net(path, inputs=inputs)``,
+    a batch of `batch_size` loaded at a time.
+
+    Raises:
+        LoadError: a path that is not read with these inputs (not a Hugging Face text model).
+    """
+    import numpy as np
+
+    from zoolens.ir import load_net
+
+    chunks = []
+    for s in range(0, len(paths), batch_size):
+        nets = [load_net(p, inputs=inputs) for p in paths[s : s + batch_size]]
+        chunks.append(enc.encode(nets, batch_size=batch_size, threads=threads))
+    return np.concatenate(chunks, axis=0)

@@ -10,6 +10,14 @@ import typer
 from zoolens.cli.app import app
 from zoolens.errors import LoadError, ZoolensError
 
+INPUTS_OPTION: Any = typer.Option(
+    None,
+    "--inputs",
+    metavar="NAMES",
+    help="Model inputs the net reads, comma-separated: input_ids (the default) or "
+    "input_ids,attention_mask (Hugging Face text models: the mask becomes a second input).",
+)
+
 if TYPE_CHECKING:
     from zoolens.ir.net import Net
     from zoolens.ir.tensorset import TensorSet
@@ -27,13 +35,15 @@ def inspect_command(
     input_shape: str | None = typer.Option(
         None, "--input-shape", help="Input shape without batch, e.g. 1,28,28."
     ),
+    inputs: str | None = INPUTS_OPTION,
 ) -> None:
     """Print the layers (op, output shape, parameters) and the parameter count."""
     from zoolens.ir.load import load_net
     from zoolens.ir.net import Net
 
     shape = parse_shape(input_shape) if input_shape else None
-    obj = load_net(path, input_shape=shape, strict=strict)
+    names = parse_inputs(inputs) if inputs else None
+    obj = load_net(path, input_shape=shape, strict=strict, inputs=names)
     report = net_report(obj, shape) if isinstance(obj, Net) else tensorset_report(obj)
     report = {"path": path, **report}
     typer.echo(json.dumps(report, indent=1, default=str) if as_json else format_report(report))
@@ -55,6 +65,22 @@ def parse_shape(text: str) -> tuple[int, ...]:
             "commas, such as 1,28,28"
         )
     return shape
+
+
+def parse_inputs(text: str) -> tuple[str, ...]:
+    """``"input_ids,attention_mask"`` → ``("input_ids", "attention_mask")``, one of the input
+    sets `zoolens.ir.hf_import.INPUTS` names.
+
+    Raises:
+        ZoolensError: another list of names.
+    """
+    from zoolens.ir.hf_import import INPUTS
+
+    names = tuple(s.strip() for s in text.split(","))
+    if names not in INPUTS:
+        known = " or ".join(",".join(n) for n in INPUTS)
+        raise ZoolensError(f"--inputs {text!r}: expected {known}")
+    return names
 
 
 def net_report(net: Net, input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
@@ -89,6 +115,7 @@ def net_report(net: Net, input_shape: tuple[int, ...] | None = None) -> dict[str
     return {
         "kind": "Net",
         "input_shape": list(net.input_shape),
+        "extra_inputs": list(net.extra_inputs),
         "num_params": net.num_params(),
         "meta": net.meta,
         "layers": layers,
@@ -113,6 +140,8 @@ def format_report(report: dict[str, Any]) -> str:
             f" (importer: {report['meta'].get('importer', 'zoolens')}), "
             f"input shape {tuple(report['input_shape'])}"
         )
+        if report.get("extra_inputs"):
+            lines[0] += f", also reads {', '.join(report['extra_inputs'])}"
         rows: list[tuple[str, ...]] = [("name", "op", "activation", "output", "params", "count")]
         rows += [
             (
