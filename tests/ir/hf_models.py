@@ -102,6 +102,19 @@ FAMILIES: dict[str, Callable[[], Any]] = {
         max_seq_len=32,
         initializer_range=0.2,  # scores far from uniform, as trained
     ),
+    "bart": _text(  # encoder-decoder; the decoder reads the ids shifted right (its default)
+        "BartForConditionalGeneration",
+        "BartConfig",
+        vocab_size=64,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=48,
+        decoder_ffn_dim=48,
+        max_position_embeddings=32,
+    ),
     "vit": _text(
         "ViTForImageClassification",
         "ViTConfig",

@@ -374,6 +374,7 @@ def posembed(ctx: Context, d: Dyn, c: Const, node: Node) -> Dyn:
         raise UnsupportedOpError("a position table added to a value without one position axis")
     added = arrange(c.value, d)  # (D, T): what the traced model adds
     attrs: dict[str, Any] = {}
+    uniform = c.param is None and c.table is None and bool((added == added[:, :1]).all())
     if c.table is not None and c.ids is not None:
         ids = c.ids.reshape(-1, d.sdims[0])
         if not bool((ids == ids[:1]).all()):
@@ -384,9 +385,12 @@ def posembed(ctx: Context, d: Dyn, c: Const, node: Node) -> Dyn:
             raise UnsupportedOpError("a gathered table whose rows do not match what is added")
         if index != list(range(len(index))):
             attrs["index"] = index
+    elif uniform:  # a buffer such as BART's final_logits_bias: one column, not counted
+        weight, attrs["index"] = Const(added[:, :1]), [0] * added.shape[1]
     else:
         weight = Const(added, c.param)
     op = ctx.emit("posembed", (d.value,), c.param or node.name, {"weight": weight}, attrs)
+    ctx.implied += [f"{op.name}.weight"] if uniform else []
     return Dyn(op.output, d.axes, d.units, d.space, d.sdims)
 
 

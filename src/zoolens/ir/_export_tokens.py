@@ -69,9 +69,13 @@ def token_value(
         return _add_positions(ctx, name, args, kw, pos[0])
     toks = [a for a in flat if isinstance(a, TokenFn)]
     raw = [a for a in flat if is_token_input(a)]
-    if not toks and (not raw or name in HANDLERS or name in IDENTITY):
+    part = name == "slice" and raw and not toks and not _whole(target, raw[0], args, kw)
+    if not toks and not part and (not raw or name in HANDLERS or name in IDENTITY):
         return None  # the ids themselves: embedded, or laid out, by the ordinary handlers
     if name == "embedding" and isinstance(args[0], Const) and isinstance(args[1], TokenFn):
+        start = _shift_start(args[1], int(args[0].value.shape[0]))
+        if start is not None:
+            return _shifted_embedding(ctx, args[0], args[1].src, start)
         return _lookup(args[0], args[1])
     if name == "gather" and isinstance(args[0], Const):
         return _gather_uniform(args[0], args[2])
@@ -97,6 +101,38 @@ def token_value(
         return target(*run(list(args)), **{k: run(v) for k, v in kw.items()})
 
     return TokenFn(src, fn, scalars)
+
+
+def _whole(target: Any, ids: Dyn, args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
+    """Whether a ``slice`` of the token ids keeps them all (a no-op the layout handler takes)."""
+    x = torch.zeros(ids.shape, dtype=torch.long)
+    return tuple(target(x, *args[1:], **kw).shape) == tuple(x.shape)
+
+
+def _shift_start(ids: TokenFn, vocab: int) -> int | None:
+    """The start token ``s`` when `ids` computes ``cat(s, ids[:, :-1])`` (the decoder input of
+    an encoder-decoder model, shifted right) on random probe ids; else ``None``."""
+    g = torch.Generator().manual_seed(0)
+    starts = set()
+    for _ in range(4):
+        batch = torch.randint(0, vocab, ids.src.shape, generator=g)
+        try:
+            got = torch.as_tensor(ids.fn(batch))
+        except (RuntimeError, ValueError, IndexError, TypeError):
+            return None
+        if got.shape != batch.shape or not torch.equal(got[:, 1:].long(), batch[:, :-1]):
+            return None
+        starts |= {int(v) for v in got[:, 0]}
+    return starts.pop() if len(starts) == 1 else None
+
+
+def _shifted_embedding(ctx: Context, table: Const, ids: Dyn, start: int) -> Dyn:
+    """``table[cat(start, ids[:, :-1])]``: an ``embedding`` op with ``attrs["shift"]``."""
+    weight = Const(table.value.T, table.param)  # (D, V)
+    op = ctx.emit("embedding", (ids.value,), table.param or "embedding", {"weight": weight})
+    op.attrs["shift"] = start
+    u = Atom("U", int(table.value.shape[1]))
+    return Dyn(op.output, (*ids.axes, (u,)), (u,), ids.space, ids.sdims)
 
 
 def _gather_uniform(table: Const, index: Any) -> Const:
@@ -140,7 +176,8 @@ def _lookup(table: Const, ids: TokenFn) -> PadPositions:
             return PadPositions(ids.src, table, pad)
     raise UnsupportedOpError(
         "position ids computed from the token values other than padding-aware positions "
-        "cumsum(ids != pad) * (ids != pad) + pad"
+        "cumsum(ids != pad) * (ids != pad) + pad, or token ids other than the ids shifted "
+        "right (BART's decoder input)"
     )
 
 

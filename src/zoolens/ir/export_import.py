@@ -231,6 +231,12 @@ def trace_module(
         raise UnsupportedOpError(
             f"{source}: torch.export cannot trace it ({type(e).__name__}: {first})"
         ) from None
+    if _mutates_views(program):  # e.g. BART's shift of the ids: in-place writes to slices
+        import warnings
+
+        with warnings.catch_warnings():  # torch's own deprecation notices while it copies
+            warnings.simplefilter("ignore", FutureWarning)
+            program = program.run_decompositions({})  # functional: slice_scatter, ...
     keys = _output_keys(program)
     output_index = next((keys.index(k) for k in prefer if k in keys), 0)
     meta = {**(meta or {}), "output": keys[output_index], "outputs": keys}
@@ -244,6 +250,20 @@ def trace_module(
             _check_masks(source, module, net, layout, example, output_index, mask)
     net.check_finite(source)
     return net
+
+
+def _mutates_views(program: torch.export.ExportedProgram) -> bool:
+    """Whether the traced program writes in place into a slice or element of a value."""
+    for node in program.graph_module.graph.nodes:
+        src = node.args[0] if node.op == "call_function" and node.args else None
+        view = isinstance(src, torch.fx.Node) and _aten_name(src) in ("slice", "select")
+        if view and _aten_name(node).endswith("_"):
+            return True
+    return False
+
+
+def _aten_name(node: torch.fx.Node) -> str:
+    return str(getattr(getattr(node.target, "overloadpacket", None), "__name__", ""))
 
 
 def _output_keys(program: torch.export.ExportedProgram) -> list[str]:

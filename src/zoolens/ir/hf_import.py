@@ -26,7 +26,7 @@ SEQ_LEN = 16
 #: Output fields read, in order of preference, from a model's output.
 OUTPUT_FIELDS = ("logits", "pooler_output", "last_hidden_state")
 #: Families tested to import (others may work; they are tried the same way).
-TESTED = ("bert", "distilbert", "roberta", "gpt2", "llama", "phi", "gpt_neox", "mpt", "vit")
+TESTED = ("bert", "distilbert", "roberta", "gpt2", "llama", "phi", "gpt_neox", "mpt", "bart", "vit")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 _BIN_FILE, _BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 #: What ``inputs`` may name: the model's main input, and optionally its attention mask.
@@ -99,6 +99,12 @@ def import_hf_dir(
     try:
         return trace_module(model, x, path, OUTPUT_FIELDS, meta, check, mask)
     except UnsupportedOpError as e:
+        if getattr(model.config, "is_encoder_decoder", False) and "cannot trace" in str(e):
+            raise UnsupportedOpError(
+                f"{path}: {model_type!r}: an encoder-decoder model that needs "
+                "decoder_input_ids; read: those whose decoder reads the ids shifted right "
+                "when they are left out (BART)"
+            ) from None
         raise UnsupportedOpError(
             str(e).replace(f"{path}: ", f"{path}: {model_type!r}: ", 1)
         ) from None

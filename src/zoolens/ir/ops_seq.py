@@ -101,11 +101,14 @@ def _per_unit(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def run_embedding(op: Op, xs: list[torch.Tensor]) -> torch.Tensor:
-    """Token ids ``(B, T)`` → ``(B, D, T)``; weight ``(D, V)``."""
+    """Token ids ``(B, T)`` → ``(B, D, T)``; weight ``(D, V)``; ``attrs["shift"]``: read
+    ``cat(shift, ids[:, :-1])`` (the decoder input of an encoder-decoder model)."""
     ids, w = xs[0], op.params["weight"]
     if ids.dim() != 2:
         raise UnsupportedOpError(f"op {op.name!r}: embedding reads token ids (B, T)")
     ids = ids.round().long() if ids.is_floating_point() else ids.long()
+    if op.attrs.get("shift") is not None:  # a decoder's input: the ids shifted right
+        ids = torch.cat([torch.full_like(ids[:, :1], int(op.attrs["shift"])), ids[:, :-1]], 1)
     return F.embedding(ids, w.T).transpose(1, 2)  # (B, D, T)
 
 

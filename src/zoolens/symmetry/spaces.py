@@ -91,6 +91,9 @@ def build_spaces(
                 uf[_find(uf, v)] = _find(uf, op.output)
         elif op.kind == "flatten":
             derived[op.output] = (op.inputs[0], infos[op.inputs[0]].spatial_size)
+    for outs in _tied_embeddings(net):  # one table read twice (BART's encoder and decoder)
+        for v in outs[1:]:
+            uf[_find(uf, v)] = _find(uf, outs[0])
     spaces: dict[str, Space] = {}
     for v in infos:
         r = _find(uf, v)
@@ -117,6 +120,17 @@ def build_spaces(
     while _composite.propagate_fixed(spaces):
         _propagate_fixed(spaces)
     return spaces
+
+
+def _tied_embeddings(net: Net) -> list[list[str]]:
+    """Outputs of the ``embedding`` ops that read one tied table (``meta["tied"]``): their
+    units are the table's rows, so one permutation must act on them all."""
+    kinds = {op.name: op for op in net.ops}
+    groups = []
+    for entries in (net.meta.get("tied") or {}).values():
+        ops = [kinds.get(str(e).rsplit(".", 1)[0]) for e in entries]
+        groups.append([op.output for op in ops if op is not None and op.kind == "embedding"])
+    return [g for g in groups if len(g) > 1]
 
 
 def _gqa_unit_map(op: Op, n_out: int) -> torch.Tensor:
