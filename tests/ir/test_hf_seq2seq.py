@@ -136,3 +136,19 @@ def test_encoder_decoders_without_a_default_decoder_input_are_one_line(
     code, _, err = run_cli(["inspect", str(tmp_path)], monkeypatch, capsys)
     errors = [line for line in err.splitlines() if line.startswith("zoolens:")]
     assert code == 2 and len(errors) == 1 and "'t5'" in errors[0] and "Traceback" not in err
+
+
+def test_bart_reads_its_attention_mask_as_a_second_input(saved: dict) -> None:
+    """With ``inputs=(..., "attention_mask")`` the mask hides padded encoder keys (encoder
+    self-attention and cross-attention), as ``model(ids, attention_mask=mask)`` does."""
+    path, model = saved["bart"]
+    net = load_net(path, inputs=("input_ids", "attention_mask"))
+    assert net.extra_inputs == ("attention_mask",)
+    x = hf_models.example(model, net.input_shape)
+    mask = torch.ones_like(x)
+    mask[0, -5:] = 0  # right padding
+    with torch.no_grad():
+        want = model(x, attention_mask=mask).logits.transpose(1, 2)
+    got = net(x, attention_mask=mask)
+    assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
+    assert not torch.allclose(got, net(x), rtol=1e-3)  # sensitivity: the mask matters
