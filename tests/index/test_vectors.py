@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from index.clustered import D, brute, clustered_data
+from zoolens.index.faiss_settings import BLAS
 from zoolens.index.vectors import (
-    _BLAS,
     IndexConfig,
     VectorIndex,
     cache_file,
@@ -145,8 +145,8 @@ def test_batched_flat_search_through_blas_equals_one_by_one(data):
     before = faiss.cvar.distance_compute_blas_threshold
     scores, ids = index.search(q, 10)  # 25 queries >= blas_queries
     assert faiss.cvar.distance_compute_blas_threshold == before  # restored for other users
-    with _BLAS.lowered(8, D):  # what a search runs under, nested as concurrent ones are
-        with _BLAS.lowered(8, D):
+    with BLAS.lowered(8, D):  # what a search runs under, nested as concurrent ones are
+        with BLAS.lowered(8, D):
             assert faiss.cvar.distance_compute_blas_threshold in (8, 8 * D)
         assert faiss.cvar.distance_compute_blas_threshold in (8, 8 * D)
     assert faiss.cvar.distance_compute_blas_threshold == before

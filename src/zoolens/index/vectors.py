@@ -15,14 +15,14 @@ import glob
 import logging
 import os
 import re
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faiss
 import numpy as np
+
+from zoolens.index.faiss_settings import BLAS, query_threads
 
 log = logging.getLogger(__name__)
 
@@ -92,51 +92,6 @@ class IndexConfig:
             return self.kind
         limit = self.hnsw_threshold // 2 if current == "hnsw" else self.hnsw_threshold
         return "hnsw" if count > limit else "flat"
-
-
-@contextmanager
-def _threads(n_queries: int, config: IndexConfig) -> Iterator[None]:
-    if config.query_threads is None or n_queries >= config.few_queries:
-        yield
-        return
-    before = faiss.omp_get_max_threads()  # a per-thread OpenMP setting: other threads unaffected
-    faiss.omp_set_num_threads(config.query_threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
-class _BlasThreshold:
-    """FAISS' BLAS threshold (a process-wide setting) lowered while searches of this module
-    run, restored when the last one ends: other FAISS users in the process see their own."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active = 0
-        self._before = 0
-
-    @contextmanager
-    def lowered(self, n_queries: int, dim: int) -> Iterator[None]:
-        """Exact searches of `n_queries` or more go through BLAS meanwhile. FAISS 1.15
-        compares queries × dim with its threshold (default 128000), earlier versions
-        queries (default 20)."""
-        with self._lock:
-            if not self._active:
-                self._before = faiss.cvar.distance_compute_blas_threshold
-                want = n_queries * dim if self._before > 1000 else n_queries
-                faiss.cvar.distance_compute_blas_threshold = want
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._active -= 1
-                if not self._active:
-                    faiss.cvar.distance_compute_blas_threshold = self._before
-
-
-_BLAS = _BlasThreshold()
 
 
 class VectorIndex:
@@ -285,7 +240,11 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if k <= 0 or self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             return _no_hits(n, max(k, 0))
-        with _threads(n, self.config), _BLAS.lowered(self.config.blas_queries, self.dim):
+        cfg = self.config
+        with (
+            query_threads(n, cfg.query_threads, cfg.few_queries),
+            BLAS.lowered(cfg.blas_queries, self.dim),
+        ):
             if allowed is None and self.kind == "ivfpq" and self._reranks():
                 scores, rows = self._rerank(queries, k, self._search_all(queries, self._wide(k)))
             elif allowed is None:
