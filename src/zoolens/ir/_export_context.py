@@ -6,6 +6,7 @@ Private to `zoolens.ir.export_import`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,22 @@ class Context:
 
 
 Value = Dyn | Pending | Const | Any
+
+
+def replay(
+    target: Any, args: tuple[Any, ...], kw: dict[str, Any], leaf: Callable[[Any], Any]
+) -> Any:
+    """Call the traced `target` again on `args` / `kw` with every `Const` replaced by its
+    value and every other leaf `v` by ``leaf(v)`` (lists and tuples walked through)."""
+
+    def run(v: Any) -> Any:
+        if isinstance(v, Const):
+            return v.value
+        if isinstance(v, (list, tuple)):
+            return type(v)(run(x) for x in v)
+        return leaf(v)
+
+    return target(*run(list(args)), **{k: run(v) for k, v in kw.items()})
 
 
 def materialise(ctx: Context, v: Value, reader: str) -> Dyn:

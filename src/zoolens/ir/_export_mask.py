@@ -54,7 +54,7 @@ def _flat(args: Any) -> list[Any]:
 def mask_value(name: str, target: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any | None:
     """The translation of a traced op reading a mask-derived value: a new `MaskFn`; ``None``
     when it reads none, or is an SDPA (whose handler reads the mask with `key_mask`)."""
-    from zoolens.ir._export_context import Const
+    from zoolens.ir._export_context import replay
 
     flat = _flat(list(args)) + _flat(list(kw.values()))
     masks = [a for a in flat if isinstance(a, MaskFn)]
@@ -67,16 +67,7 @@ def mask_value(name: str, target: Any, args: tuple[Any, ...], kw: dict[str, Any]
         )
 
     def fn(mask: torch.Tensor) -> Any:
-        def run(v: Any) -> Any:
-            if isinstance(v, MaskFn):
-                return v.fn(mask)
-            if isinstance(v, Const):
-                return v.value
-            if isinstance(v, (list, tuple)):
-                return type(v)(run(x) for x in v)
-            return v
-
-        return target(*run(list(args)), **{k: run(v) for k, v in kw.items()})
+        return replay(target, args, kw, lambda v: v.fn(mask) if isinstance(v, MaskFn) else v)
 
     return MaskFn(masks[0].shape, masks[0].dtype, fn)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from zoolens.errors import UnsupportedOpError
-from zoolens.ir._export_context import Const, Context, materialise
+from zoolens.ir._export_context import Const, Context, materialise, replay
 from zoolens.ir._export_layout import Atom, Dyn
 from zoolens.ir._export_ops import HANDLERS, IDENTITY, _same_layout
 from zoolens.ir._export_patterns import Expr
@@ -86,19 +86,13 @@ def token_value(
     if name in ("ne", "eq") and isinstance(args[1], int) and not isinstance(args[1], bool):
         scalars += (int(args[1]),)
 
-    def fn(ids: torch.Tensor) -> Any:
-        def run(v: Any) -> Any:
-            if isinstance(v, TokenFn):
-                return v.fn(ids)
-            if is_token_input(v):
-                return ids
-            if isinstance(v, Const):
-                return v.value
-            if isinstance(v, (list, tuple)):
-                return type(v)(run(x) for x in v)
-            return v
+    def leaf(v: Any, ids: torch.Tensor) -> Any:
+        if isinstance(v, TokenFn):
+            return v.fn(ids)
+        return ids if is_token_input(v) else v
 
-        return target(*run(list(args)), **{k: run(v) for k, v in kw.items()})
+    def fn(ids: torch.Tensor) -> Any:
+        return replay(target, args, kw, lambda v: leaf(v, ids))
 
     return TokenFn(src, fn, scalars)
 
