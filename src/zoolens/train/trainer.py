@@ -66,12 +66,9 @@ def _initial_encoder(config: TrainConfig) -> Encoder:
     fingerprint weight 0: what trains and is validated is the learned part)."""
     if not config.init:
         return encoder_class(config.encoder)({**config.encoder_config, "seed": config.seed})
-    base = load_encoder(config.init)
-    values = base.config.to_dict()
-    if "fingerprint" in values:
-        values["fingerprint"] = 0.0
-    enc = type(base)(values)
-    enc.load_state_tensors(base.state_tensors())
+    enc = load_encoder(config.init)  # a copy read from disk: training it changes no other
+    if isinstance(enc, NeuralGraphEncoder):
+        enc = enc.with_fingerprint(0.0)
     if not isinstance(enc, TorchEncoder):
         raise ZoolensError(f"--init {config.init}: {enc.name!r} has no trainable weights")
     return enc
@@ -108,6 +105,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self._graphs: list[NeuralGraph] | None = None
         self._profiles: tuple[torch.Tensor, np.ndarray] | None = None
+        self._stats: torch.Tensor | None = None  # the graphs' output statistics, if read
         self._tb: Any = _tensorboard_writer(out) if config.tensorboard else None
 
     def refresh_zoos(self) -> list[Zoo]:
@@ -174,9 +172,11 @@ class Trainer:
         targets: np.ndarray,
         gen: torch.Generator,
         profiles: tuple[torch.Tensor, np.ndarray] | None = None,
+        extra: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """One optimiser step on `batch`; `profiles` are the batch's `functional_profiles`
-        (needed when ``config.functional`` > 0)."""
+        (needed when ``config.functional`` > 0), `extra` its items' `output_statistics`
+        (needed by a quality head that reads them, as a fine-tuned encoder's may)."""
         cfg = self.cfg
         z = nn.functional.normalize(self.views(batch, gen), dim=1)
         if cfg.positives == "task":
@@ -185,7 +185,8 @@ class Trainer:
             codes = np.arange(len(batch))
         labels = torch.as_tensor(np.repeat(codes, 2))
         con = supcon_loss(z, labels, cfg.tau)
-        pred = torch.sigmoid(_torch_encoder(self.encoder).quality_logits(z, self._extra(batch)))
+        both = None if extra is None else extra.repeat_interleave(2, dim=0)  # both views
+        pred = torch.sigmoid(_torch_encoder(self.encoder).quality_logits(z, both))
         acc = accuracy_loss(pred, torch.as_tensor(np.repeat(targets, 2), dtype=torch.float32))
         loss = cfg.lam * con + (1 - cfg.lam) * acc
         func = torch.zeros(())
@@ -206,14 +207,6 @@ class Trainer:
             "functional": func.item(),
             "accuracy_mse": acc.item(),
         }
-
-    def _extra(self, batch: list[Net] | list[NeuralGraph]) -> torch.Tensor | None:
-        """The extra columns the quality head reads for both views of each item (a head
-        fitted with the function's output statistics, as a fine-tuned encoder may have)."""
-        if not _torch_encoder(self.encoder).quality_extra_dim:
-            return None
-        graphs = [g for g in batch if isinstance(g, NeuralGraph)]  # only graph encoders have it
-        return output_statistics(graphs).repeat_interleave(2, dim=0)
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -272,12 +265,16 @@ class Trainer:
                 self._graphs = graphs
                 if self.cfg.functional:  # interface codes are recomputed over all models
                     self._profiles = functional_profiles(graphs, train.nets)
+                if self.encoder.quality_extra_dim:  # fixed per graph: once, not every step
+                    self._stats = output_statistics(graphs)
                 items = graphs
             else:
                 items = self._graphs or []
         for b in it:
             prof = None if self._profiles is None else (self._profiles[0][b], self._profiles[1][b])
-            m = self.step([items[i] for i in b], train.groups[b], train.targets[b], gen, prof)
+            extra = None if self._stats is None else self._stats[b]
+            batch = [items[i] for i in b]
+            m = self.step(batch, train.groups[b], train.targets[b], gen, prof, extra)
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v / len(batches)
             if progress:
